@@ -1,0 +1,48 @@
+"""nnspec: pictures of a neural network from a version-controlled spec file.
+
+>>> import nnspec
+>>> dash = nnspec.render("specs/quickstart.yaml", out="out/")  # doctest: +SKIP
+>>> dash.views[0].data.head()                                    # doctest: +SKIP
+
+Torch and Altair load on first use, so importing nnspec stays cheap.
+"""
+
+from __future__ import annotations
+
+from .errors import InternalError, ModelError, NnspecError, Span, SpecError
+
+__version__ = "0.1.0"
+__all__ = [
+    "InternalError",
+    "ModelError",
+    "NnspecError",
+    "Span",
+    "SpecError",
+    "load_spec",
+    "plan",
+    "render",
+]
+
+
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False):
+    """Render a spec (path, dict or Spec) into a Dashboard.
+
+    ``model=`` and ``inputs=`` use an in-memory model and batch instead of
+    the spec's ``model`` and ``input``; the model is left exactly as it was.
+    """
+    from .render import render as _render
+
+    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress)
+
+
+def plan(spec, model=None, inputs=None):
+    """Compile a spec into its capture Plan; ``.explain()`` prints it."""
+    from .render import plan as _plan
+
+    return _plan(spec, model=model, inputs=inputs)
+
+
+def load_spec(source, file=None):
+    from .spec import load_spec as _load
+
+    return _load(source, file)

@@ -1,0 +1,175 @@
+"""The batch a spec's forward pass runs on, and the loss its gradients come from."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from . import messages
+from .errors import ModelError, SpecError
+from .spec import InputSpec
+
+
+@dataclass
+class Batch:
+    """``x`` for the model, an optional target ``y``, and notes for the dashboard."""
+
+    x: object
+    y: object = None
+    notes: list = field(default_factory=list)
+    classes: tuple = ()
+
+
+def load_input(inp: InputSpec, base_dir: str) -> Batch:
+    return {"random": _random, "dataset": _dataset, "file": _file}[inp.kind](inp, base_dir)
+
+
+def _random(inp: InputSpec, base_dir: str) -> Batch:
+    import torch
+
+    o = inp.options["random"]
+    g = torch.Generator().manual_seed(o.get("seed", 0))
+    shape = tuple(o["shape"])
+    dist = o.get("dist", "normal")
+    if dist == "normal":
+        x = torch.randn(shape, generator=g)
+    elif dist == "uniform":
+        x = torch.rand(shape, generator=g)
+    else:
+        x = torch.randint(0, o.get("high", 2), shape, generator=g)
+    return Batch(x)
+
+
+def _dataset(inp: InputSpec, base_dir: str) -> Batch:
+    import pandas as pd
+
+    o = inp.options
+    name = o["dataset"]
+    if name.endswith(".csv"):
+        path = name if os.path.isabs(name) else os.path.join(base_dir, name)
+        if not os.path.exists(path):
+            path = os.path.abspath(name)
+        try:
+            df = pd.read_csv(path)
+        except Exception as e:
+            raise SpecError(messages.input_file(name, f"{type(e).__name__}: {e}"), inp.span) from None
+    else:
+        from vega_datasets import local_data
+
+        known = local_data.list_datasets()
+        if name not in known:
+            import difflib
+
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = messages.did_you_mean(close[0]) if close else None
+            raise SpecError(messages.unknown_dataset(name, known), inp.span, hint)
+        df = local_data(name)
+    return frame_batch(df, list(o["features"]), o.get("target"), inp.span)
+
+
+def frame_batch(df, features: list[str], target: str | None, span=None) -> Batch:
+    """Standardised float features, rows with missing values dropped (and counted), class indices."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    wanted = features + ([target] if target else [])
+    missing = [c for c in wanted if c not in df.columns]
+    if missing:
+        raise SpecError(messages.unknown_columns(missing, list(df.columns)), span)
+    bad = [c for c in features if not pd.api.types.is_numeric_dtype(df[c])]
+    if bad:
+        raise SpecError(messages.non_numeric_features(bad), span)
+    clean = df[wanted].dropna()
+    notes = [messages.note_dropped_rows(len(df) - len(clean))] if len(clean) < len(df) else []
+    feats = clean[features].to_numpy(dtype=np.float64)
+    std = feats.std(axis=0)
+    feats = (feats - feats.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    x = torch.tensor(feats, dtype=torch.float32)
+    y, classes = None, ()
+    if target:
+        col = clean[target]
+        if pd.api.types.is_numeric_dtype(col):
+            y = torch.tensor(col.to_numpy(dtype=np.float64), dtype=torch.float32)
+        else:
+            classes = tuple(sorted(col.astype(str).unique()))
+            lookup = {c: i for i, c in enumerate(classes)}
+            y = torch.tensor([lookup[v] for v in col.astype(str)], dtype=torch.long)
+    return Batch(x, y, notes, classes)
+
+
+def _file(inp: InputSpec, base_dir: str) -> Batch:
+    import numpy as np
+    import torch
+
+    name = inp.options["file"]
+    path = name if os.path.isabs(name) else os.path.join(base_dir, name)
+    if not os.path.exists(path):
+        path = os.path.abspath(name)
+    try:
+        if path.endswith(".npy"):
+            return Batch(torch.from_numpy(np.load(path, allow_pickle=False)))
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                keys = list(z.keys())
+                x = z["x"] if "x" in z else z[keys[0]]
+                y = z["y"] if "y" in z else None
+                return Batch(torch.from_numpy(x), None if y is None else torch.from_numpy(y))
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SpecError(messages.input_file(name, f"{type(e).__name__}: {e}"), inp.span) from None
+    if isinstance(obj, torch.Tensor):
+        return Batch(obj)
+    if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
+        return Batch(obj["x"], obj.get("y"))
+    raise SpecError(
+        messages.input_file(name, "expected a tensor or a dict with 'x' (and optional 'y')"),
+        inp.span,
+    )
+
+
+def make_loss(name: str, base_dir: str, span=None):
+    """``fn(output, target) -> scalar``; ``needs_target`` says whether it uses the target."""
+    import torch.nn.functional as F
+
+    if name == "mse":
+        return _LossFn(name, lambda out, y: _mse(F, _first_tensor(out), y), True)
+    if name == "cross_entropy":
+        return _LossFn(name, lambda out, y: F.cross_entropy(_first_tensor(out), y.long()), True)
+    if name == "sum":
+        return _LossFn(name, lambda out, y: _first_tensor(out).float().sum(), False)
+    if ":" in name:
+        from .modelload import import_callable
+
+        fn = import_callable(name, base_dir, span)
+        return _LossFn(name, lambda out, y: fn(out, y) if y is not None else fn(out), False)
+    raise SpecError(messages.unknown_loss(name), span)
+
+
+def _mse(F, out, y):
+    return F.mse_loss(out, y.reshape(out.shape).to(out.dtype))
+
+
+@dataclass
+class _LossFn:
+    name: str
+    fn: object
+    needs_target: bool
+
+    def __call__(self, out, y):
+        try:
+            return self.fn(out, y)
+        except Exception as e:
+            raise ModelError(messages.loss_failed(self.name, f"{type(e).__name__}: {e}")) from e
+
+
+def _first_tensor(out):
+    import torch
+
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, (tuple, list)):
+        return next(o for o in out if isinstance(o, torch.Tensor))
+    if isinstance(out, dict):
+        return next(o for o in out.values() if isinstance(o, torch.Tensor))
+    raise ModelError(messages.no_tensor_output("the model"))

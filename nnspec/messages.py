@@ -1,0 +1,281 @@
+"""Every message nnspec shows a user, in one place.
+
+Tests assert against these functions, not against copied strings.
+"""
+
+from __future__ import annotations
+
+
+def _names(items, limit: int = 8) -> str:
+    items = list(items)
+    shown = ", ".join(str(i) for i in items[:limit])
+    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def did_you_mean(name: str) -> str:
+    return f"did you mean '{name}'?"
+
+
+# --- spec files -------------------------------------------------------------
+def yaml_syntax(problem: str) -> str:
+    return f"invalid YAML: {problem}"
+
+
+def empty_spec() -> str:
+    return "the spec file is empty; it needs at least 'nnspec: 1', 'model' and 'views'"
+
+
+def not_a_mapping() -> str:
+    return "a spec must be a YAML mapping with keys nnspec, model, views, …"
+
+
+def cannot_read(path: str, why: str) -> str:
+    return f"cannot read spec file '{path}': {why}"
+
+
+def duplicate_key(key: str) -> str:
+    return f"key '{key}' appears twice in the same mapping"
+
+
+def unknown_key(key: str, where: str, allowed) -> str:
+    return f"unknown key '{key}' in {where} (allowed: {_names(allowed, 12)})"
+
+
+def missing_key(key: str, where: str) -> str:
+    return f"{where} is missing the required key '{key}'"
+
+
+def input_kinds() -> str:
+    return "input needs exactly one of 'random', 'dataset' (with 'features') or 'file'"
+
+
+def bad_choice(where: str, value, choices) -> str:
+    return f"{where}: {value!r} is not one of {_names(choices)}"
+
+
+def schema_problem(where: str, detail: str) -> str:
+    return f"{where}: {detail}"
+
+
+def max_marks_range(value: int, limit: int) -> str:
+    return f"max_marks must be between 1 and {limit}, got {value}"
+
+
+# --- models, checkpoints, inputs --------------------------------------------
+def no_model() -> str:
+    return "the spec names no model"
+
+
+def no_model_hint() -> str:
+    return "add 'model: {factory: pkg.module:callable}' or pass model= to nnspec.render"
+
+
+def bad_factory(factory: str, why: str) -> str:
+    return f"cannot import model factory '{factory}': {why}"
+
+
+def factory_failed(factory: str, why: str) -> str:
+    return f"model factory '{factory}' raised {why}"
+
+
+def not_a_module(factory: str, got: str) -> str:
+    return f"model factory '{factory}' returned {got}, not a torch.nn.Module"
+
+
+def checkpoint_unreadable(path: str, why: str) -> str:
+    return f"cannot load checkpoint '{path}': {why}"
+
+
+def checkpoint_mismatch(path: str, missing, unexpected, shapes) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {_names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_names(unexpected)}")
+    if shapes:
+        parts.append("wrong shape " + _names(f"{k} {a} vs model {b}" for k, a, b in shapes))
+    return f"checkpoint '{path}' does not fit the model: " + "; ".join(parts)
+
+
+def no_cuda() -> str:
+    return "device: cuda was asked for but torch sees no CUDA device"
+
+
+def no_input() -> str:
+    return "this spec needs an input for its forward pass, and has none"
+
+
+def no_input_hint() -> str:
+    return "add 'input: {random: {shape: [8, 3, 32, 32]}}', a dataset or a file, or pass inputs="
+
+
+def unknown_dataset(name: str, known) -> str:
+    return f"unknown data set '{name}' (local vega-datasets: {_names(known, 20)})"
+
+
+def unknown_columns(missing, columns) -> str:
+    return f"no column {_names(missing)} in the data set (columns: {_names(columns, 20)})"
+
+
+def non_numeric_features(cols) -> str:
+    return f"features must be numeric; {_names(cols)} are not"
+
+
+def input_file(path: str, why: str) -> str:
+    return f"cannot load input file '{path}': {why}"
+
+
+def forward_failed(why: str, ran) -> str:
+    done = _names(ran, 6) if ran else "none"
+    return f"the model's forward pass failed: {why} (modules that ran: {done})"
+
+
+def unknown_loss(name: str) -> str:
+    return f"unknown loss '{name}': use mse, cross_entropy, sum or module:callable"
+
+
+def loss_failed(name: str, why: str) -> str:
+    return f"loss '{name}' failed: {why}"
+
+
+def needs_loss(kind: str) -> str:
+    return f"'{kind}' needs a loss to take gradients of; the spec has no 'loss'"
+
+
+def needs_loss_hint() -> str:
+    return "add 'loss: sum' (gradient of the output's sum) or 'loss: mse' with a target"
+
+
+def loss_needs_target(name: str) -> str:
+    return f"loss '{name}' needs a target, and the input has none"
+
+
+def loss_needs_target_hint() -> str:
+    return "use 'loss: sum', or an input with a target (dataset with 'target', or a file with 'y')"
+
+
+# --- queries ----------------------------------------------------------------
+def parse_error(expected) -> str:
+    return f"cannot parse query here; expected {_names(expected, 10)}"
+
+
+def unknown_step(name: str, kind_names) -> str:
+    return f"unknown step '{name}' (transforms and marks: {_names(kind_names, 30)})"
+
+
+def mark_not_last(name: str) -> str:
+    return f"mark '{name}' must be the last step of the query"
+
+
+def unknown_argument(step: str, name: str, allowed) -> str:
+    allowed = list(allowed)
+    what = f"allowed: {_names(allowed)}" if allowed else "it takes none"
+    return f"'{step}' has no argument '{name}' ({what})"
+
+
+def bad_argument(step: str, name: str, value, want: str) -> str:
+    return f"'{step}': {name}={value!r} must be {want}"
+
+
+def no_match(selector: str) -> str:
+    return f"no module matches '{selector}'"
+
+
+def no_match_hint(close) -> str:
+    close = list(close)
+    if not close:
+        return "run 'nnspec layers SPEC' to list the module paths"
+    return f"did you mean {' or '.join(repr(c) for c in close)}? ('nnspec layers SPEC' lists them all)"
+
+
+def no_params(kind: str, selector: str) -> str:
+    return f"'{selector}' matches modules, but none has {kind}"
+
+
+def bad_regex(pattern: str, why: str) -> str:
+    return f"invalid regular expression /{pattern}/: {why}"
+
+
+def unknown_type(name: str) -> str:
+    return f"no module of type '{name}' in the model"
+
+
+def index_out_of_range(layer: str, shape, index: str) -> str:
+    return f"index {index} does not fit {layer} of shape {tuple(shape)}"
+
+
+def needs_2d(mark: str, layer: str, shape) -> str:
+    return f"'{mark}' draws 2-D tensors, and {layer} has shape {tuple(shape)}"
+
+
+def needs_2d_hint(shape) -> str:
+    first = ", ".join(["0"] * (len(shape) - 2))
+    return f"add '| flatten' to get {shape[0]}×{_prod(shape[1:])}, or index it, e.g. '[{first}]'"
+
+
+def needs_table(mark: str, columns) -> str:
+    return f"'{mark}' needs a table with columns {_names(columns)}"
+
+
+def unknown_column(mark: str, name: str, columns) -> str:
+    return f"'{mark}': no column '{name}' in this view's data (columns: {_names(columns, 12)})"
+
+
+def step_needs_tensors(step: str) -> str:
+    return f"'{step}' works on tensors, and the data here is already a table"
+
+
+def dim_out_of_range(step: str, dim: int, layer: str, shape) -> str:
+    return f"'{step}(dim={dim})' does not fit {layer} of shape {tuple(shape)}"
+
+
+def frozen_no_grad(layer: str) -> str:
+    return f"{layer} got no gradient (it is not on the loss's path)"
+
+
+def no_tensor_output(layer: str) -> str:
+    return f"module {layer} returned no tensor"
+
+
+def max_marks_over(n: int, limit: int) -> str:
+    return f"max_marks={n} is above the limit of {limit}"
+
+
+# --- notes shown under charts -------------------------------------------------
+def note_block_mean(shape, out_shape) -> str:
+    return f"{shape[0]}×{shape[1]} → {out_shape[0]}×{out_shape[1]}, block mean"
+
+
+def note_nonfinite(nan: int, inf: int) -> str:
+    return f"{nan} NaN and {inf} Inf not drawn (counted)"
+
+
+def note_sampled(n: int, numel: int) -> str:
+    return f"{n} of {numel} values sampled"
+
+
+def note_truncated(n: int, total: int) -> str:
+    return f"first {n} of {total} values (mark budget)"
+
+
+def note_dropped_rows(n: int) -> str:
+    return f"{n} rows with missing values dropped"
+
+
+def note_first_output(layer: str, count: int) -> str:
+    return f"{layer} returns {count} tensors; the first is shown"
+
+
+def _prod(xs) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def no_input_grad(dtype: str) -> str:
+    return f"input_grads needs a floating-point input; this input is {dtype} (token ids have no gradient)"
+
+
+def backward_failed(why: str) -> str:
+    return f"the backward pass failed: {why}"

@@ -1,0 +1,162 @@
+"""Stage 3: compile every view's query into one capture Plan.
+
+    Query AST ──resolve selectors──▶ ViewPlan (one Capture per layer)
+              ──RULES (rewrites)──▶ ViewPlan with reductions pushed into hooks
+              ──merge──▶ Plan: passes, hooked modules, deduplicated captures
+
+A view whose query does not compile keeps its error; the others still run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .. import messages
+from ..errors import NnspecError, SpecError
+from ..query import parse, query_span
+from ..query_ast import PARAM_KINDS, Index, Query, Step
+from ..selectors import resolve_modules, resolve_params
+from ..spec import MAX_MARKS_LIMIT, Spec, ViewSpec
+
+CAPTURE_KINDS = ("param", "grad", "activation", "input", "output_grad", "input_grad")
+BACKWARD_KINDS = ("grad", "output_grad", "input_grad")
+_KIND_OF_SOURCE = {
+    "weights": "param",
+    "biases": "param",
+    "params": "param",
+    "grads": "grad",
+    "activations": "activation",
+    "inputs": "input",
+    "output_grads": "output_grad",
+    "input_grads": "input_grad",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce:
+    """A reduction pushed into the capture: ``stats``, ``histogram`` or a scalar op."""
+
+    op: str
+    abs: bool = False
+    bins: int | None = None
+    range: tuple | None = None
+
+    def __post_init__(self):
+        ops = ("stats", "histogram", "mean", "max", "min", "std", "norm")
+        if self.op not in ops:
+            raise ValueError(f"reduction {self.op!r}: expected one of {', '.join(ops)}")
+
+    def __str__(self) -> str:
+        text = ("abs | " if self.abs else "") + self.op
+        if self.op == "histogram":
+            text += f"(bins={self.bins}" + (f", range={list(self.range)}" if self.range else "") + ")"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """One thing collected during the passes: a tensor slice or its reduction."""
+
+    kind: str
+    target: str  # module path or parameter path; "" for input_grad
+    index: Index | None = None
+    reduce: Reduce | None = None
+
+    def __post_init__(self):
+        if self.kind not in CAPTURE_KINDS:
+            raise ValueError(f"capture kind {self.kind!r}: expected one of {', '.join(CAPTURE_KINDS)}")
+
+    @property
+    def key(self) -> tuple:
+        return (
+            self.kind,
+            self.target,
+            str(self.index) if self.index else "",
+            str(self.reduce or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ViewPlan:
+    view: ViewSpec
+    query: Query | None
+    layers: tuple[str, ...] = ()
+    captures: tuple[Capture, ...] = ()
+    transforms: tuple[Step, ...] = ()
+    mark: Step | None = None
+    error: NnspecError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    spec: Spec
+    views: tuple[ViewPlan, ...]
+    captures: tuple[Capture, ...]
+
+    @property
+    def forward(self) -> bool:
+        return any(c.kind != "param" for c in self.captures)
+
+    @property
+    def backward(self) -> bool:
+        return any(c.kind in BACKWARD_KINDS for c in self.captures)
+
+    @property
+    def hooked(self) -> tuple[str, ...]:
+        """Modules that get a forward hook, in first-use order."""
+        seen: dict[str, None] = {}
+        for c in self.captures:
+            if c.kind in ("activation", "input", "output_grad"):
+                seen[c.target] = None
+        return tuple(seen)
+
+    def explain(self, shapes: dict | None = None) -> str:
+        from .explain import explain
+
+        return explain(self, shapes)
+
+
+def compile_view(view: ViewSpec, model, rules) -> ViewPlan:
+    """One view's query, resolved against ``model`` and rewritten by ``rules``."""
+    try:
+        if view.max_marks > MAX_MARKS_LIMIT:
+            raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
+        query = parse(view.query, query_span(view.query_span, view.query_quoted))
+        vp = _resolve(view, query, model)
+        for rule in rules:
+            vp = rule(vp)
+        return vp
+    except NnspecError as e:
+        return ViewPlan(view, None, error=e)
+
+
+def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
+    src = query.source
+    kind = _KIND_OF_SOURCE[src.kind]
+    if src.kind == "input_grads":
+        layers = ("input",)
+        captures = (Capture("input_grad", "", query.index),)
+    elif src.kind in PARAM_KINDS:
+        layers = tuple(resolve_params(src.kind, src.selector, model))
+        captures = tuple(Capture(kind, name, query.index) for name in layers)
+    else:
+        layers = tuple(resolve_modules(src.selector, model))
+        captures = tuple(Capture(kind, path, query.index) for path in layers)
+    return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
+
+
+def compile_plan(spec: Spec, model, rules=None) -> Plan:
+    """All views into one Plan with deduplicated captures."""
+    from ..rules import RULES
+
+    rules = RULES if rules is None else rules
+    views = tuple(compile_view(v, model, rules) for v in spec.views)
+    merged: dict[tuple, Capture] = {}
+    for vp in views:
+        for c in vp.captures:
+            merged.setdefault(c.key, c)
+    return Plan(spec, views, tuple(merged.values()))
+
+
+def with_captures(vp: ViewPlan, captures, transforms) -> ViewPlan:
+    return replace(vp, captures=tuple(captures), transforms=tuple(transforms))

@@ -1,0 +1,83 @@
+"""EXPLAIN for a Plan: passes, hooked modules, what each capture keeps, bytes."""
+
+from __future__ import annotations
+
+from . import BACKWARD_KINDS, Capture, Plan
+
+_ELEMENT = 4  # bytes of a float32 element, what a kept tensor usually is
+
+
+def kept_shape(c: Capture, shapes: dict | None):
+    """Shape of what a capture keeps, or None where unknown before a run."""
+    shape = (shapes or {}).get((c.kind, c.target))
+    if shape is None:
+        return None
+    if c.index is None:
+        return tuple(shape)
+    import torch
+
+    try:
+        return tuple(torch.empty(shape, device="meta")[c.index.as_torch()].shape)
+    except (IndexError, TypeError):
+        return None
+
+
+def kept_bytes(c: Capture, shapes: dict | None) -> int | None:
+    r = c.reduce
+    if r is not None:
+        if r.op == "stats":
+            return 9 * 8
+        if r.op == "histogram":
+            return r.bins * 8 + 5 * 8
+        return 8
+    shape = kept_shape(c, shapes)
+    if shape is None:
+        return None
+    n = 1
+    for s in shape:
+        n *= s
+    return n * _ELEMENT
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "? (shape known after the forward pass)"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def explain(plan: Plan, shapes: dict | None = None) -> str:
+    passes = [
+        "forward" if plan.forward else None,
+        "backward" if plan.backward else None,
+    ]
+    passes = [p for p in passes if p] or ["none (parameters only)"]
+    lines = [f"PLAN {plan.spec.path or '<spec>'}", f"passes: {' + '.join(passes)}"]
+    if plan.backward:
+        lines.append(f"loss: {plan.spec.loss or '(none)'}")
+    lines.append(f"hooked modules ({len(plan.hooked)}): {', '.join(plan.hooked) or 'none'}")
+    lines.append("captures:")
+    total = 0
+    unknown = False
+    for c in plan.captures:
+        b = kept_bytes(c, shapes)
+        total += b or 0
+        unknown |= b is None
+        what = f"reduce {c.reduce}" if c.reduce else "keep tensor" + (f" {c.index}" if c.index else "")
+        shape = kept_shape(c, shapes) if c.reduce is None else None
+        when = "after backward" if c.kind in BACKWARD_KINDS else ("no pass" if c.kind == "param" else "in hook")
+        target = c.target or "input"
+        shape_txt = f" {shape}" if shape else ""
+        lines.append(f"  {c.kind:<11} {target:<28} {what}{shape_txt} [{when}] ~{_human(b)}")
+    lines.append(f"bytes kept: ~{_human(total)}" + (" + unknown" if unknown else ""))
+    lines.append("views:")
+    for i, vp in enumerate(plan.views, start=1):
+        if vp.error is not None:
+            lines.append(f"  {i}. {vp.view.title}: ERROR {vp.error.message}")
+            continue
+        steps = [str(s) for s in vp.transforms] + [str(vp.mark) if vp.mark else "(natural mark)"]
+        lines.append(f"  {i}. {vp.view.title}: {len(vp.layers)} layer(s) | {' | '.join(steps)}")
+    return "\n".join(lines)

@@ -1,0 +1,351 @@
+"""Stage 2: query strings ──Lark (grammar/query.lark)──▶ Query AST.
+
+Positions from Lark are relative to the query string; the span of the YAML
+scalar that holds the query shifts them to the place in the spec file.
+"""
+
+from __future__ import annotations
+
+import difflib
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedEOF,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
+
+from . import messages
+from .errors import Span, SpecError
+from .query_ast import (
+    SOURCE_KINDS,
+    Glob,
+    Index,
+    Query,
+    RegexSelector,
+    Selector,
+    Source,
+    Step,
+    TypeSelector,
+)
+
+# name -> allowed arguments, in the order positional arguments fill them
+TRANSFORMS: dict[str, tuple[str, ...]] = {
+    "abs": (),
+    "mean": ("dim",),
+    "max": ("dim",),
+    "min": ("dim",),
+    "std": ("dim",),
+    "norm": ("dim",),
+    "flatten": (),
+    "stats": (),
+    "histogram": ("bins", "range"),
+    "downsample": ("max",),
+    "sample": ("n", "seed"),
+}
+ENCODINGS = ("x", "y", "color", "facet", "scheme", "log")
+MARKS = ("heatmap", "histogram", "bar", "line", "box", "table")
+MAX_BINS = 10_000
+
+
+@cache
+def grammar_text() -> str:
+    """grammar/query.lark: packaged inside the wheel, or beside the source tree."""
+    packaged = resources.files("nnspec").joinpath("grammar").joinpath("query.lark")
+    if packaged.is_file():
+        return packaged.read_text()
+    return (Path(__file__).resolve().parent.parent / "grammar" / "query.lark").read_text()
+
+
+@cache
+def parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def parse(text: str, span: Span | None = None) -> Query:
+    """Parse one query; ``span`` is where its first character sits in the spec.
+
+    >>> str(parse("weights of fc1 | heatmap"))
+    'weights of fc1 | heatmap'
+    """
+    span = span or Span("<query>", 1, 1)
+    try:
+        tree = parser().parse(text)
+    except UnexpectedInput as e:
+        raise _parse_error(e, text, span) from None
+    try:
+        return _Build(text, span).transform(tree)
+    except VisitError as e:
+        raise e.orig_exc from None
+
+
+def _parse_error(e: UnexpectedInput, text: str, span: Span) -> SpecError:
+    if isinstance(e, UnexpectedEOF):
+        expected = sorted(e.expected)
+        line, col = text.count("\n") + 1, len(text.rsplit("\n", 1)[-1]) + 1
+    else:
+        line, col = e.line, e.column
+        expected = sorted(getattr(e, "expected", None) or getattr(e, "allowed", None) or ())
+        if isinstance(e, UnexpectedToken) and e.token.type == "$END":
+            line, col = text.count("\n") + 1, len(text.rsplit("\n", 1)[-1]) + 1
+    nice = [_terminal_name(t) for t in expected if not t.startswith("__")]
+    if isinstance(e, UnexpectedCharacters) and not nice:
+        nice = ["a module path, a step name or '|'"]
+    hint = None
+    if line == 1 and col == 1:
+        close = difflib.get_close_matches(text.split(" ", 1)[0], SOURCE_KINDS, n=1)
+        hint = messages.did_you_mean(close[0]) if close else None
+    return SpecError(messages.parse_error(nice or ["end of query"]), span.shifted(line, col), hint)
+
+
+_TERMINAL_NAMES = {
+    "KIND": "a source (weights, biases, params, activations, inputs, grads, output_grads)",
+    "INPUT_GRADS": "input_grads",
+    "PATTERN": "a module path or glob",
+    "REGEX": "/regex/",
+    "TYPE": "type(Name)",
+    "NAME": "a name",
+    "VBAR": "'|'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "COLON": "':'",
+    "EQUAL": "'='",
+    "OF": "'of'",
+    "EXCEPT": "'except'",
+    "SIGNED_INT": "an integer",
+    "SIGNED_NUMBER": "a number",
+    "ESCAPED_STRING": "a string",
+    "$END": "end of query",
+}
+
+
+def _terminal_name(t: str) -> str:
+    return _TERMINAL_NAMES.get(t, t.lower())
+
+
+class _Build(Transformer):
+    """Parse tree → AST, checking step names and arguments."""
+
+    def __init__(self, text: str, span: Span):
+        super().__init__()
+        self.text = text
+        self.base = span
+
+    def _at(self, meta_or_token) -> Span:
+        line = getattr(meta_or_token, "line", 1) or 1
+        col = getattr(meta_or_token, "column", 1) or 1
+        return self.base.shifted(line, col)
+
+    # -- sources and selectors
+    @v_args(meta=True)
+    def tensor_source(self, meta, items):
+        kind, selector = items
+        return Source(str(kind), selector, self._at(meta))
+
+    @v_args(meta=True)
+    def input_grads_source(self, meta, items):
+        return Source("input_grads", None, self._at(meta))
+
+    @v_args(meta=True)
+    def selector(self, meta, items):
+        include = items[0]
+        exclude = items[2] if len(items) > 2 else ()
+        return Selector(include, exclude, self._at(meta))
+
+    def union(self, items):
+        return tuple(items)
+
+    def glob(self, items):
+        (tok,) = items
+        return Glob(str(tok), self._at(tok))
+
+    def type_selector(self, items):
+        kw, name = items
+        return TypeSelector(str(name), self._at(kw))
+
+    def regex_selector(self, items):
+        (tok,) = items
+        return RegexSelector(str(tok)[1:-1].replace("\\/", "/"), self._at(tok))
+
+    # -- index
+    @v_args(meta=True)
+    def index(self, meta, items):
+        return Index(tuple(items), self._at(meta))
+
+    def at(self, items):
+        return int(items[0])
+
+    def range(self, items):
+        bounds = list(items) + [None] * (3 - len(items))
+        return tuple(bounds)
+
+    def bound(self, items):
+        return int(items[0]) if items else None
+
+    # -- steps
+    def number(self, items):
+        text = str(items[0])
+        return int(text) if text.lstrip("+-").isdigit() else float(text)
+
+    def string(self, items):
+        return str(items[0])[1:-1]
+
+    def word(self, items):
+        text = str(items[0])
+        return {"true": True, "false": False}.get(text, text)
+
+    def list(self, items):
+        return tuple(i for i in items if i is not None)
+
+    def keyword(self, items):
+        name, value = items
+        return (str(name), value, name)
+
+    def positional(self, items):
+        return (None, items[0], None)
+
+    @v_args(meta=True)
+    def step(self, meta, items):
+        name_tok, *args = items
+        args = [a for a in args if a is not None]
+        return (str(name_tok), args, self._at(name_tok))
+
+    @v_args(meta=True)
+    def start(self, meta, items):
+        source = items[0]
+        rest = items[1:]
+        index = rest.pop(0) if rest and isinstance(rest[0], Index) else None
+        transforms, mark = _split_steps(rest)
+        return Query(source, index, tuple(transforms), mark, self.text, self.base)
+
+
+def _split_steps(raw: list) -> tuple[list[Step], Step | None]:
+    """Name each step a transform or a mark; the mark, if any, comes last."""
+    transforms: list[Step] = []
+    mark = None
+    known = list(TRANSFORMS) + [m for m in MARKS if m not in TRANSFORMS]
+    for i, (name, args, span) in enumerate(raw):
+        last = i == len(raw) - 1
+        if name not in TRANSFORMS and name not in MARKS:
+            close = difflib.get_close_matches(name, known, n=1)
+            raise SpecError(
+                messages.unknown_step(name, known),
+                span,
+                messages.did_you_mean(close[0]) if close else None,
+            )
+        if name in MARKS and name not in TRANSFORMS and not last:
+            raise SpecError(messages.mark_not_last(name), span)
+        if name in TRANSFORMS and not (name == "histogram" and _only_encodings(args) and transforms_has(transforms)):
+            t_args, enc_args = _partition(name, args, span)
+            transforms.append(Step(name, t_args, span))
+            if name == "histogram" and last:
+                mark = Step("histogram", enc_args, span)
+            elif enc_args:
+                bad = enc_args[0][0]
+                raise SpecError(messages.unknown_argument(name, bad, TRANSFORMS[name]), span)
+        else:
+            mark = Step(
+                name,
+                _check_args(name, _named(name, args, ENCODINGS, span), ENCODINGS, span),
+                span,
+            )
+    return transforms, mark
+
+
+def transforms_has(transforms: list[Step]) -> bool:
+    """A second 'histogram' after a histogram transform is the mark."""
+    return any(t.name == "histogram" for t in transforms)
+
+
+def _only_encodings(args) -> bool:
+    return all(name in ENCODINGS for name, _, _ in args if name is not None)
+
+
+def _named(step: str, args, allowed, span: Span) -> list[tuple[str, object]]:
+    out = []
+    for i, (name, value, _tok) in enumerate(args):
+        if name is None:
+            if i >= len(allowed) or not allowed:
+                raise SpecError(messages.unknown_argument(step, f"#{i + 1}", allowed), span)
+            name = allowed[i]
+        out.append((name, value))
+    return out
+
+
+def _partition(name: str, args, span: Span):
+    """Split a transform's arguments from encodings (``histogram(bins=9, log=true)``)."""
+    allowed = TRANSFORMS[name]
+    named = _named(name, args, allowed, span)
+    t_args = [(k, v) for k, v in named if k in allowed or k not in ENCODINGS]
+    enc = [(k, v) for k, v in named if k in ENCODINGS and k not in allowed]
+    return _check_args(name, t_args, allowed, span), _check_args(name, enc, ENCODINGS, span)
+
+
+def _check_args(step: str, args, allowed, span: Span) -> tuple:
+    seen = {}
+    for k, v in args:
+        if k not in allowed:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            raise SpecError(
+                messages.unknown_argument(step, k, allowed),
+                span,
+                messages.did_you_mean(close[0]) if close else None,
+            )
+        want = _ARG_TYPES[k]
+        if not want[0](v):
+            raise SpecError(messages.bad_argument(step, k, v, want[1]), span)
+        seen[k] = v
+    return tuple(seen.items())
+
+
+def _is_int(v, lo=None, hi=None) -> bool:
+    ok = isinstance(v, int) and not isinstance(v, bool)
+    return ok and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def _is_range(v) -> bool:
+    return (
+        isinstance(v, tuple)
+        and len(v) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and v[0] < v[1]
+    )
+
+
+_ARG_TYPES = {
+    "dim": (lambda v: _is_int(v), "an integer"),
+    "bins": (lambda v: _is_int(v, 1, MAX_BINS), f"an integer from 1 to {MAX_BINS}"),
+    "range": (_is_range, "[low, high] with low < high"),
+    "max": (lambda v: _is_int(v, 1), "a positive integer"),
+    "n": (lambda v: _is_int(v, 1), "a positive integer"),
+    "seed": (lambda v: _is_int(v), "an integer"),
+    "x": (lambda v: isinstance(v, str), "a column name"),
+    "y": (lambda v: isinstance(v, str), "a column name"),
+    "color": (lambda v: isinstance(v, str), "a column name"),
+    "facet": (lambda v: isinstance(v, str), "a column name"),
+    "scheme": (lambda v: isinstance(v, str), "a Vega colour scheme name"),
+    "log": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def query_span(view_span: Span | None, quoted: bool) -> Span:
+    """Where a YAML scalar's text starts (after its opening quote)."""
+    if view_span is None:
+        return Span("<query>", 1, 1)
+    return Span(view_span.file, view_span.line, view_span.col + (1 if quoted else 0))
+
+
+__all__ = ["ENCODINGS", "MARKS", "TRANSFORMS", "Token", "parse"]

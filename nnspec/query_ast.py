@@ -1,0 +1,130 @@
+"""The query AST: frozen dataclasses, one per grammar rule, each with a span."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Span
+
+SOURCE_KINDS = (
+    "weights",
+    "biases",
+    "params",
+    "activations",
+    "inputs",
+    "grads",
+    "output_grads",
+    "input_grads",
+)
+PARAM_KINDS = ("weights", "biases", "params", "grads")
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    pattern: str
+    span: Span
+
+    def __str__(self) -> str:
+        return self.pattern
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSelector:
+    name: str
+    span: Span
+
+    def __str__(self) -> str:
+        return f"type({self.name})"
+
+
+@dataclass(frozen=True, slots=True)
+class RegexSelector:
+    pattern: str
+    span: Span
+
+    def __str__(self) -> str:
+        return f"/{self.pattern}/"
+
+
+Atom = Glob | TypeSelector | RegexSelector
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    include: tuple[Atom, ...]
+    exclude: tuple[Atom, ...]
+    span: Span
+
+    def __str__(self) -> str:
+        text = ", ".join(str(a) for a in self.include)
+        if self.exclude:
+            text += " except " + ", ".join(str(a) for a in self.exclude)
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    kind: str
+    selector: Selector | None  # None for input_grads
+    span: Span
+
+    def __post_init__(self):
+        if self.kind not in SOURCE_KINDS:
+            raise ValueError(f"source {self.kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
+
+    def __str__(self) -> str:
+        return self.kind if self.selector is None else f"{self.kind} of {self.selector}"
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """Per-dimension items: an int, or a (start, stop, step) slice of ints/None."""
+
+    items: tuple
+    span: Span
+
+    def as_torch(self) -> tuple:
+        return tuple(slice(*i) if isinstance(i, tuple) else i for i in self.items)
+
+    def __str__(self) -> str:
+        def one(i):
+            if not isinstance(i, tuple):
+                return str(i)
+            text = ":".join("" if b is None else str(b) for b in i[:2])
+            return text + (f":{i[2]}" if i[2] is not None else "")
+
+        return "[" + ", ".join(one(i) for i in self.items) + "]"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A transform or a mark: its name and its arguments (name, value) pairs."""
+
+    name: str
+    args: tuple[tuple[str, object], ...]
+    span: Span
+
+    def arg(self, name: str, default=None):
+        return dict(self.args).get(name, default)
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v!r}' if isinstance(v, str) else f'{k}={v}' for k, v in self.args)})"
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    source: Source
+    index: Index | None
+    transforms: tuple[Step, ...]
+    mark: Step | None
+    text: str
+    span: Span
+
+    def __str__(self) -> str:
+        parts = [str(self.source) + (f" {self.index}" if self.index else "")]
+        parts += [str(t) for t in self.transforms]
+        if self.mark:
+            parts.append(str(self.mark))
+        return " | ".join(parts)

@@ -1,0 +1,235 @@
+"""The pipeline driver (DESIGN.md §1). Each numbered stage returns its result,
+so tests and ``nnspec plan`` can look at any of them.
+
+    spec.yaml ─1. load─▶ Spec
+              ─2. model + input─▶ nn.Module, Batch
+              ─3. compile─▶ Plan            (one plan for all views)
+              ─4. capture─▶ Captured        (one forward, at most one backward)
+              ─5. execute + marks─▶ ViewResult per view (tidy frame, chart)
+              ─6. outputs─▶ dashboard.html, *.vl.json, *.png/svg/pdf
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+from . import capture, messages
+from .errors import NnspecError, SpecError, format_error
+from .execute import gather, run_transforms
+from .inputs import Batch, load_input, make_loss
+from .marks import draw
+from .modelload import build_model
+from .plan import Plan, compile_plan
+from .spec import Spec, load_spec
+
+FORMATS = ("html", "json", "png", "svg", "pdf")
+
+
+@dataclass
+class ViewResult:
+    title: str
+    query: str
+    description: str = ""
+    data: object = None  # pandas.DataFrame
+    chart: object = None  # altair chart
+    error: str | None = None
+    notes: list = field(default_factory=list)
+    slug: str = ""
+
+    def vega_lite(self) -> dict | None:
+        return None if self.chart is None else self.chart.to_dict()
+
+    def to_json(self) -> str:
+        """Deterministic Vega-Lite JSON (sorted keys)."""
+        return json.dumps(self.vega_lite(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+@dataclass
+class Dashboard:
+    spec: Spec
+    plan: Plan
+    views: list[ViewResult]
+    files: list[str] = field(default_factory=list)
+    footer: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(v.error is None for v in self.views)
+
+    def html(self) -> str:
+        from .output.html import page
+
+        cards = [
+            {
+                "title": v.title,
+                "query": v.query,
+                "description": v.description,
+                "notes": v.notes,
+                "error": v.error,
+                "spec": v.vega_lite(),
+            }
+            for v in self.views
+        ]
+        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer)
+
+
+def vl_version() -> str:
+    import altair as alt
+    import vl_convert as vlc
+
+    want = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    have = vlc.get_vegalite_versions()
+    return want if want in have else have[-1]
+
+
+# 2. model and input ---------------------------------------------------------
+def _batch(spec: Spec, inputs) -> Batch | None:
+    if inputs is None:
+        return load_input(spec.input, spec.base_dir) if spec.input else None
+    if isinstance(inputs, Batch):
+        return inputs
+    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
+        return Batch(inputs[0], inputs[1])
+    return Batch(inputs)
+
+
+def prepare(spec_source, model=None, inputs=None):
+    """Stages 1-3: the Spec, the model, the batch and the Plan."""
+    spec = load_spec(spec_source)  # 1.
+    model = model if model is not None else build_model(spec)  # 2.
+    plan = compile_plan(spec, model)  # 3.
+    batch = _batch(spec, inputs) if plan.forward else None
+    if plan.forward and batch is None:
+        raise SpecError(messages.no_input(), None, messages.no_input_hint())
+    return spec, model, batch, plan
+
+
+def plan(spec_source, model=None, inputs=None) -> ExplainedPlan:
+    """Stages 1-3, plus the shapes one no-grad probe pass sees (for EXPLAIN)."""
+    spec, model, batch, p = prepare(spec_source, model, inputs)
+    return ExplainedPlan(p, capture.probe_shapes(model, batch.x if batch is not None else None))
+
+
+@dataclass
+class ExplainedPlan:
+    """A Plan plus the shapes one probe pass saw, for ``explain()``."""
+
+    plan: Plan
+    shapes: dict
+
+    def explain(self) -> str:
+        return self.plan.explain(self.shapes)
+
+    def __getattr__(self, name):
+        return getattr(self.plan, name)
+
+
+# 4-5. capture and views -----------------------------------------------------
+def _capture(spec: Spec, plan: Plan, model, batch):
+    loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if (spec.loss and plan.backward) else None
+    x, y = (batch.x, batch.y) if batch is not None else (None, None)
+    return capture.run(plan, model, x, y, loss)
+
+
+def run_views(plan: Plan, captured, failure: NnspecError | None = None, progress=None) -> list[ViewResult]:
+    results = []
+    for i, vp in enumerate(plan.views):
+        v = vp.view
+        res = ViewResult(v.title, v.query, v.description)
+        if progress:
+            progress(i, len(plan.views), v.title)
+        try:
+            if vp.error is not None:
+                raise vp.error
+            if failure is not None and any(c.kind != "param" for c in vp.captures):
+                raise failure
+            data = run_transforms(gather(vp, captured), vp.transforms)
+            res.data, res.chart, res.notes = draw(data, vp.mark, v)
+        except NnspecError as e:
+            res.error = format_error(e)
+        results.append(res)
+    return results
+
+
+def _progress_bar(stream):
+    if not stream.isatty():
+        return None
+
+    def show(i, n, title):
+        done = int(20 * (i + 1) / n)
+        stream.write(f"\r[{'#' * done}{'.' * (20 - done)}] {i + 1}/{n} {title[:50]:<50}")
+        if i + 1 == n:
+            stream.write("\n")
+        stream.flush()
+
+    return show
+
+
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False) -> Dashboard:
+    """Render every view of ``spec``; write ``formats`` under ``out`` if given."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise SpecError(f"unknown format {bad[0]!r} (formats: {', '.join(FORMATS)})")
+    spec, model, batch, plan = prepare(spec, model, inputs)
+    failure = None
+    try:
+        captured = _capture(spec, plan, model, batch)  # 4.
+    except NnspecError as e:
+        failure = e  # views of parameters alone still render
+        params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
+        captured = capture.run(params_only, model)
+    views = run_views(plan, captured, failure, _progress_bar(sys.stderr) if progress else None)  # 5.
+    dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch))
+    from .output.files import slug
+
+    taken: set[str] = set()
+    for v in views:
+        v.slug = slug(v.title, taken)
+    if out is not None:
+        dash.files = write_outputs(dash, out, formats)  # 6.
+    return dash
+
+
+def _footer(spec: Spec, model, batch) -> str:
+    from . import __version__
+
+    n = sum(p.numel() for p in model.parameters())
+    parts = [f"model {spec.model.factory or type(model).__name__} ({n:,} parameters)"]
+    if batch is not None:
+        parts.append(f"input {tuple(batch.x.shape)}" + "".join(f"; {note}" for note in batch.notes))
+    if spec.loss:
+        parts.append(f"loss {spec.loss}")
+    parts.append(f"nnspec {__version__}")
+    return " · ".join(parts)
+
+
+# 6. outputs -------------------------------------------------------------------
+def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
+    from .output.files import write_atomic
+
+    written = []
+    if "html" in formats:
+        written.append(write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
+    for v in dash.views:
+        if v.chart is None:
+            continue
+        spec = v.vega_lite()
+        if "json" in formats:
+            written.append(write_atomic(os.path.join(out, f"{v.slug}.vl.json"), v.to_json()))
+        for fmt in ("png", "svg", "pdf"):
+            if fmt in formats:
+                written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), _convert(spec, fmt)))
+    return written
+
+
+def _convert(spec: dict, fmt: str):
+    import vl_convert as vlc
+
+    if fmt == "png":
+        return vlc.vegalite_to_png(spec, vl_version=vl_version(), scale=2)
+    if fmt == "svg":
+        return vlc.vegalite_to_svg(spec, vl_version=vl_version())
+    return vlc.vegalite_to_pdf(spec, vl_version=vl_version())
