@@ -30,14 +30,14 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
     the spec's ``model`` and ``input``; the model is left exactly as it was.
     """
-    from .render import render as _render
+    from .pipeline import render as _render
 
     return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress)
 
 
 def plan(spec, model=None, inputs=None):
     """Compile a spec into its capture Plan; ``.explain()`` prints it."""
-    from .render import plan as _plan
+    from .pipeline import plan as _plan
 
     return _plan(spec, model=model, inputs=inputs)
 

@@ -19,7 +19,7 @@ import torch
 
 from . import messages, reduce
 from .errors import ModelError, SpecError
-from .plan import Capture, Plan
+from .compiler import Capture, Plan
 
 
 @dataclass

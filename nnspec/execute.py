@@ -14,7 +14,7 @@ import torch
 
 from . import messages, reduce
 from .errors import SpecError
-from .plan import ViewPlan
+from .compiler import ViewPlan
 from .query_ast import Step
 from .reduce import STATS_FIELDS
 
@@ -30,6 +30,7 @@ class Data:
     tensors: dict = field(default_factory=dict)
     table: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
+    label: str = "value"  # what a scalar table's value is, e.g. "abs | mean"
 
 
 def gather(vp: ViewPlan, captured) -> Data:
@@ -57,7 +58,7 @@ def gather(vp: ViewPlan, captured) -> Data:
         return Data("stats", table=stats_table(values), notes=notes)
     if reduction.op == "histogram":
         return _histogram_data(values, notes)
-    return Data("scalar", table=_scalar_table(values), notes=notes)
+    return Data("scalar", table=_scalar_table(values), notes=notes, label=f"{vp.query.source.kind} | {reduction}")
 
 
 def stats_table(vectors: dict) -> pd.DataFrame:
@@ -114,7 +115,7 @@ def _reduce(data: Data, step: Step) -> Data:
     dim = step.arg("dim")
     if dim is None:
         values = {k: reduce.scalar(t, step.name) for k, t in data.tensors.items()}
-        return Data("scalar", table=_scalar_table(values), notes=data.notes)
+        return Data("scalar", table=_scalar_table(values), notes=data.notes, label=step.name)
 
     def along(layer, t):
         if not -t.dim() <= dim < t.dim():

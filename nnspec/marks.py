@@ -21,6 +21,7 @@ from .spec import ViewSpec
 DIVERGING = "blueorange"
 SEQUENTIAL = "viridis"
 FACET_COLUMNS = 3
+_INT_AXIS = alt.Axis(format="d", tickMinStep=1)
 
 
 def natural_mark(data: Data, budget: int) -> str:
@@ -171,9 +172,9 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     frame, notes = heatmap_frame(data, view.max_marks)
     _check_columns(mark, frame)
     base = alt.Chart(frame).encode(
-        x=alt.X("col:Q", title="column", scale=alt.Scale(nice=False, zero=False)),
+        x=alt.X("col:Q", title="column", scale=alt.Scale(nice=False, zero=False), axis=_INT_AXIS),
         x2="col_end:Q",
-        y=alt.Y("row:Q", title="row", scale=alt.Scale(reverse=True, nice=False, zero=False)),
+        y=alt.Y("row:Q", title="row", scale=alt.Scale(reverse=True, nice=False, zero=False), axis=_INT_AXIS),
         y2="row_end:Q",
         tooltip=[
             "layer:N",
@@ -265,10 +266,14 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     _check_columns(mark, frame)
     x, y = mark.arg("x", x_default), mark.arg("y", y_default)
     nominal = x == "layer" or frame[x].dtype == object or str(frame[x].dtype) in ("string", "str")
-    x_enc = alt.X(f"{x}:N", sort=None, title=x) if nominal else alt.X(f"{x}:Q", title=x)
+    angle = 0 if nominal and frame[x].nunique() <= 4 else -45
+    x_enc = (
+        alt.X(f"{x}:N", sort=None, title=x, axis=alt.Axis(labelAngle=angle)) if nominal else alt.X(f"{x}:Q", title=x)
+    )
+    y_title = data.label if (y == "value" and data.kind == "scalar") else y
     y_enc = alt.Y(
         f"{y}:Q",
-        title=y,
+        title=y_title,
         scale=alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined,
     )
     enc = {

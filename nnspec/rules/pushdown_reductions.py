@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..plan import Reduce, ViewPlan, with_captures
+from ..compiler import Reduce, ViewPlan, with_captures
 from ..query import TRANSFORMS
 
 _OPS = ("stats", "histogram", "mean", "max", "min", "std", "norm")

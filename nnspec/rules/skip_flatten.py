@@ -7,7 +7,7 @@ the capture (pushdown_reductions), so nothing is kept but the result.
 
 from __future__ import annotations
 
-from ..plan import ViewPlan, with_captures
+from ..compiler import ViewPlan, with_captures
 
 _REDUCTIONS = ("stats", "histogram", "mean", "max", "min", "std", "norm")
 

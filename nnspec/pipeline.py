@@ -22,7 +22,7 @@ from .execute import gather, run_transforms
 from .inputs import Batch, load_input, make_loss
 from .marks import draw
 from .modelload import build_model
-from .plan import Plan, compile_plan
+from .compiler import Plan, compile_plan
 from .spec import Spec, load_spec
 
 FORMATS = ("html", "json", "png", "svg", "pdf")

@@ -1,0 +1,120 @@
+"""``nnspec render | validate | plan | layers | schema``: a thin layer over the API.
+
+Exit codes: 0 ok, 1 a spec, model or render failure, 2 bad command-line usage.
+Torch and Altair load only inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import NnspecError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nnspec", description="Pictures of a neural network from a YAML spec.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    r = sub.add_parser("render", help="render a spec into a dashboard (and JSON/PNG/SVG/PDF)")
+    r.add_argument("spec")
+    r.add_argument("-o", "--out", default="out", help="output folder (default: out)")
+    r.add_argument(
+        "-f",
+        "--format",
+        default="html",
+        help="comma-separated: html,json,png,svg,pdf (default: html)",
+    )
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no list of files")
+    v = sub.add_parser("validate", help="check a spec's keys and query syntax (no model is built)")
+    v.add_argument("spec", nargs="+")
+    pl = sub.add_parser("plan", help="print the capture plan (EXPLAIN) of a spec")
+    pl.add_argument("spec")
+    ly = sub.add_parser("layers", help="list the model's module paths, types and parameter shapes")
+    ly.add_argument("spec")
+    sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except NnspecError as e:
+        print(str(e), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug of ours: say so briefly, without a traceback
+        print(
+            f"internal error: {type(e).__name__}: {e}\nplease report this with the spec that caused it", file=sys.stderr
+        )
+        return 1
+
+
+def _render(args) -> int:
+    from .pipeline import FORMATS, render
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        print(f"nnspec render: error: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)})", file=sys.stderr)
+        return 2
+    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet)
+    failed = [v for v in dash.views if v.error]
+    for v in failed:
+        print(f"view '{v.title}' failed:\n{v.error}", file=sys.stderr)
+    if not args.quiet:
+        for path in dash.files:
+            print(path)
+    if failed:
+        print(f"{len(failed)} of {len(dash.views)} views failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _validate(args) -> int:
+    from .query import parse, query_span
+    from .spec import load_spec
+
+    status = 0
+    for path in args.spec:
+        try:
+            spec = load_spec(path)
+            for v in spec.views:
+                parse(v.query, query_span(v.query_span, v.query_quoted))
+            print(f"{path}: ok ({len(spec.views)} views)")
+        except NnspecError as e:
+            print(str(e), file=sys.stderr)
+            status = 1
+    return status
+
+
+def _plan(args) -> int:
+    from .pipeline import plan
+
+    print(plan(args.spec).explain())
+    return 0
+
+
+def _layers(args) -> int:
+    from .modelload import build_model, layers_text
+    from .spec import load_spec
+
+    print(layers_text(build_model(load_spec(args.spec))))
+    return 0
+
+
+def _schema(args) -> int:
+    import json
+
+    from .spec import schema
+
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+_COMMANDS = {"render": _render, "validate": _validate, "plan": _plan, "layers": _layers, "schema": _schema}
+
+if __name__ == "__main__":
+    sys.exit(main())
