@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from . import messages, reduce
-from .errors import ModelError, SpecError
 from .compiler import Capture, Plan
+from .errors import ModelError, SpecError
 
 
 @dataclass

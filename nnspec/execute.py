@@ -13,8 +13,8 @@ import pandas as pd
 import torch
 
 from . import messages, reduce
-from .errors import SpecError
 from .compiler import ViewPlan
+from .errors import SpecError
 from .query_ast import Step
 from .reduce import STATS_FIELDS
 

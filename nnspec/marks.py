@@ -21,7 +21,6 @@ from .spec import ViewSpec
 DIVERGING = "blueorange"
 SEQUENTIAL = "viridis"
 FACET_COLUMNS = 3
-_INT_AXIS = alt.Axis(format="d", tickMinStep=1)
 
 
 def natural_mark(data: Data, budget: int) -> str:
@@ -171,29 +170,31 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     )
     frame, notes = heatmap_frame(data, view.max_marks)
     _check_columns(mark, frame)
-    base = alt.Chart(frame).encode(
-        x=alt.X("col:Q", title="column", scale=alt.Scale(nice=False, zero=False), axis=_INT_AXIS),
-        x2="col_end:Q",
-        y=alt.Y("row:Q", title="row", scale=alt.Scale(reverse=True, nice=False, zero=False), axis=_INT_AXIS),
-        y2="row_end:Q",
-        tooltip=[
-            "layer:N",
-            "row:Q",
-            "col:Q",
-            alt.Tooltip("value:Q", format=".4g"),
-            "flag:N",
-        ],
+    flagged = bool((frame["flag"] != "").any())
+    # the chart carries only what it draws; block starts label the bands
+    drawn = frame[["layer", "row", "col", "value"] + (["flag"] if flagged else [])].copy()
+    drawn["value"] = [_short(v) for v in drawn["value"]]
+    axis = alt.Axis(labelOverlap=True, labelAngle=0)
+    base = alt.Chart(drawn).encode(
+        x=alt.X("col:O", title="column", axis=axis),
+        y=alt.Y("row:O", title="row", axis=axis),
+        tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")]
+        + (["flag:N"] if flagged else []),
     )
-    cells = base.mark_rect().encode(color=alt.Color("value:Q", scale=_color_scale(frame["value"], mark), title=None))
-    chart = cells.transform_filter("datum.flag == ''")
-    if (frame["flag"] != "").any():
-        chart = alt.layer(chart, base.mark_rect(color="black").transform_filter("datum.flag != ''"))
+    color = alt.Color("value:Q", scale=_color_scale(frame["value"], mark), title=None)
+    chart = base.mark_rect().encode(color=color)
+    if flagged:  # NaN/Inf cells are drawn black, not dropped
+        chart = alt.layer(
+            chart.transform_filter("datum.flag == ''"),
+            base.mark_rect(color="black").transform_filter("datum.flag != ''"),
+        )
     chart = chart.properties(**_size(view, frame["layer"].nunique()))
-    return (
-        frame[["layer", "row", "col", "value", "row_end", "col_end", "flag"]],
-        _facet(chart, frame, mark),
-        notes,
-    )
+    return frame, _facet(chart, frame, mark), notes
+
+
+def _short(v: float) -> float:
+    """9 significant digits: every float32 round-trips, and the JSON stays small."""
+    return float(f"{v:.9g}") if math.isfinite(v) else v
 
 
 # --- histogram ----------------------------------------------------------------

@@ -53,6 +53,12 @@ def bad_choice(where: str, value, choices) -> str:
     return f"{where}: {value!r} is not one of {_names(choices)}"
 
 
+def bad_const(where: str, value, want) -> str:
+    if where == "nnspec":
+        return f"nnspec: {value!r} is not a format this version reads; use 'nnspec: {want}'"
+    return f"{where} must be {want!r}, got {value!r}"
+
+
 def schema_problem(where: str, detail: str) -> str:
     return f"{where}: {detail}"
 
@@ -138,8 +144,8 @@ def loss_failed(name: str, why: str) -> str:
     return f"loss '{name}' failed: {why}"
 
 
-def needs_loss(kind: str) -> str:
-    return f"'{kind}' needs a loss to take gradients of; the spec has no 'loss'"
+def needs_loss(what: str) -> str:
+    return f"{what} need a loss to differentiate, and the spec has no 'loss'"
 
 
 def needs_loss_hint() -> str:

@@ -27,8 +27,9 @@ def import_callable(ref: str, base_dir: str, span=None):
             sys.modules[name] = module
             spec.loader.exec_module(module)
         else:
-            if base_dir not in sys.path:
-                sys.path.append(base_dir)
+            for folder in (os.getcwd(), base_dir):  # the user's own packages, as `python -m` would see them
+                if folder not in sys.path:
+                    sys.path.append(folder)
             module = importlib.import_module(mod_ref)
         obj = module
         for part in attr.split("."):
@@ -55,17 +56,17 @@ def build_model(spec: Spec):
     m: ModelSpec = spec.model
     if not m.factory:
         raise SpecError(messages.no_model(), None, messages.no_model_hint())
-    factory = import_callable(m.factory, spec.base_dir, m.span)
+    factory = import_callable(m.factory, spec.base_dir, m.factory_span)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(m.seed)
         try:
             model = factory(*m.args, **m.kwargs)
         except Exception as e:
-            raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.span) from e
+            raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.span)
+        raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.factory_span)
     if m.checkpoint:
-        load_checkpoint(model, _path(m.checkpoint, spec.base_dir), m.span)
+        load_checkpoint(model, _path(m.checkpoint, spec.base_dir), m.checkpoint_span, m.checkpoint)
     return model.to(resolve_device(m.device))
 
 
@@ -76,18 +77,19 @@ def _path(p: str, base_dir: str) -> str:
     return here if os.path.exists(here) else os.path.abspath(p)
 
 
-def load_checkpoint(model, path: str, span=None) -> None:
+def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> None:
     """Load a state_dict (weights_only); a misfit names the parameters concerned."""
     import torch
 
+    shown = shown or path
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ModelError(messages.checkpoint_unreadable(path, f"{type(e).__name__}: {e}"), span) from None
+        raise ModelError(messages.checkpoint_unreadable(shown, f"{type(e).__name__}: {e}"), span) from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise ModelError(messages.checkpoint_unreadable(path, "it holds no state_dict"), span)
+        raise ModelError(messages.checkpoint_unreadable(shown, "it holds no state_dict"), span)
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -97,7 +99,7 @@ def load_checkpoint(model, path: str, span=None) -> None:
         if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
     ]
     if missing or unexpected or shapes:
-        raise ModelError(messages.checkpoint_mismatch(path, missing, unexpected, shapes), span)
+        raise ModelError(messages.checkpoint_mismatch(shown, missing, unexpected, shapes), span)
     model.load_state_dict(state)
 
 

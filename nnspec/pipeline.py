@@ -17,12 +17,12 @@ import sys
 from dataclasses import dataclass, field
 
 from . import capture, messages
+from .compiler import Available, Plan, compile_plan
 from .errors import NnspecError, SpecError, format_error
 from .execute import gather, run_transforms
 from .inputs import Batch, load_input, make_loss
 from .marks import draw
 from .modelload import build_model
-from .compiler import Plan, compile_plan
 from .spec import Spec, load_spec
 
 FORMATS = ("html", "json", "png", "svg", "pdf")
@@ -42,9 +42,10 @@ class ViewResult:
     def vega_lite(self) -> dict | None:
         return None if self.chart is None else self.chart.to_dict()
 
-    def to_json(self) -> str:
-        """Deterministic Vega-Lite JSON (sorted keys)."""
-        return json.dumps(self.vega_lite(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    def to_json(self, indent: int | None = None) -> str:
+        """Deterministic Vega-Lite JSON (sorted keys; compact unless ``indent``)."""
+        seps = (",", ":") if indent is None else (",", ": ")
+        return json.dumps(self.vega_lite(), indent=indent, sort_keys=True, allow_nan=False, separators=seps) + "\n"
 
 
 @dataclass
@@ -96,20 +97,30 @@ def _batch(spec: Spec, inputs) -> Batch | None:
     return Batch(inputs)
 
 
+def _loss_problem(spec: Spec, loss, batch):
+    """Why gradient views cannot run (a function of the view's span), or None."""
+    if loss is None:
+        return lambda span: SpecError(messages.needs_loss("gradients"), span, messages.needs_loss_hint())
+    if loss.needs_target and batch is not None and batch.y is None:
+        err = SpecError(messages.loss_needs_target(loss.name), spec.loss_span, messages.loss_needs_target_hint())
+        return lambda span: err
+    return None
+
+
 def prepare(spec_source, model=None, inputs=None):
-    """Stages 1-3: the Spec, the model, the batch and the Plan."""
+    """Stages 1-3: the Spec, the model, the batch, the loss and the Plan."""
     spec = load_spec(spec_source)  # 1.
     model = model if model is not None else build_model(spec)  # 2.
-    plan = compile_plan(spec, model)  # 3.
-    batch = _batch(spec, inputs) if plan.forward else None
-    if plan.forward and batch is None:
-        raise SpecError(messages.no_input(), None, messages.no_input_hint())
-    return spec, model, batch, plan
+    batch = _batch(spec, inputs)
+    loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
+    available = Available(has_input=batch is not None, loss_problem=_loss_problem(spec, loss, batch))
+    plan = compile_plan(spec, model, available=available)  # 3.
+    return spec, model, batch, loss, plan
 
 
 def plan(spec_source, model=None, inputs=None) -> ExplainedPlan:
     """Stages 1-3, plus the shapes one no-grad probe pass sees (for EXPLAIN)."""
-    spec, model, batch, p = prepare(spec_source, model, inputs)
+    spec, model, batch, _, p = prepare(spec_source, model, inputs)
     return ExplainedPlan(p, capture.probe_shapes(model, batch.x if batch is not None else None))
 
 
@@ -128,8 +139,7 @@ class ExplainedPlan:
 
 
 # 4-5. capture and views -----------------------------------------------------
-def _capture(spec: Spec, plan: Plan, model, batch):
-    loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if (spec.loss and plan.backward) else None
+def _capture(plan: Plan, model, batch, loss):
     x, y = (batch.x, batch.y) if batch is not None else (None, None)
     return capture.run(plan, model, x, y, loss)
 
@@ -173,10 +183,10 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SpecError(f"unknown format {bad[0]!r} (formats: {', '.join(FORMATS)})")
-    spec, model, batch, plan = prepare(spec, model, inputs)
+    spec, model, batch, loss, plan = prepare(spec, model, inputs)
     failure = None
     try:
-        captured = _capture(spec, plan, model, batch)  # 4.
+        captured = _capture(plan, model, batch, loss)  # 4.
     except NnspecError as e:
         failure = e  # views of parameters alone still render
         params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))

@@ -127,7 +127,7 @@ _TERMINAL_NAMES = {
     "EXCEPT": "'except'",
     "SIGNED_INT": "an integer",
     "SIGNED_NUMBER": "a number",
-    "ESCAPED_STRING": "a string",
+    "STRING": "a string",
     "$END": "end of query",
 }
 

@@ -110,7 +110,17 @@ class Step:
     def __str__(self) -> str:
         if not self.args:
             return self.name
-        return f"{self.name}({', '.join(f'{k}={v!r}' if isinstance(v, str) else f'{k}={v}' for k, v in self.args)})"
+        return f"{self.name}({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return v if v.isidentifier() else repr(v)
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return str(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +135,9 @@ class Query:
     def __str__(self) -> str:
         parts = [str(self.source) + (f" {self.index}" if self.index else "")]
         parts += [str(t) for t in self.transforms]
-        if self.mark:
+        implied = self.mark and self.mark.name == "histogram" and not self.mark.args and self.transforms
+        if implied and self.transforms[-1].name == "histogram":
+            pass  # "| histogram(bins=9)" as the last step is both the transform and the mark
+        elif self.mark:
             parts.append(str(self.mark))
         return " | ".join(parts)

@@ -31,6 +31,8 @@ class ModelSpec:
     device: str = "auto"
     seed: int = 0
     span: Span | None = None
+    factory_span: Span | None = None
+    checkpoint_span: Span | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +126,8 @@ def build(located: Located) -> Spec:
         device=m.get("device", "auto"),
         seed=m.get("seed", 0),
         span=located.span(("model",)) if "model" in d else None,
+        factory_span=located.span(("model", "factory")) if "model" in d else None,
+        checkpoint_span=located.span(("model", "checkpoint")) if "checkpoint" in m else None,
     )
     inp = None
     if "input" in d:
@@ -186,6 +190,8 @@ def _schema_error(located: Located, e) -> SpecError:
         return SpecError(messages.missing_key(missing, where), located.span(path))
     if e.validator == "oneOf" and path == ("input",):
         return SpecError(messages.input_kinds(), located.span(path))
+    if e.validator == "const":
+        return SpecError(messages.bad_const(where, e.instance, e.validator_value), located.span(path))
     if e.validator == "enum":
         close = difflib.get_close_matches(str(e.instance), [str(c) for c in e.validator_value], n=1)
         return SpecError(

@@ -113,9 +113,7 @@ def test_grad_norms_equal_autograd(mlp, batch):
 
 def test_output_and_input_grads_equal_autograd(mlp, batch):
     x, y = batch
-    dash = nnspec.render(
-        spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=(x, y)
-    )
+    dash = nnspec.render(spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=(x, y))
     xg = x.clone().requires_grad_(True)
     h = mlp.fc1(xg)
     loss = torch.nn.functional.mse_loss(mlp.fc2(mlp.act(h)), y)
@@ -156,7 +154,14 @@ def test_conv_weight_flatten_and_index():
     model = TinyCNN()
     x = torch.randn(2, 2, 5, 5)
     dash = nnspec.render(
-        spec(["weights of conv1 | flatten | heatmap", "activations of conv1 [0, :2] | stats", "weights of conv1 | heatmap"], loss=None),
+        spec(
+            [
+                "weights of conv1 | flatten | heatmap",
+                "activations of conv1 [0, :2] | stats",
+                "weights of conv1 | heatmap",
+            ],
+            loss=None,
+        ),
         model=model,
         inputs=x,
     )

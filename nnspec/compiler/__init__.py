@@ -116,13 +116,26 @@ class Plan:
         return explain(self, shapes)
 
 
-def compile_view(view: ViewSpec, model, rules) -> ViewPlan:
+@dataclass(frozen=True, slots=True)
+class Available:
+    """What the passes can use: an input batch, and a usable loss (or why not)."""
+
+    has_input: bool = True
+    loss_problem: object = None  # None, or Span -> SpecError
+
+
+def compile_view(view: ViewSpec, model, rules, available: Available = Available()) -> ViewPlan:
     """One view's query, resolved against ``model`` and rewritten by ``rules``."""
     try:
         if view.max_marks > MAX_MARKS_LIMIT:
             raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
         query = parse(view.query, query_span(view.query_span, view.query_quoted))
         vp = _resolve(view, query, model)
+        kinds = {c.kind for c in vp.captures}
+        if kinds - {"param"} and not available.has_input:
+            raise SpecError(messages.no_input(), query.source.span, messages.no_input_hint())
+        if kinds & set(BACKWARD_KINDS) and available.loss_problem is not None:
+            raise available.loss_problem(query.source.span)
         for rule in rules:
             vp = rule(vp)
         return vp
@@ -145,12 +158,12 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
     return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
 
 
-def compile_plan(spec: Spec, model, rules=None) -> Plan:
+def compile_plan(spec: Spec, model, rules=None, available: Available = Available()) -> Plan:
     """All views into one Plan with deduplicated captures."""
     from ..rules import RULES
 
     rules = RULES if rules is None else rules
-    views = tuple(compile_view(v, model, rules) for v in spec.views)
+    views = tuple(compile_view(v, model, rules, available) for v in spec.views)
     merged: dict[tuple, Capture] = {}
     for vp in views:
         for c in vp.captures:
