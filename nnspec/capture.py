@@ -24,6 +24,7 @@ from .errors import ModelError, SpecError
 
 @dataclass
 class Captured:
+    scratch: reduce.Scratch = field(default_factory=reduce.Scratch, repr=False)
     values: dict = field(default_factory=dict)  # Capture.key -> tensor or reduction (CPU)
     errors: dict = field(default_factory=dict)  # Capture.key -> message
     notes: dict = field(default_factory=dict)  # Capture.key -> [note]
@@ -31,7 +32,7 @@ class Captured:
     dtypes: dict = field(default_factory=dict)  # (kind, target) -> dtype
 
 
-def apply(c: Capture, t: torch.Tensor):
+def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None):
     """Index, then reduce or keep a copy, on the tensor's own device."""
     if c.index is not None:
         try:
@@ -45,9 +46,9 @@ def apply(c: Capture, t: torch.Tensor):
     if r.abs:
         t = t.abs()
     if r.op == "stats":
-        return reduce.stats(t)
+        return reduce.stats(t, scratch)
     if r.op == "histogram":
-        return reduce.histogram(t, r.bins, r.range)
+        return reduce.histogram(t, r.bins, r.range, scratch)
     return reduce.scalar(t, r.op)
 
 
@@ -97,6 +98,7 @@ def run(plan: Plan, model, x=None, y=None, loss_fn=None) -> Captured:
         if plan.forward:
             _passes(plan, model, params, x, y, loss_fn, out)  # 2. and 3.
     out.values = _to_cpu(out.values)  # 4.
+    out.scratch = None
     return out
 
 
@@ -110,7 +112,7 @@ def _store(c: Capture, t, out: Captured) -> None:
     out.shapes.setdefault((c.kind, c.target), tuple(t.shape))
     out.dtypes.setdefault((c.kind, c.target), t.dtype)
     try:
-        out.values[c.key] = apply(c, t)
+        out.values[c.key] = apply(c, t, out.scratch)
     except _IndexProblem as e:
         out.errors[c.key] = str(e)
 

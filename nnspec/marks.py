@@ -188,8 +188,17 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
             chart.transform_filter("datum.flag == ''"),
             base.mark_rect(color="black").transform_filter("datum.flag != ''"),
         )
-    chart = chart.properties(**_size(view, frame["layer"].nunique()))
+    chart = chart.properties(**_heatmap_size(view, drawn))
     return frame, _facet(chart, frame, mark), notes
+
+
+def _heatmap_size(view: ViewSpec, drawn: pd.DataFrame) -> dict:
+    """Square cells: 48 px at most, the whole grid inside about 360×300."""
+    rows = max(drawn.groupby("layer")["row"].nunique())
+    cols = max(drawn.groupby("layer")["col"].nunique())
+    box_w, box_h = (220, 180) if drawn["layer"].nunique() > 1 else (360, 300)
+    step = max(2.0, min(48.0, box_w / cols, box_h / rows))
+    return {"width": view.width or round(cols * step), "height": view.height or round(rows * step)}
 
 
 def _short(v: float) -> float:

@@ -70,11 +70,16 @@ class Dashboard:
                 "description": v.description,
                 "notes": v.notes,
                 "error": v.error,
-                "spec": v.vega_lite(),
+                "spec": _without_title(v.vega_lite()),
             }
             for v in self.views
         ]
         return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer)
+
+
+def _without_title(spec: dict | None) -> dict | None:
+    """The card shows the title and notes already; the chart need not repeat them."""
+    return None if spec is None else {k: v for k, v in spec.items() if k != "title"}
 
 
 def vl_version() -> str:

@@ -9,16 +9,16 @@ from __future__ import annotations
 import os
 
 import torch
-from vega_datasets import local_data
-
-from nnspec.inputs import frame_batch
+from nnspec.inputs import load_input
+from nnspec.spec import load_spec
 from nnspec.models import MLP
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def main(steps: int = 2000) -> None:
-    batch = frame_batch(local_data.cars(), ["Horsepower", "Weight_in_lbs"], "Miles_per_Gallon")
+    spec = load_spec(os.path.join(HERE, "quickstart.yaml"))
+    batch = load_input(spec.input, HERE)
     torch.manual_seed(0)
     model = MLP([2, 3, 1])
     opt = torch.optim.Adam(model.parameters(), lr=0.05)

@@ -1,0 +1,84 @@
+"""Capture overhead: the forward pass with the hooks a plan needs, against the
+plain forward pass, on a ResNet-18-shaped CNN (8×3×64×64) and a GPT-2-small-shaped
+transformer (4×128 tokens). Prints a Markdown table of ratios from one run.
+
+    python bench/bench_capture.py [--repeats 5] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import human_bytes, interleaved  # noqa: E402
+from nnspec import capture  # noqa: E402
+from nnspec.compiler import compile_plan  # noqa: E402
+from nnspec.compiler.explain import kept_bytes  # noqa: E402
+from nnspec.models import GPT, ResNet  # noqa: E402
+from nnspec.spec import load_spec  # noqa: E402
+
+QUERIES = {
+    "stats": "activations of * | stats",
+    "histogram": "activations of * | histogram(bins=50)",
+}
+
+
+def models(device):
+    torch.manual_seed(0)
+    cnn = ResNet(widths=(64, 128, 256, 512), blocks=2, classes=1000).to(device)
+    x_cnn = torch.randn(8, 3, 64, 64, device=device)
+    gpt = GPT().to(device)
+    x_gpt = torch.randint(0, 50257, (4, 128), device=device)
+    return {"ResNet-18-shaped CNN, 8×3×64×64": (cnn, x_cnn), "GPT-2-small-shaped, 4×128 tokens": (gpt, x_gpt)}
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    for name, (model, x) in models(device).items():
+        model.eval()
+        plans = {}
+        for label, q in QUERIES.items():
+            spec = load_spec({"nnspec": 1, "views": [{"query": q}]})
+            plans[label] = compile_plan(spec, model)
+
+        def plain():
+            with torch.no_grad():
+                model(x)
+            sync(device)
+
+        fns = {"plain": plain}
+        for label, plan in plans.items():
+            fns[label] = lambda plan=plan: (capture.run(plan, model, x), sync(device))
+        t = interleaved(fns, repeats=args.repeats)
+        n_hooks = len(plans["stats"].hooked)
+        for label, plan in plans.items():
+            kept = sum(kept_bytes(c, None) or 0 for c in plan.captures)
+            rows.append((name, QUERIES[label], n_hooks, t[label] / t["plain"], human_bytes(kept)))
+        rows.append((name, "(plain forward, seconds)", 0, t["plain"], ""))
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}\n")
+    print("| model | query | hooked modules | time ÷ plain forward | bytes kept |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for name, q, hooks, ratio, kept in rows:
+        if q.startswith("("):
+            print(f"| {name} | plain forward | – | {ratio:.3f} s | – |")
+        else:
+            print(f"| {name} | `{q}` | {hooks} | {ratio:.2f}× | {kept} |")
+
+
+if __name__ == "__main__":
+    main()

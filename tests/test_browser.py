@@ -1,0 +1,93 @@
+"""The dashboard in a real headless Chromium with the network blocked:
+every chart draws and the console stays clean."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import nnspec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = os.environ.get("NNSPEC_CHROMIUM", "/usr/bin/chromium")
+pytestmark = pytest.mark.browser
+
+if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
+    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def _open(browser, path):
+    page = browser.new_page()
+    errors, blocked = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto("file://" + os.path.abspath(path))
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-spec]')].every(e => e.dataset.rendered)", timeout=30_000
+    )
+    return page, errors, blocked
+
+
+@pytest.mark.parametrize("name", ["quickstart", "cnn"])
+def test_every_chart_draws_offline(browser, tmp_path, name):
+    dash = nnspec.render(os.path.join(ROOT, "specs", f"{name}.yaml"), out=str(tmp_path))
+    page, errors, blocked = _open(browser, tmp_path / f"{name}.html")
+    cards = page.query_selector_all("section.card")
+    assert len(cards) == len(dash.views)
+    for card in cards:
+        chart = card.query_selector("[data-spec]")
+        assert chart is not None and chart.get_attribute("data-rendered") == "yes"
+        assert card.query_selector("svg, canvas") is not None
+        marks = card.query_selector_all("svg .mark-rect path, svg .mark-rect, svg path, svg text")
+        assert marks
+    assert errors == []
+    assert blocked == []
+    page.screenshot(path=str(tmp_path / "shot.png"), full_page=True)
+    page.close()
+
+
+def test_failed_view_card(browser, tmp_path):
+    spec = {
+        "nnspec": 1,
+        "title": "one good, one bad",
+        "model": {"factory": "tests.fixtures.models:make_tiny_mlp"},
+        "views": [{"query": "weights of fc1 | heatmap"}, {"query": "weights of fc9 | heatmap"}],
+    }
+    dash = nnspec.render(spec, out=str(tmp_path))
+    assert dash.views[1].error
+    page, errors, _ = _open(browser, tmp_path / "dashboard.html")
+    failed = page.query_selector_all("section.card.failed")
+    assert len(failed) == 1 and "no module matches 'fc9'" in failed[0].inner_text()
+    assert page.query_selector("section.card:not(.failed) svg") is not None
+    assert errors == []
+    page.close()
