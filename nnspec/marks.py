@@ -23,6 +23,31 @@ SEQUENTIAL = "viridis"
 FACET_COLUMNS = 3
 
 
+def _inline(frame: pd.DataFrame) -> dict:
+    """Inline rows for the chart, as a plain ``{"values": [...]}``: Altair then
+    neither walks nor validates each row (seconds for 10,000), and our mark
+    budget, not its 5,000-row guard, limits them. NaN and ±Inf become null
+    (their flags and notes say which)."""
+    rows = frame.to_dict("records")
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                row[k] = None
+    return {"values": rows}
+
+
+def _tooltip(frame: pd.DataFrame) -> list:
+    """Every column, typed: numbers to 4 significant digits."""
+    out = []
+    for c in frame.columns:
+        kind = frame[c].dtype.kind
+        if kind == "f":
+            out.append(alt.Tooltip(f"{c}:Q", format=".4g"))
+        else:
+            out.append(alt.Tooltip(f"{c}:{'Q' if kind in 'iu' else 'N'}"))
+    return out
+
+
 def natural_mark(data: Data, budget: int) -> str:
     if data.kind == "histogram":
         return "histogram"
@@ -175,18 +200,19 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     drawn = frame[["layer", "row", "col", "value"] + (["flag"] if flagged else [])].copy()
     drawn["value"] = [_short(v) for v in drawn["value"]]
     axis = alt.Axis(labelOverlap=True, labelAngle=0)
-    base = alt.Chart(drawn).encode(
+    base = alt.Chart().encode(
         x=alt.X("col:O", title="column", axis=axis),
         y=alt.Y("row:O", title="row", axis=axis),
         tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")]
         + (["flag:N"] if flagged else []),
     )
     color = alt.Color("value:Q", scale=_color_scale(frame["value"], mark), title=None)
-    chart = base.mark_rect().encode(color=color)
+    chart = base.mark_rect().encode(color=color).properties(data=_inline(drawn))
     if flagged:  # NaN/Inf cells are drawn black, not dropped
         chart = alt.layer(
-            chart.transform_filter("datum.flag == ''"),
+            base.mark_rect().encode(color=color).transform_filter("datum.flag == ''"),
             base.mark_rect(color="black").transform_filter("datum.flag != ''"),
+            data=_inline(drawn),
         )
     chart = chart.properties(**_heatmap_size(view, drawn))
     return frame, _facet(chart, frame, mark), notes
@@ -220,7 +246,7 @@ def visit_histogram(data: Data, mark: Step, view: ViewSpec):
     y_scale = alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined
     color = alt.Color(f"{mark.arg('color')}:N") if mark.arg("color") else alt.value("#4c78a8")
     chart = (
-        alt.Chart(frame)
+        alt.Chart(_inline(frame))
         .mark_bar(binSpacing=0)
         .encode(
             x=alt.X("bin_start:Q", bin="binned", title="value"),
@@ -289,12 +315,12 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     enc = {
         "x": x_enc,
         "y": y_enc,
-        "tooltip": [alt.Tooltip(c, format=".4g") if frame[c].dtype.kind == "f" else c for c in frame.columns],
+        "tooltip": _tooltip(frame),
     }
     color = mark.arg("color") or ("layer" if x != "layer" and frame["layer"].nunique() > 1 else None)
     if color:
         enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
-    base = alt.Chart(frame)
+    base = alt.Chart(_inline(frame))
     chart = (base.mark_bar() if kind == "bar" else base.mark_line(point=True)).encode(**enc)
     chart = chart.properties(**_size(view, 1))
     if mark.arg("facet"):
@@ -351,14 +377,15 @@ def visit_box(data: Data, mark: Step, view: ViewSpec):
     frame = box_frame(data)
     _check_columns(mark, frame)
     x = alt.X("layer:N", sort=None)
-    base = alt.Chart(frame).encode(
+    base = alt.Chart().encode(
         x=x,
-        tooltip=[alt.Tooltip(c, format=".4g") if frame[c].dtype.kind == "f" else c for c in frame.columns],
+        tooltip=_tooltip(frame),
     )
     chart = alt.layer(
         base.mark_rule().encode(y=alt.Y("min:Q", title="value"), y2="max:Q"),
         base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q"),
         base.mark_tick(color="white", size=18).encode(y="median:Q"),
+        data=_inline(frame),
     ).properties(**_size(view, 1))
     notes = [f"{r.layer}: {r.nonfinite} NaN/Inf not drawn (counted)" for r in frame.itertuples() if r.nonfinite]
     return frame, chart, notes + ["whiskers at min and max"]
@@ -378,7 +405,7 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
     long = pd.DataFrame(cells)
     width = view.width or max(360, 90 * len(frame.columns))
     chart = (
-        alt.Chart(long)
+        alt.Chart(_inline(long))
         .mark_text(align="left", dx=-40, fontSize=11)
         .encode(
             x=alt.X(

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from . import capture, messages
 from .compiler import Available, Plan, compile_plan
-from .errors import NnspecError, SpecError, format_error
+from .errors import InternalError, NnspecError, SpecError, format_error
 from .execute import gather, run_transforms
 from .inputs import Batch, load_input, make_loss
 from .marks import draw
@@ -38,9 +38,17 @@ class ViewResult:
     error: str | None = None
     notes: list = field(default_factory=list)
     slug: str = ""
+    _vl: dict | None = field(default=None, repr=False)
 
     def vega_lite(self) -> dict | None:
-        return None if self.chart is None else self.chart.to_dict()
+        if self.chart is None:
+            return None
+        if self._vl is None:  # to_dict validates the whole chart: do it once
+            try:
+                self._vl = self.chart.to_dict()
+            except Exception as e:
+                raise InternalError(f"Altair rejected the chart nnspec built for '{self.title}': {e}") from e
+        return self._vl
 
     def to_json(self, indent: int | None = None) -> str:
         """Deterministic Vega-Lite JSON (sorted keys; compact unless ``indent``)."""

@@ -130,7 +130,8 @@ def test_block_means_of_a_large_matrix():
     for i in range(3):
         for j in range(4):
             block = w[i * 100 : (i + 1) * 100, j * 50 : (j + 1) * 50]
-            assert means[i, j].item() == pytest.approx(block.double().mean().item(), rel=1e-9)
+            # sums of 100 float32 rows first, then float64: within float32 rounding of the exact mean
+            assert means[i, j].item() == pytest.approx(block.double().mean().item(), abs=1e-6)
     assert bad.sum() == 0
 
 
@@ -145,7 +146,7 @@ def test_heatmap_over_budget_is_block_mean_and_says_so():
     w = model[0].weight.detach().double()
     r = v.data.iloc[7]
     block = w[int(r.row) : int(r.row_end), int(r.col) : int(r.col_end)]
-    assert r.value == pytest.approx(block.mean().item(), rel=1e-9)
+    assert r.value == pytest.approx(block.mean().item(), abs=1e-6)
     assert v.vega_lite()["title"]["subtitle"]
 
 
