@@ -15,12 +15,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import human_bytes, interleaved  # noqa: E402
-from nnspec import capture  # noqa: E402
-from nnspec.compiler import compile_plan  # noqa: E402
-from nnspec.compiler.explain import kept_bytes  # noqa: E402
-from nnspec.models import GPT, ResNet  # noqa: E402
-from nnspec.spec import load_spec  # noqa: E402
+from bench.common import human_bytes, interleaved
+from nnspec import capture
+from nnspec.compiler import compile_plan
+from nnspec.compiler.explain import kept_bytes
+from nnspec.models import GPT, ResNet
+from nnspec.spec import load_spec
 
 QUERIES = {
     "stats": "activations of * | stats",
@@ -56,14 +56,14 @@ def main():
             spec = load_spec({"nnspec": 1, "views": [{"query": q}]})
             plans[label] = compile_plan(spec, model)
 
-        def plain():
+        def plain(model=model, x=x):
             with torch.no_grad():
                 model(x)
             sync(device)
 
         fns = {"plain": plain}
         for label, plan in plans.items():
-            fns[label] = lambda plan=plan: (capture.run(plan, model, x), sync(device))
+            fns[label] = lambda plan=plan, model=model, x=x: (capture.run(plan, model, x), sync(device))
         t = interleaved(fns, repeats=args.repeats)
         n_hooks = len(plans["stats"].hooked)
         for label, plan in plans.items():
@@ -77,6 +77,7 @@ def main():
         if q.startswith("("):
             print(f"| {name} | plain forward | – | {ratio:.3f} s | – |")
         else:
+            q = q.replace("|", "\\|")  # a pipe inside a Markdown table cell
             print(f"| {name} | `{q}` | {hooks} | {ratio:.2f}× | {kept} |")
 
 

@@ -56,12 +56,21 @@ def end_to_end(repeats: int) -> list[str]:
     with tempfile.TemporaryDirectory() as out:
         cmds = {
             "import": [sys.executable, "-c", "import torch, altair"],
-            "render": [sys.executable, "-m", "nnspec", "render", os.path.join(ROOT, "specs", "quickstart.yaml"), "-o", out, "-q"],
+            "render": [
+                sys.executable,
+                "-m",
+                "nnspec",
+                "render",
+                os.path.join(ROOT, "specs", "quickstart.yaml"),
+                "-o",
+                out,
+                "-q",
+            ],
         }
         fns = {k: (lambda c=c: subprocess.run(c, check=True, env=env, capture_output=True)) for k, c in cmds.items()}
         t = interleaved(fns, repeats=repeats, warmup=1)
     return [
-        f"| `nnspec render specs/quickstart.yaml` | ÷ `python -c \"import torch, altair\"` | {t['render'] / t['import']:.2f}× | "
+        f'| `nnspec render specs/quickstart.yaml` | ÷ `python -c "import torch, altair"` | {t["render"] / t["import"]:.2f}× | '
         f"import {t['import']:.2f} s, render {t['render']:.2f} s |"
     ]
 

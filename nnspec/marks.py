@@ -203,8 +203,7 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     base = alt.Chart().encode(
         x=alt.X("col:O", title="column", axis=axis),
         y=alt.Y("row:O", title="row", axis=axis),
-        tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")]
-        + (["flag:N"] if flagged else []),
+        tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")] + (["flag:N"] if flagged else []),
     )
     color = alt.Color("value:Q", scale=_color_scale(frame["value"], mark), title=None)
     chart = base.mark_rect().encode(color=color).properties(data=_inline(drawn))

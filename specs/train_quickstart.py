@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 
 import torch
+
 from nnspec.inputs import load_input
-from nnspec.spec import load_spec
 from nnspec.models import MLP
+from nnspec.spec import load_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

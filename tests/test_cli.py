@@ -90,8 +90,13 @@ def test_missing_spec_file(capsys):
 
 
 def test_real_process_no_traceback(tmp_path):
-    spec = _write(tmp_path, "nnspec: 1\nmodel: {factory: 'tests.fixtures.models:raising_factory'}\nviews: [{query: weights of a}]\n")
-    r = subprocess.run([sys.executable, "-m", "nnspec", "render", spec, "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT)
+    spec = _write(
+        tmp_path,
+        "nnspec: 1\nmodel: {factory: 'tests.fixtures.models:raising_factory'}\nviews: [{query: weights of a}]\n",
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "nnspec", "render", spec, "-o", str(tmp_path)], capture_output=True, text=True, cwd=ROOT
+    )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr and "factory exploded on purpose" in r.stderr
     r = subprocess.run([sys.executable, "-m", "nnspec", "--help"], capture_output=True, text=True, cwd=ROOT)
@@ -99,6 +104,9 @@ def test_real_process_no_traceback(tmp_path):
 
 
 def test_help_and_validate_do_not_import_torch():
-    code = "import sys; from nnspec.cli import main; main(['validate', %r]); print('torch' in sys.modules, 'altair' in sys.modules)" % QUICK
+    code = (
+        f"import sys; from nnspec.cli import main; main(['validate', {QUICK!r}]); "
+        "print('torch' in sys.modules, 'altair' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip().endswith("False False"), r.stdout + r.stderr

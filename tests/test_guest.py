@@ -23,7 +23,8 @@ def _state(model):
         "requires_grad": [(n, p.requires_grad) for n, p in model.named_parameters()],
         "grads": [(n, None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()],
         "hooks": [
-            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks)) for n, m in model.named_modules()
+            (n, len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
+            for n, m in model.named_modules()
         ],
         "params": {n: p.detach().clone() for n, p in model.state_dict().items()},
     }

@@ -38,7 +38,6 @@ def test_same_spec_same_bytes(tmp_path):
 
 def test_quickstart_numbers():
     dash = nnspec.render(os.path.join(ROOT, "specs", "quickstart.yaml"))
-    import torch
 
     from nnspec.modelload import build_model
     from nnspec.spec import load_spec
