@@ -144,7 +144,7 @@ def make_loss(name: str, base_dir: str, span=None):
         from .modelload import import_callable
 
         fn = import_callable(name, base_dir, span)
-        return _LossFn(name, lambda out, y: fn(out, y) if y is not None else fn(out), False)
+        return _LossFn(name, fn, False)  # fn(output, target); target is None without one
     raise SpecError(messages.unknown_loss(name), span)
 
 
