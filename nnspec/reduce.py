@@ -148,11 +148,13 @@ def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: 
     a value within float rounding of an edge may land in the next bin.
     """
     t = _float(t).reshape(-1)
+    if t.device.type != "cpu":
+        return histogram_sync_free(t, bins, range_)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
     mn, mx = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
     # min and max propagate NaN and show ±Inf, so finite ones mean all values are
-    if t.device.type != "cpu" or not bool(torch.isfinite(mn) & torch.isfinite(mx)):
+    if not bool(torch.isfinite(mn) & torch.isfinite(mx)):
         finite = torch.isfinite(t)
         nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
         vals = t[finite]
@@ -183,6 +185,33 @@ def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: 
         counts[-1] -= above
         outside = below + above
     return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
+
+
+def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple | None = None) -> dict:
+    """``histogram`` without a host synchronisation (for CUDA): no boolean
+    indexing, no ``bincount`` (which sizes its output from the data), no
+    ``.item()``. Non-finite and outside values go to a spare bin."""
+    t = _float(t).reshape(-1)
+    ok = torch.isfinite(t)
+    nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
+    if range_ is None:
+        big = torch.finfo(t.dtype).max
+        lo = torch.where(ok, t, big).amin().double() if t.numel() else t.new_zeros((), dtype=torch.float64)
+        hi = torch.where(ok, t, -big).amax().double() if t.numel() else t.new_zeros((), dtype=torch.float64)
+        none = hi < lo  # no finite value at all
+        lo, hi = torch.where(none, 0.0, lo), torch.where(none, 0.0, hi)
+        same = hi <= lo
+        lo, hi = torch.where(same, lo - 0.5, lo), torch.where(same, hi + 0.5, hi)
+    else:
+        lo = torch.full((), float(range_[0]), dtype=torch.float64, device=t.device)
+        hi = torch.full((), float(range_[1]), dtype=torch.float64, device=t.device)
+    lo_t, hi_t = lo.to(t.dtype), hi.to(t.dtype)
+    inside = ok & (t >= lo_t) & (t <= hi_t)
+    pos = ((t - lo_t) * (bins / (hi - lo)).to(t.dtype)).clamp(0, bins - 1)
+    idx = torch.where(inside, pos, float(bins)).to(torch.int64)
+    counts = torch.zeros(bins + 1, dtype=torch.int64, device=t.device).scatter_add_(0, idx, torch.ones_like(idx))
+    outside = (ok & ~inside).sum()
+    return {"counts": counts[:bins], "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
 
 
 def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:

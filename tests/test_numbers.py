@@ -211,3 +211,21 @@ def test_stats_reduction_matches_on_cuda_path_formula():
     masked = reduce.stats_dict(reduce._masked_stats(t, torch.isnan(t).sum().double(), torch.isinf(t).sum().double()))
     for k in cpu:
         assert masked[k] == pytest.approx(cpu[k], rel=1e-6), k
+
+
+@pytest.mark.parametrize("case", ["plain", "nonfinite", "range", "constant"])
+def test_sync_free_histogram_agrees(case):
+    # the CUDA variant, run on the CPU: same counts as the CPU path
+    torch.manual_seed(0)
+    t = torch.randn(5000)
+    rng = None
+    if case == "nonfinite":
+        t[::97] = float("nan")
+        t[5] = float("inf")
+    if case == "range":
+        rng = (-1.0, 2.0)
+    if case == "constant":
+        t = torch.full((10,), 3.0)
+    a, b = reduce.histogram(t, 13, rng), reduce.histogram_sync_free(t, 13, rng)
+    for k in ("counts", "lo", "hi", "nan", "inf", "outside"):
+        assert torch.equal(a[k].double(), b[k].double()), k
