@@ -167,10 +167,10 @@ def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: 
         lo = torch.tensor(float(range_[0]), dtype=torch.float64, device=t.device)
         hi = torch.tensor(float(range_[1]), dtype=torch.float64, device=t.device)
     scale = bins / (hi - lo)
-    # pos = (x - lo) * scale in one pass (x * scale + offset); values equal to hi
-    # land at index ``bins`` and are folded into the last bin below
+    # pos = (x - lo) * scale, as torch.histc and histogram_sync_free compute it;
+    # values equal to hi land at index ``bins`` and are folded into the last bin
     pos = _buffer(scratch, vals)
-    pos = torch.mul(vals, scale.to(vals.dtype), out=pos).sub_((lo * scale).to(vals.dtype))
+    pos = torch.sub(vals, lo.to(vals.dtype), out=pos).mul_(scale.to(vals.dtype))
     if range_ is not None:
         pos.clamp_(0, bins)
     small = torch.uint8 if bins < 255 else torch.int32  # small ints make bincount fast
