@@ -84,7 +84,7 @@ def _histogram_data(hists: dict, notes: list) -> Data:
         if nan or inf:
             notes.append(f"{layer}: " + messages.note_nonfinite(nan, inf))
         if outside:
-            notes.append(f"{layer}: {outside} values outside the range not drawn (counted)")
+            notes.append(f"{layer}: " + messages.note_outside(outside))
     return Data("histogram", table=pd.concat(frames, ignore_index=True), notes=notes)
 
 

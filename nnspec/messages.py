@@ -272,6 +272,42 @@ def note_first_output(layer: str, count: int) -> str:
     return f"{layer} returns {count} tensors; the first is shown"
 
 
+def over_budget(mark: str, n: int, budget: int) -> str:
+    return f"'{mark}' would draw {n} marks, over this view's budget of {budget}"
+
+
+def needs_1d(mark: str, layer: str, shape) -> str:
+    return f"'{mark}' draws one value per layer or 1-D tensors; {layer} has shape {tuple(shape)}"
+
+
+def needs_1d_hint() -> str:
+    return "reduce it first, e.g. '| mean', '| norm' or '| mean(dim=0)'"
+
+
+def unknown_format(name: str, formats) -> str:
+    return f"unknown format {name!r} (formats: {', '.join(formats)})"
+
+
+def note_outside(n: int) -> str:
+    return f"{n} values outside the range not drawn (counted)"
+
+
+def note_block_means_1d(blocks: int, total: int) -> str:
+    return f"{blocks} block means of {total} values"
+
+
+def note_nonfinite_cells(n: int) -> str:
+    return f"{n} cells hold NaN/Inf (drawn black)"
+
+
+def note_nonfinite_values(n: int) -> str:
+    return f"{n} NaN/Inf not drawn (counted)"
+
+
+def note_whiskers() -> str:
+    return "whiskers at min and max"
+
+
 def _prod(xs) -> int:
     out = 1
     for x in xs:

@@ -195,7 +195,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     """Render every view of ``spec``; write ``formats`` under ``out`` if given."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise SpecError(f"unknown format {bad[0]!r} (formats: {', '.join(FORMATS)})")
+        raise SpecError(messages.unknown_format(bad[0], FORMATS))
     spec, model, batch, loss, plan = prepare(spec, model, inputs)
     failure = None
     try:

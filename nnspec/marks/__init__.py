@@ -1,0 +1,53 @@
+"""Stage 5: Data ──mark──▶ (tidy frame, Altair chart, notes).
+
+One ``visit_<mark>`` per mark (``heatmap``, ``bars``, ``tables``); a query
+without a mark gets ``natural_mark``. Every chart stays within the view's mark
+budget: larger tensors are aggregated first and the subtitle says so.
+"""
+
+from __future__ import annotations
+
+from .. import messages
+from ..errors import InternalError, SpecError
+from ..execute import Data
+from ..query_ast import Step
+from ..spec import ViewSpec
+from .bars import visit_bar, visit_histogram, visit_line
+from .common import finish
+from .heatmap import visit_heatmap
+from .tables import visit_box, visit_table
+
+VISITORS = {
+    "heatmap": visit_heatmap,
+    "histogram": visit_histogram,
+    "bar": visit_bar,
+    "line": visit_line,
+    "box": visit_box,
+    "table": visit_table,
+}
+
+
+def natural_mark(data: Data, budget: int) -> str:
+    if data.kind == "histogram":
+        return "histogram"
+    if data.kind in ("stats", "scalar"):
+        return "bar"
+    dims = {t.dim() for t in data.tensors.values()}
+    if dims == {2}:
+        return "heatmap"
+    if dims == {1} and sum(t.numel() for t in data.tensors.values()) <= budget:
+        return "bar"
+    return "histogram"
+
+
+def draw(data: Data, mark: Step | None, view: ViewSpec):
+    """The view's frame, chart and notes."""
+    name = mark.name if mark else natural_mark(data, view.max_marks)
+    mark = mark or Step(name, (), None)
+    visit = VISITORS.get(name)
+    if visit is None:
+        raise InternalError(f"no visitor for mark '{name}'")
+    frame, chart, notes = visit(data, mark, view)
+    if len(frame) > view.max_marks:
+        raise SpecError(messages.over_budget(name, len(frame), view.max_marks), mark.span)
+    return frame, finish(chart, view, data.notes + notes), data.notes + notes

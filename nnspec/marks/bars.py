@@ -1,0 +1,114 @@
+"""``histogram``, ``bar`` and ``line``."""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+
+from .. import messages, reduce
+from ..errors import SpecError
+from ..execute import Data, transform_histogram
+from ..query_ast import Step
+from ..spec import ViewSpec
+from .common import check_columns, facet, inline, size, tooltip
+
+
+def visit_histogram(data: Data, mark: Step, view: ViewSpec):
+    if data.kind == "tensors":
+        data = transform_histogram(data, Step("histogram", (), mark.span))
+    if data.kind != "histogram":
+        raise SpecError(
+            messages.needs_table("histogram", ["layer", "bin_start", "bin_end", "count"]),
+            mark.span,
+        )
+    frame = data.table
+    check_columns(mark, frame)
+    y_scale = alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined
+    color = alt.Color(f"{mark.arg('color')}:N") if mark.arg("color") else alt.value("#4c78a8")
+    chart = (
+        alt.Chart(inline(frame))
+        .mark_bar(binSpacing=0)
+        .encode(
+            x=alt.X("bin_start:Q", bin="binned", title="value"),
+            x2="bin_end:Q",
+            y=alt.Y("count:Q", scale=y_scale, title="count"),
+            color=color,
+            tooltip=[
+                "layer:N",
+                alt.Tooltip("bin_start:Q", format=".4g"),
+                alt.Tooltip("bin_end:Q", format=".4g"),
+                "count:Q",
+            ],
+        )
+        .properties(**size(view, frame["layer"].nunique()))
+    )
+    return frame, facet(chart, frame, mark), []
+
+
+# --- bar and line ---------------------------------------------------------------
+def _series_frame(data: Data, mark: Step, view: ViewSpec) -> tuple[pd.DataFrame, str, str, list[str]]:
+    """A table to draw as bars/lines, and its default x and y."""
+    if data.kind == "scalar":
+        return data.table, "layer", "value", []
+    if data.kind == "stats":
+        return data.table, "layer", "absmean", []
+    if data.kind == "histogram":
+        return data.table, "bin_start", "count", []
+    dims = {t.dim() for t in data.tensors.values()}
+    if dims - {0, 1}:
+        bad = next((k, t) for k, t in data.tensors.items() if t.dim() > 1)
+        raise SpecError(messages.needs_1d(mark.name, bad[0], bad[1].shape), mark.span, messages.needs_1d_hint())
+    frames, notes = [], []
+    per_layer = max(1, view.max_marks // len(data.tensors))
+    for layer, t in data.tensors.items():
+        t = t.reshape(-1).double()
+        index = list(range(t.numel()))
+        if t.numel() > per_layer:
+            means, _ = reduce.block_mean(t.reshape(1, -1), 1, per_layer)
+            edges = reduce._edges(t.numel(), per_layer, "cpu").tolist()
+            index, t = edges[:-1], means.reshape(-1)
+            notes.append(f"{layer}: " + messages.note_block_means_1d(len(edges) - 1, edges[-1]))
+        frames.append(pd.DataFrame({"layer": layer, "index": index, "value": t.tolist()}))
+    return pd.concat(frames, ignore_index=True), "index", "value", notes
+
+
+def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
+    frame, x_default, y_default, notes = _series_frame(data, mark, view)
+    check_columns(mark, frame)
+    x, y = mark.arg("x", x_default), mark.arg("y", y_default)
+    nominal = x == "layer" or frame[x].dtype == object or str(frame[x].dtype) in ("string", "str")
+    angle = 0 if nominal and frame[x].nunique() <= 4 else -45
+    x_enc = (
+        alt.X(f"{x}:N", sort=None, title=x, axis=alt.Axis(labelAngle=angle)) if nominal else alt.X(f"{x}:Q", title=x)
+    )
+    y_title = data.label if (y == "value" and data.kind == "scalar") else y
+    y_enc = alt.Y(
+        f"{y}:Q",
+        title=y_title,
+        scale=alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined,
+    )
+    enc = {
+        "x": x_enc,
+        "y": y_enc,
+        "tooltip": tooltip(frame),
+    }
+    color = mark.arg("color") or ("layer" if x != "layer" and frame["layer"].nunique() > 1 else None)
+    if color:
+        enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
+    base = alt.Chart(inline(frame))
+    chart = (base.mark_bar() if kind == "bar" else base.mark_line(point=True)).encode(**enc)
+    chart = chart.properties(**size(view, 1))
+    if mark.arg("facet"):
+        chart = facet(chart, frame, mark, independent=("y",))
+    nonfinite = [f"{r['layer']}: {y} is {r[y]}" for _, r in frame.iterrows() if not math.isfinite(float(r[y]))]
+    return frame, chart, notes + nonfinite
+
+
+def visit_bar(data: Data, mark: Step, view: ViewSpec):
+    return _xy_chart(data, mark, view, "bar")
+
+
+def visit_line(data: Data, mark: Step, view: ViewSpec):
+    return _xy_chart(data, mark, view, "line")

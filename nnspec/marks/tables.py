@@ -1,0 +1,108 @@
+"""``box`` (five numbers per layer) and ``table`` (any table as text)."""
+
+from __future__ import annotations
+
+import math
+
+import altair as alt
+import pandas as pd
+
+from .. import messages, reduce
+from ..errors import SpecError
+from ..execute import Data, stats_table
+from ..query_ast import Step
+from ..spec import ViewSpec
+from .common import check_columns, inline, size, tooltip
+
+
+def box_frame(data: Data) -> pd.DataFrame:
+    """Five numbers per layer over all finite elements: whiskers at min and max."""
+    import torch
+
+    rows = []
+    for layer, t in data.tensors.items():
+        flat = t.reshape(-1).double()
+        finite = flat[torch.isfinite(flat)].sort().values
+        n = finite.numel()
+        q = [_quantile(finite, p) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] if n else [math.nan] * 5
+        rows.append(
+            {
+                "layer": layer,
+                "min": q[0],
+                "q1": q[1],
+                "median": q[2],
+                "q3": q[3],
+                "max": q[4],
+                "numel": flat.numel(),
+                "nonfinite": flat.numel() - n,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _quantile(sorted_t, p: float) -> float:
+    """Linear interpolation between closest ranks, as numpy's default."""
+    pos = p * (sorted_t.numel() - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, sorted_t.numel() - 1)
+    return float(sorted_t[lo] + (sorted_t[hi] - sorted_t[lo]) * (pos - lo))
+
+
+def visit_box(data: Data, mark: Step, view: ViewSpec):
+    if data.kind != "tensors":
+        raise SpecError(messages.step_needs_tensors("box"), mark.span)
+    frame = box_frame(data)
+    check_columns(mark, frame)
+    x = alt.X("layer:N", sort=None)
+    base = alt.Chart().encode(
+        x=x,
+        tooltip=tooltip(frame),
+    )
+    chart = alt.layer(
+        base.mark_rule().encode(y=alt.Y("min:Q", title="value"), y2="max:Q"),
+        base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q"),
+        base.mark_tick(color="white", size=18).encode(y="median:Q"),
+        data=inline(frame),
+    ).properties(**size(view, 1))
+    notes = [f"{r.layer}: " + messages.note_nonfinite_values(r.nonfinite) for r in frame.itertuples() if r.nonfinite]
+    return frame, chart, notes + [messages.note_whiskers()]
+
+
+# --- table ----------------------------------------------------------------------
+def visit_table(data: Data, mark: Step, view: ViewSpec):
+    if data.kind == "tensors":
+        frame = stats_table({k: reduce.stats(t) for k, t in data.tensors.items()})
+    else:
+        frame = data.table
+    check_columns(mark, frame)
+    cells = []
+    for i, row in enumerate(frame.itertuples(index=False)):
+        for col, value in zip(frame.columns, row):
+            cells.append({"row": i, "column": col, "text": _fmt(value)})
+    long = pd.DataFrame(cells)
+    width = view.width or max(360, 90 * len(frame.columns))
+    chart = (
+        alt.Chart(inline(long))
+        .mark_text(align="left", dx=-40, fontSize=11)
+        .encode(
+            x=alt.X(
+                "column:N",
+                sort=list(frame.columns),
+                axis=alt.Axis(orient="top", title=None, labelAngle=0),
+            ),
+            y=alt.Y("row:O", axis=None),
+            text="text:N",
+        )
+        .properties(width=width, height=view.height or 20 * len(frame) + 10)
+    )
+    return frame, chart, []
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Inf" if value > 0 else "-Inf"
+        return f"{value:.4g}"
+    return str(value)
