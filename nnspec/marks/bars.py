@@ -99,7 +99,10 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
         enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
     base = alt.Chart(inline(frame))
     chart = (base.mark_bar() if kind == "bar" else base.mark_line(point=True)).encode(**enc)
-    chart = chart.properties(**size(view, 1))
+    dims = size(view, 1)
+    if nominal and frame[x].nunique() > 16 and not view.width:
+        dims["width"] = alt.Step(18)  # one readable band per layer, the chart grows
+    chart = chart.properties(**dims)
     if mark.arg("facet"):
         chart = facet(chart, frame, mark, independent=("y",))
     nonfinite = [f"{r['layer']}: {y} is {r[y]}" for _, r in frame.iterrows() if not math.isfinite(float(r[y]))]
