@@ -82,7 +82,7 @@ def _validate(args) -> int:
         try:
             spec = load_spec(path)
             for v in spec.views:
-                parse(v.query, query_span(v.query_span, v.query_quoted))
+                parse(v.query, query_span(v.query_span, v.query_quoted, v.query))
             print(f"{path}: ok ({len(spec.views)} views)")
         except NnspecError as e:
             print(str(e), file=sys.stderr)

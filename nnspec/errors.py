@@ -17,11 +17,12 @@ class Span:
     file: str
     line: int
     col: int
+    text: str | None = None  # the line itself, where there is no file to read it from
 
     def shifted(self, line: int, col: int) -> Span:
         """The span of a position ``line``/``col`` (1-based) inside this one."""
         if line == 1:
-            return Span(self.file, self.line, self.col + col - 1)
+            return Span(self.file, self.line, self.col + col - 1, self.text)
         return Span(self.file, self.line + line - 1, col)
 
     def __str__(self) -> str:
@@ -89,7 +90,7 @@ def format_error(err: NnspecError) -> str:
     head = f"{err.span}: {err.kind}: {err.message}" if err.span else f"{err.kind}: {err.message}"
     lines = [head]
     if err.span is not None:
-        text = source_line(err.span)
+        text = err.span.text if err.span.text is not None else source_line(err.span)
         if text is not None:
             lines.append(f"  {text}")
             lines.append("  " + " " * max(err.span.col - 1, 0) + "^")

@@ -308,6 +308,14 @@ def note_whiskers() -> str:
     return "whiskers at min and max"
 
 
+def internal_view_error(why: str) -> str:
+    return f"internal error while drawing this view ({why}); please report it with the spec"
+
+
+def cannot_write(path: str, why: str) -> str:
+    return f"cannot write '{path}': {why}"
+
+
 def _prod(xs) -> int:
     out = 1
     for x in xs:

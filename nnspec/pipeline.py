@@ -171,8 +171,14 @@ def run_views(plan: Plan, captured, failure: NnspecError | None = None, progress
                 raise failure
             data = run_transforms(gather(vp, captured), vp.transforms)
             res.data, res.chart, res.notes = draw(data, vp.mark, v)
+            res.vega_lite()  # Altair validates the chart here, so a bad one fails this view only
         except NnspecError as e:
             res.error = format_error(e)
+        except Exception as e:  # our bug: this view fails, the others still render
+            res.error = format_error(InternalError(messages.internal_view_error(f"{type(e).__name__}: {e}")))
+        if res.error is not None:
+            res.data = res.chart = None
+            res.notes = []
         results.append(res)
     return results
 
@@ -231,6 +237,13 @@ def _footer(spec: Spec, model, batch) -> str:
 
 # 6. outputs -------------------------------------------------------------------
 def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
+    try:
+        return _write_outputs(dash, out, formats)
+    except OSError as e:
+        raise NnspecError(messages.cannot_write(e.filename or out, e.strerror or str(e))) from None
+
+
+def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
     from .output.files import write_atomic
 
     written = []

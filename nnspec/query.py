@@ -341,10 +341,11 @@ _ARG_TYPES = {
 }
 
 
-def query_span(view_span: Span | None, quoted: bool) -> Span:
-    """Where a YAML scalar's text starts (after its opening quote)."""
+def query_span(view_span: Span | None, quoted: bool, text: str | None = None) -> Span:
+    """Where a YAML scalar's text starts (after its opening quote); without a
+    file, the query's own first line stands in for the source line."""
     if view_span is None:
-        return Span("<query>", 1, 1)
+        return Span("<query>", 1, 1, text.split("\n", 1)[0] if text else None)
     return Span(view_span.file, view_span.line, view_span.col + (1 if quoted else 0))
 
 

@@ -27,8 +27,11 @@ class Located:
     keys: dict = field(default_factory=dict)  # path -> Span of the mapping key
     styles: dict = field(default_factory=dict)  # path -> scalar style (quote char)
 
-    def span(self, path: Path, key: bool = False) -> Span:
-        """The span at ``path``, or of its nearest ancestor that has one."""
+    def span(self, path: Path, key: bool = False) -> Span | None:
+        """The span at ``path``, or of its nearest ancestor that has one
+        (None for a spec given as a dict: it has no positions)."""
+        if not self.values:
+            return None
         table = self.keys if key else self.values
         p = tuple(path)
         while p:

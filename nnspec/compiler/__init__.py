@@ -129,7 +129,7 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
     try:
         if view.max_marks > MAX_MARKS_LIMIT:
             raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
-        query = parse(view.query, query_span(view.query_span, view.query_quoted))
+        query = parse(view.query, query_span(view.query_span, view.query_quoted, view.query))
         vp = _resolve(view, query, model)
         kinds = {c.kind for c in vp.captures}
         if kinds - {"param"} and not available.has_input:
