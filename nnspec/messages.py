@@ -183,6 +183,10 @@ def bad_argument(step: str, name: str, value, want: str) -> str:
     return f"'{step}': {name}={value!r} must be {want}"
 
 
+def unknown_function(name: str, known) -> str:
+    return f"unknown function '{name}' (functions: {_names(known, 12)}, or *)"
+
+
 def no_match(selector: str) -> str:
     return f"no module matches '{selector}'"
 

@@ -47,9 +47,14 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {
     "histogram": ("bins", "range"),
     "downsample": ("max",),
     "sample": ("n", "seed"),
+    "channels": (),
+    "pca": ("k",),
 }
-ENCODINGS = ("x", "y", "color", "facet", "scheme", "log")
-MARKS = ("heatmap", "histogram", "bar", "line", "box", "table")
+ENCODINGS = ("x", "y", "color", "facet", "scheme", "log", "cols", "direction")
+MARKS = ("heatmap", "histogram", "bar", "line", "box", "table", "graph", "images", "scatter")
+GRAPH_ARGS = ("depth", "fold", "direction", "color")
+# activation functions ``function`` can draw (torch.nn.functional names)
+FUNCTIONS = ("relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "softplus", "mish", "hardswish", "selu")
 MAX_BINS = 10_000
 
 
@@ -160,6 +165,43 @@ class _Build(Transformer):
         return Source("input_grads", None, self._at(meta))
 
     @v_args(meta=True)
+    def graph_source(self, meta, items):
+        span = self._at(meta)
+        args = _named("graph", items[0] if items else [], (), span)
+        return Source("graph", None, span, _check_args("graph", args, GRAPH_ARGS, span))
+
+    @v_args(meta=True)
+    def summary_source(self, meta, items):
+        return Source("summary", None, self._at(meta))
+
+    @v_args(meta=True)
+    def function_source(self, meta, items):
+        names = items[0]
+        over = items[1] if len(items) > 1 else None
+        span = self._at(meta)
+        if over is not None and not over[0] < over[1]:
+            raise SpecError(messages.bad_argument("function", "over", list(over), "[low, high] with low < high"), span)
+        unknown = [n for n in names if n != "*" and n not in FUNCTIONS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], FUNCTIONS, n=1)
+            hint = messages.did_you_mean(close[0]) if close else None
+            raise SpecError(messages.unknown_function(unknown[0], FUNCTIONS), span, hint)
+        args = (("names", tuple(names)),) + ((("over", over),) if over else ())
+        return Source("function", None, span, args)
+
+    def all_functions(self, items):
+        return ("*",)
+
+    def named_functions(self, items):
+        return tuple(str(i) for i in items)
+
+    def over(self, items):
+        return tuple(float(i) for i in items)
+
+    def call(self, items):
+        return [a for a in items if a is not None]
+
+    @v_args(meta=True)
     def selector(self, meta, items):
         include = items[0]
         exclude = items[2] if len(items) > 2 else ()
@@ -219,9 +261,8 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def step(self, meta, items):
-        name_tok, *args = items
-        args = [a for a in args if a is not None]
-        return (str(name_tok), args, self._at(name_tok))
+        name_tok, *call = items
+        return (str(name_tok), call[0] if call else [], self._at(name_tok))
 
     @v_args(meta=True)
     def start(self, meta, items):
@@ -338,6 +379,11 @@ _ARG_TYPES = {
     "facet": (lambda v: isinstance(v, str), "a column name"),
     "scheme": (lambda v: isinstance(v, str), "a Vega colour scheme name"),
     "log": (lambda v: isinstance(v, bool), "true or false"),
+    "cols": (lambda v: _is_int(v, 1, 256), "an integer from 1 to 256"),
+    "direction": (lambda v: v in ("LR", "TB"), "LR or TB"),
+    "depth": (lambda v: _is_int(v, 1, 64), "an integer from 1 to 64"),
+    "fold": (lambda v: isinstance(v, bool), "true or false"),
+    "k": (lambda v: _is_int(v, 1, 3), "1, 2 or 3"),
 }
 
 

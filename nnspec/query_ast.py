@@ -7,15 +7,9 @@ from dataclasses import dataclass
 from .errors import Span
 
 SOURCE_KINDS = (
-    "weights",
-    "biases",
-    "params",
-    "activations",
-    "inputs",
-    "grads",
-    "output_grads",
-    "input_grads",
-)
+    "weights", "biases", "params", "activations", "inputs", "grads", "output_grads", "input_grads",
+    "attention", "graph", "summary", "function",
+)  # fmt: skip
 PARAM_KINDS = ("weights", "biases", "params", "grads")
 
 
@@ -65,14 +59,24 @@ class Selector:
 @dataclass(frozen=True, slots=True)
 class Source:
     kind: str
-    selector: Selector | None  # None for input_grads
+    selector: Selector | None  # None for input_grads, graph, summary, function
     span: Span
+    args: tuple[tuple[str, object], ...] = ()  # graph(depth=…); function: names, over
 
     def __post_init__(self):
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"source {self.kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
 
+    def arg(self, name: str, default=None):
+        return dict(self.args).get(name, default)
+
     def __str__(self) -> str:
+        if self.kind == "function":
+            text = "function " + ", ".join(self.arg("names"))
+            over = self.arg("over")
+            return text + (f" over [{_value(over[0])}, {_value(over[1])}]" if over else "")
+        if self.kind == "graph" and self.args:
+            return f"graph({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
         return self.kind if self.selector is None else f"{self.kind} of {self.selector}"
 
 

@@ -1,0 +1,171 @@
+"""An eager trace of one forward pass: which modules and functional ops ran,
+on what, with which shapes.
+
+Module hooks see every module call; a ``TorchFunctionMode`` sees every
+functional op (``x + y``, ``torch.cat``, ``F.gelu``, ``x.view``) called outside
+a leaf module, as torchview does. Unlike ``torch.fx`` or ``torch.export``
+this works on any model that runs, control flow and all: it records what
+this forward pass did. Each output tensor is tagged with the node that made
+it, so edges follow the data, residual connections included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+TAG = "_nnspec_node"
+# ops that only move or copy data: the edge passes through them
+PASSTHROUGH = {
+    "contiguous", "to", "float", "double", "half", "bfloat16", "type_as", "detach", "clone",
+    "dropout", "requires_grad_", "cpu", "cuda", "__getitem__", "__setitem__", "size", "dim",
+    "numel", "__format__", "__repr__", "__len__", "__bool__", "__eq__", "__ne__", "item", "tolist",
+    "is_floating_point", "__get__",
+}  # fmt: skip
+ACTIVATION_OPS = {"relu", "gelu", "silu", "tanh", "sigmoid", "softmax", "leaky_relu", "elu", "softplus", "mish", "hardswish"}
+
+
+def op_name(func) -> str:
+    name = getattr(func, "__name__", str(func))
+    if name.startswith("__") and name.endswith("__"):
+        name = name[2:-2]
+        if name[:1] in ("i", "r") and name[1:] in ("add", "sub", "mul", "truediv", "matmul", "pow"):
+            name = name[1:]
+    return name.rstrip("_") or name
+
+
+@dataclass
+class TNode:
+    id: int
+    kind: str  # input | module | op | output
+    name: str  # module path, op name, "input" or "output"
+    type: str  # module class name or op name
+    scope: tuple  # path components of the module whose forward ran it (a module: its own path)
+    shape: tuple | None = None
+
+
+@dataclass
+class Trace:
+    nodes: list = field(default_factory=list)
+    edges: list = field(default_factory=list)  # (source id, target id)
+    module_io: dict = field(default_factory=dict)  # path -> (input shape, output shape), first call
+    calls: dict = field(default_factory=dict)  # path -> number of calls
+    functions: set = field(default_factory=set)  # activation functions called as functions
+
+    def add(self, kind, name, type_, scope, shape=None) -> TNode:
+        node = TNode(len(self.nodes), kind, name, type_, tuple(scope), shape)
+        self.nodes.append(node)
+        return node
+
+
+def _tensors(value) -> list:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    return []
+
+
+def _shape(value):
+    ts = _tensors(value)
+    return tuple(ts[0].shape) if ts else None
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, tracer: Tracer):
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self.tracer.op(func, args, kwargs or {}, out)
+        return out
+
+
+class Tracer:
+    """Hooks on every module plus the function mode, for one forward pass."""
+
+    def __init__(self, model):
+        self.model = model
+        self.trace = Trace()
+        self.stack: list[str] = []
+        self.leaf = {p: next(iter(m.children()), None) is None for p, m in model.named_modules()}
+        self.names = {id(m): p for p, m in model.named_modules()}
+
+    def _producers(self, value) -> list[int]:
+        seen = []
+        for t in _tensors(value):
+            node = getattr(t, TAG, None)
+            if node is not None and node not in seen:
+                seen.append(node)
+        return seen
+
+    def _tag(self, value, node: TNode) -> None:
+        for t in _tensors(value):
+            try:
+                setattr(t, TAG, node.id)
+            except (AttributeError, RuntimeError):
+                pass
+
+    def _inside_leaf(self) -> bool:
+        return bool(self.stack) and self.leaf.get(self.stack[-1], False)
+
+    def op(self, func, args, kwargs, out) -> None:
+        if self._inside_leaf() or not _tensors(out):
+            return
+        name = op_name(func)
+        sources = self._producers((args, kwargs))
+        if not sources:
+            return  # a constant (arange, zeros, a parameter alone): not part of the data flow
+        if name in ACTIVATION_OPS:
+            self.trace.functions.add(name)
+        if name in PASSTHROUGH and len(sources) == 1:
+            self._tag(out, self.trace.nodes[sources[0]])
+            return
+        scope = self.stack[-1].split(".") if self.stack and self.stack[-1] else []
+        node = self.trace.add("op", name, name, scope, _shape(out))
+        self.trace.edges.extend((s, node.id) for s in sources)
+        self._tag(out, node)
+
+    def _pre(self, module, args):
+        path = self.names.get(id(module), "")
+        self.stack.append(path)
+        self.trace.calls[path] = self.trace.calls.get(path, 0) + 1
+
+    def _post(self, module, args, output):
+        path = self.stack.pop() if self.stack else self.names.get(id(module), "")
+        self.trace.module_io.setdefault(path, (_shape(args), _shape(output)))
+        if path and self.leaf.get(path, False):
+            node = self.trace.add("module", path, type(module).__name__, path.split("."), _shape(output))
+            self.trace.edges.extend((s, node.id) for s in self._producers(args))
+            self._tag(output, node)
+
+    def run(self, fn, x):
+        """``fn(x)`` (the forward pass) with the trace recording."""
+        inp = self.trace.add("input", "input", "input", (), tuple(x.shape) if isinstance(x, torch.Tensor) else None)
+        handles = []
+        try:
+            for m in self.model.modules():
+                handles.append(m.register_forward_pre_hook(self._pre))
+                handles.append(m.register_forward_hook(self._post))
+            self._tag(x, inp)
+            with _Mode(self):
+                result = fn(x)
+        finally:
+            for h in handles:
+                h.remove()
+            _untag(x)
+        out = self.trace.add("output", "output", "output", (), _shape(result))
+        self.trace.edges.extend((s, out.id) for s in self._producers(result))
+        _untag(result)
+        return result
+
+
+def _untag(value) -> None:
+    for t in _tensors(value):
+        if TAG in getattr(t, "__dict__", {}):
+            delattr(t, TAG)
