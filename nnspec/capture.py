@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import messages, reduce
+from . import attention, messages, reduce
 from .compiler import Capture, Plan
 from .errors import ModelError, SpecError
+from .trace import Tracer
+from .trace import paused as trace_paused
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _passes(plan, model, params, x, y, loss_fn, out: Captured) -> None:
     by_module: dict[str, list[Capture]] = {}
     for c in plan.captures:
         if c.kind in ("activation", "input", "output_grad"):
-            by_module.setdefault(c.target, []).append(c)
+            by_module.setdefault(c.target, []).append(c)  # trace and attention have their own machinery
     modules = dict(model.named_modules())
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = _to(x, device)
@@ -131,6 +133,9 @@ def _passes(plan, model, params, x, y, loss_fn, out: Captured) -> None:
         if not torch.is_floating_point(x):
             raise SpecError(messages.no_input_grad(str(x.dtype)))
         x = x.detach().clone().requires_grad_(True)
+    traces = [c for c in plan.captures if c.kind == "trace"]
+    attn = [c for c in plan.captures if c.kind == "attention"]
+    tracer = Tracer(model) if traces else None
     outputs: dict[str, torch.Tensor] = {}  # module outputs whose gradient a view needs
     seen: set[str] = set()
     ran: list[str] = []
@@ -141,6 +146,10 @@ def _passes(plan, model, params, x, y, loss_fn, out: Captured) -> None:
 
     def hook_for(path: str, caps: list[Capture]):
         def hook(module, args, output):
+            with trace_paused(tracer):
+                record(module, args, output)
+
+        def record(module, args, output):
             if path in seen:
                 return  # a module called twice: the first call is what views show
             seen.add(path)
@@ -167,18 +176,26 @@ def _passes(plan, model, params, x, y, loss_fn, out: Captured) -> None:
 
         return hook
 
+    weights: dict = {}
     handles = [torch.nn.modules.module.register_module_forward_hook(track)]
     try:
         for path, caps in by_module.items():
             handles.append(modules[path].register_forward_hook(hook_for(path, caps)))
-        with torch.set_grad_enabled(plan.backward):
+        with torch.set_grad_enabled(plan.backward), attention.recording(model, [c.target for c in attn], weights):
             try:
-                result = model(x)
+                result = tracer.run(model, x) if tracer else model(x)
             except Exception as e:
                 raise ModelError(messages.forward_failed(f"{type(e).__name__}: {e}", _unique(ran))) from e
     finally:
         for h in handles:
             h.remove()
+    for c in traces:
+        out.values[c.key] = tracer.trace
+    for c in attn:
+        if c.target in weights:
+            _store(c, weights[c.target], out)
+        else:
+            out.errors[c.key] = messages.attention_not_called(c.target)
     if plan.backward:
         _backward(plan, params, x, y, loss_fn, result, outputs, out)
 

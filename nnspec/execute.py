@@ -31,10 +31,35 @@ class Data:
     table: pd.DataFrame | None = None
     notes: list = field(default_factory=list)
     label: str = "value"  # what a scalar table's value is, e.g. "abs | mean"
+    source: str = ""  # the query's source kind: some marks draw attention or saliency differently
+    edges: pd.DataFrame | None = None  # a graph's edges
+    options: dict = field(default_factory=dict)  # a graph's depth, fold, direction, color
+    context: Context | None = None
 
 
-def gather(vp: ViewPlan, captured) -> Data:
+@dataclass
+class Context:
+    """What views may label their data with: the model and the batch's names."""
+
+    model: object = None
+    features: tuple = ()  # column names of a tabular input
+    classes: tuple = ()  # class names of a string target
+    target: object = None  # the target tensor
+    tokens: tuple = ()  # token labels of a token input
+
+
+def gather(vp: ViewPlan, captured, context: Context | None = None) -> Data:
     """The captures of one view as Data; capture problems become notes or errors."""
+    data = _gather(vp, captured, context or Context())
+    data.source = vp.query.source.kind
+    data.context = context or Context()
+    return data
+
+
+def _gather(vp: ViewPlan, captured, context: Context) -> Data:
+    src = vp.query.source
+    if src.kind in ("graph", "summary", "function"):
+        return _structure(vp, captured, context)
     notes: list[str] = []
     values = {}
     for layer, c in zip(vp.layers, vp.captures):
@@ -59,6 +84,26 @@ def gather(vp: ViewPlan, captured) -> Data:
     if reduction.op == "histogram":
         return _histogram_data(values, notes)
     return Data("scalar", table=_scalar_table(values), notes=notes, label=f"{vp.query.source.kind} | {reduction}")
+
+
+def _structure(vp: ViewPlan, captured, context: Context) -> Data:
+    from . import functions, structure
+
+    src = vp.query.source
+    trace = captured.values[vp.captures[0].key] if vp.captures else None
+    if src.kind == "graph":
+        # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
+        options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
+        nodes, edges, notes = structure.graph_frames(trace, context.model, options, src.span)
+        return Data("graph", table=nodes, edges=edges, notes=notes, options=options)
+    if src.kind == "summary":
+        return Data("summary", table=structure.summary_frame(trace, context.model))
+    names = src.arg("names")
+    fns = functions.used_functions(context.model, trace) if "*" in names else functions.named(names)
+    if not fns:
+        raise SpecError(messages.no_functions(), src.span)
+    lo, hi = src.arg("over", (-5.0, 5.0))
+    return Data("function", table=functions.curves(fns, lo, hi))
 
 
 def stats_table(vectors: dict) -> pd.DataFrame:
@@ -88,14 +133,18 @@ def _histogram_data(hists: dict, notes: list) -> Data:
     return Data("histogram", table=pd.concat(frames, ignore_index=True), notes=notes)
 
 
-def run_transforms(data: Data, steps: tuple[Step, ...]) -> Data:
+def run_transforms(data: Data, steps: tuple[Step, ...], mark: Step | None = None) -> Data:
+    if data.source == "input_grads" and not steps and mark is None and data.kind == "tensors":
+        return saliency(data)
     for step in steps:
         fn = globals().get(f"transform_{step.name}")
         if fn is None:
             raise SpecError(messages.unknown_step(step.name, TRANSFORM_NAMES), step.span)
         if data.kind != "tensors":
             raise SpecError(messages.step_needs_tensors(step.name), step.span)
-        data = fn(data, step)
+        out = fn(data, step)
+        out.source, out.context = out.source or data.source, out.context or data.context
+        data = out
     return data
 
 
@@ -177,6 +226,75 @@ def transform_sample(data: Data, step: Step) -> Data:
             flat = flat[torch.randperm(flat.numel(), generator=g)[:n].sort().values]
         out[layer] = flat
     return Data("tensors", tensors=out, notes=data.notes)
+
+
+def transform_channels(data: Data, step: Step) -> Data:
+    """One 2-D map per channel: every dimension before the last two becomes the channel."""
+    return _each(data, lambda k, t: t.reshape(-1, t.shape[-2], t.shape[-1]) if t.dim() >= 3 else t)
+
+
+def transform_pca(data: Data, step: Step) -> Data:
+    """Principal components of each layer's samples (first dimension = samples)."""
+    k = step.arg("k", 2)
+    frames, notes = [], list(data.notes)
+    labels = _sample_labels(data.context)
+    for layer, t in data.tensors.items():
+        if t.dim() < 2 or t.shape[0] < 2:
+            raise SpecError(messages.pca_needs_samples(layer, t.shape), step.span)
+        scores, ratio = pca(t.reshape(t.shape[0], -1), k)
+        frame = pd.DataFrame({"layer": layer, "sample": range(t.shape[0])})
+        for i in range(scores.shape[1]):
+            frame[f"pc{i + 1}"] = scores[:, i].tolist()
+        if labels is not None and len(labels) == t.shape[0]:
+            frame["label"] = labels
+        frames.append(frame)
+        explained = ", ".join(f"pc{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio.tolist()))
+        notes.append(f"{layer}: explained variance {explained}")
+    return Data("pca", table=pd.concat(frames, ignore_index=True), notes=notes, context=data.context)
+
+
+def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores on the first ``k`` components and their share of the variance.
+
+    SVD of the centred float64 matrix; each component's sign is fixed so that
+    its largest loading is positive (SVD alone leaves it arbitrary).
+    """
+    x = x.double()
+    x = x - x.mean(dim=0, keepdim=True)
+    u, s, vh = torch.linalg.svd(x, full_matrices=False)
+    k = min(k, s.numel())
+    signs = torch.sign(vh[:k].gather(1, vh[:k].abs().argmax(dim=1, keepdim=True))).squeeze(1)
+    signs[signs == 0] = 1
+    scores = u[:, :k] * s[:k] * signs
+    total = (s**2).sum()
+    ratio = (s[:k] ** 2) / total if total > 0 else torch.zeros(k, dtype=torch.float64)
+    return scores, ratio
+
+
+def _sample_labels(ctx):
+    if ctx is None or ctx.target is None:
+        return None
+    y = ctx.target.reshape(ctx.target.shape[0], -1)[:, 0] if ctx.target.dim() > 1 else ctx.target
+    if ctx.classes:
+        return [ctx.classes[int(i)] for i in y.tolist()]
+    return y.tolist()
+
+
+def saliency(data: Data) -> Data:
+    """``input_grads`` with no steps: |grad| max over channels per image, or mean
+    |grad| per feature for tabular input (named after the data set's columns)."""
+    (g,) = data.tensors.values()
+    if g.dim() == 4:
+        sal = g.abs().amax(dim=1)
+        note = "|gradient| of the loss w.r.t. each pixel, max over channels"
+        return Data("tensors", tensors={"input": sal}, notes=[*data.notes, note], source="saliency", context=data.context)
+    if g.dim() == 2:
+        names = data.context.features if data.context and len(data.context.features) == g.shape[1] else ()
+        names = list(names) or [f"feature {i}" for i in range(g.shape[1])]
+        frame = pd.DataFrame({"feature": names, "value": g.abs().mean(dim=0).tolist()})
+        note = "mean |gradient| of the loss w.r.t. each input feature over the batch"
+        return Data("features", table=frame, notes=[*data.notes, note], label="mean |input grad|", context=data.context)
+    return data
 
 
 def fit_blocks(shape, limit: int) -> tuple[int, int]:

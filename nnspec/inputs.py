@@ -18,10 +18,30 @@ class Batch:
     y: object = None
     notes: list = field(default_factory=list)
     classes: tuple = ()
+    features: tuple = ()
+    tokens: tuple = ()
 
 
 def load_input(inp: InputSpec, base_dir: str) -> Batch:
-    return {"random": _random, "dataset": _dataset, "file": _file}[inp.kind](inp, base_dir)
+    return {"random": _random, "dataset": _dataset, "file": _file, "tokens": _tokens}[inp.kind](inp, base_dir)
+
+
+def _tokens(inp: InputSpec, base_dir: str) -> Batch:
+    """Token strings → ids: the index in ``vocab`` if given, else in order of first appearance."""
+    import torch
+
+    o = inp.options
+    seqs = o["tokens"]
+    seqs = [seqs] if seqs and isinstance(seqs[0], str) else seqs
+    if len({len(s) for s in seqs}) != 1:
+        raise SpecError(messages.ragged_tokens([len(s) for s in seqs]), inp.span)
+    vocab = list(o["vocab"]) if "vocab" in o else list(dict.fromkeys(t for s in seqs for t in s))
+    lookup = {t: i for i, t in enumerate(vocab)}
+    missing = [t for s in seqs for t in s if t not in lookup]
+    if missing:
+        raise SpecError(messages.unknown_tokens(missing), inp.span)
+    x = torch.tensor([[lookup[t] for t in s] for s in seqs], dtype=torch.long)
+    return Batch(x, tokens=tuple(seqs[0]))
 
 
 def _random(inp: InputSpec, base_dir: str) -> Batch:
@@ -97,7 +117,7 @@ def frame_batch(df, features: list[str], target: str | None, span=None) -> Batch
             classes = tuple(sorted(col.astype(str).unique()))
             lookup = {c: i for i, c in enumerate(classes)}
             y = torch.tensor([lookup[v] for v in col.astype(str)], dtype=torch.long)
-    return Batch(x, y, notes, classes)
+    return Batch(x, y, notes, classes, tuple(features))
 
 
 def _file(inp: InputSpec, base_dir: str) -> Batch:

@@ -46,7 +46,15 @@ def missing_key(key: str, where: str) -> str:
 
 
 def input_kinds() -> str:
-    return "input needs exactly one of 'random', 'dataset' (with 'features') or 'file'"
+    return "input needs exactly one of 'random', 'dataset' (with 'features'), 'file' or 'tokens'"
+
+
+def ragged_tokens(lengths) -> str:
+    return f"token sequences must have one length; they have {_names(lengths)}"
+
+
+def unknown_tokens(tokens) -> str:
+    return f"tokens not in the vocab: {_names(dict.fromkeys(tokens))}"
 
 
 def bad_choice(where: str, value, choices) -> str:
@@ -185,6 +193,46 @@ def bad_argument(step: str, name: str, value, want: str) -> str:
 
 def unknown_function(name: str, known) -> str:
     return f"unknown function '{name}' (functions: {_names(known, 12)}, or *)"
+
+
+def no_attention() -> str:
+    return "the model has no nn.MultiheadAttention module to take attention weights from"
+
+
+def attention_hint(paths) -> str:
+    return f"attention modules: {_names(paths)}"
+
+
+def attention_not_called(path: str) -> str:
+    return f"{path} was not called in the forward pass, so it has no attention weights"
+
+
+def graph_too_deep(depth: int, deepest: int) -> str:
+    return f"graph(depth={depth}) is deeper than the model's {deepest} levels of modules"
+
+
+def note_folded(n: int) -> str:
+    return f"{n} repeated blocks folded (fold=false shows each)"
+
+
+def no_functions() -> str:
+    return "the model uses no activation function nnspec knows (function * found none)"
+
+
+def needs_graph() -> str:
+    return "'graph' draws the architecture: use it with the 'graph' source (query: graph)"
+
+
+def note_first_tiles(keep: int, total: int) -> str:
+    return f"first {keep} of {total} tiles (mark budget)"
+
+
+def note_first_sequence(data_batch: bool = True) -> str:
+    return "the first sequence of the batch (index to pick another, e.g. [3])"
+
+
+def note_rows_sum() -> str:
+    return "each row (a query position) sums to 1 over the keys"
 
 
 def no_match(selector: str) -> str:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import capture, messages
 from .compiler import Available, Plan, compile_plan
 from .errors import InternalError, NnspecError, SpecError, format_error
-from .execute import gather, run_transforms
+from .execute import Context, gather, run_transforms
 from .inputs import Batch, load_input, make_loss
 from .marks import draw
 from .modelload import build_model
@@ -157,7 +157,15 @@ def _capture(plan: Plan, model, batch, loss):
     return capture.run(plan, model, x, y, loss)
 
 
-def run_views(plan: Plan, captured, failure: NnspecError | None = None, progress=None) -> list[ViewResult]:
+def context(model, batch) -> Context:
+    if batch is None:
+        return Context(model)
+    return Context(model, batch.features, batch.classes, batch.y, batch.tokens)
+
+
+def run_views(
+    plan: Plan, captured, failure: NnspecError | None = None, progress=None, ctx: Context | None = None
+) -> list[ViewResult]:
     results = []
     for i, vp in enumerate(plan.views):
         v = vp.view
@@ -169,7 +177,7 @@ def run_views(plan: Plan, captured, failure: NnspecError | None = None, progress
                 raise vp.error
             if failure is not None and any(c.kind != "param" for c in vp.captures):
                 raise failure
-            data = run_transforms(gather(vp, captured), vp.transforms)
+            data = run_transforms(gather(vp, captured, ctx), vp.transforms, vp.mark)
             res.data, res.chart, res.notes = draw(data, vp.mark, v)
             res.vega_lite()  # Altair validates the chart here, so a bad one fails this view only
         except NnspecError as e:
@@ -210,7 +218,8 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
         failure = e  # views of parameters alone still render
         params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
         captured = capture.run(params_only, model)
-    views = run_views(plan, captured, failure, _progress_bar(sys.stderr) if progress else None)  # 5.
+    bar = _progress_bar(sys.stderr) if progress else None
+    views = run_views(plan, captured, failure, bar, context(model, batch))  # 5.
     dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch))
     from .output.files import slug
 

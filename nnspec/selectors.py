@@ -94,6 +94,32 @@ def resolve_params(kind: str, selector: Selector, model) -> list[str]:
     return picked
 
 
+def attention_modules(model) -> list[str]:
+    """Paths of the modules whose attention weights nnspec can capture."""
+    import torch
+
+    return [p for p, m in modules(model) if isinstance(m, torch.nn.MultiheadAttention)]
+
+
+def resolve_attention(selector: Selector, model) -> list[str]:
+    """Attention modules a selector picks; globs match them even though they are not leaves."""
+    universe = attention_modules(model)
+    if not universe:
+        raise SpecError(messages.no_attention(), selector.span)
+
+    def match(atom, model):
+        if isinstance(atom, TypeSelector):
+            return [p for p in _match_atom_modules(atom, model) if p in universe]
+        if isinstance(atom, RegexSelector):
+            return [p for p in universe if _compile(atom).fullmatch(p)]
+        return [p for p in universe if fnmatch.fnmatchcase(p, atom.pattern)]
+
+    try:
+        return _resolve(selector, model, match, universe)
+    except SpecError as e:
+        raise SpecError(e.message, e.span, messages.attention_hint(universe)) from None
+
+
 def _no_match(atom, model, universe) -> SpecError:
     if isinstance(atom, TypeSelector):
         types = sorted({type(m).__name__ for _, m in modules(model)})

@@ -42,8 +42,8 @@ class InputSpec:
     span: Span | None = None
 
     def __post_init__(self):
-        if self.kind not in ("random", "dataset", "file"):
-            raise ValueError(f"input kind {self.kind!r}: expected random, dataset or file")
+        if self.kind not in ("random", "dataset", "file", "tokens"):
+            raise ValueError(f"input kind {self.kind!r}: expected random, dataset, file or tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,7 @@ def build(located: Located) -> Spec:
     inp = None
     if "input" in d:
         i = d["input"]
-        kind = next(k for k in ("random", "dataset", "file") if k in i)
+        kind = next(k for k in ("random", "dataset", "file", "tokens") if k in i)
         inp = InputSpec(kind, dict(i), located.span(("input",)))
     views = tuple(_view(located, n, v) for n, v in enumerate(d["views"]))
     return Spec(

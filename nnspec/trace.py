@@ -11,6 +11,7 @@ it, so edges follow the data, residual connections included.
 
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -93,6 +94,7 @@ class Tracer:
         self.model = model
         self.trace = Trace()
         self.stack: list[str] = []
+        self.pause = 0
         self.leaf = {p: next(iter(m.children()), None) is None for p, m in model.named_modules()}
         self.names = {id(m): p for p, m in model.named_modules()}
 
@@ -114,8 +116,17 @@ class Tracer:
     def _inside_leaf(self) -> bool:
         return bool(self.stack) and self.leaf.get(self.stack[-1], False)
 
+    @contextmanager
+    def paused(self):
+        """nnspec's own work inside hooks (indexing, reductions) is not the model's."""
+        self.pause += 1
+        try:
+            yield
+        finally:
+            self.pause -= 1
+
     def op(self, func, args, kwargs, out) -> None:
-        if self._inside_leaf() or not _tensors(out):
+        if self.pause or self._inside_leaf() or not _tensors(out):
             return
         name = op_name(func)
         sources = self._producers((args, kwargs))
@@ -169,3 +180,7 @@ def _untag(value) -> None:
     for t in _tensors(value):
         if TAG in getattr(t, "__dict__", {}):
             delattr(t, TAG)
+
+
+def paused(tracer: Tracer | None):
+    return tracer.paused() if tracer is not None else nullcontext()

@@ -15,10 +15,10 @@ from .. import messages
 from ..errors import NnspecError, SpecError
 from ..query import parse, query_span
 from ..query_ast import PARAM_KINDS, Index, Query, Step
-from ..selectors import resolve_modules, resolve_params
+from ..selectors import resolve_attention, resolve_modules, resolve_params
 from ..spec import MAX_MARKS_LIMIT, Spec, ViewSpec
 
-CAPTURE_KINDS = ("param", "grad", "activation", "input", "output_grad", "input_grad")
+CAPTURE_KINDS = ("param", "grad", "activation", "input", "output_grad", "input_grad", "trace", "attention")
 BACKWARD_KINDS = ("grad", "output_grad", "input_grad")
 _KIND_OF_SOURCE = {
     "weights": "param",
@@ -29,6 +29,7 @@ _KIND_OF_SOURCE = {
     "inputs": "input",
     "output_grads": "output_grad",
     "input_grads": "input_grad",
+    "attention": "attention",
 }
 
 
@@ -106,8 +107,10 @@ class Plan:
         """Modules that get a forward hook, in first-use order."""
         seen: dict[str, None] = {}
         for c in self.captures:
-            if c.kind in ("activation", "input", "output_grad"):
+            if c.kind in ("activation", "input", "output_grad", "attention"):
                 seen[c.target] = None
+            elif c.kind == "trace":
+                seen["* (trace)"] = None
         return tuple(seen)
 
     def explain(self, shapes: dict | None = None) -> str:
@@ -145,8 +148,16 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
 
 def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
     src = query.source
+    if src.kind in ("graph", "summary") or (src.kind == "function" and "*" in src.arg("names")):
+        # one eager trace of the forward pass serves graph, summary and `function *`
+        return ViewPlan(view, query, ("model",), (Capture("trace", ""),), query.transforms, query.mark)
+    if src.kind == "function":
+        return ViewPlan(view, query, tuple(src.arg("names")), (), query.transforms, query.mark)
     kind = _KIND_OF_SOURCE[src.kind]
-    if src.kind == "input_grads":
+    if src.kind == "attention":
+        layers = tuple(resolve_attention(src.selector, model))
+        captures = tuple(Capture("attention", path, query.index) for path in layers)
+    elif src.kind == "input_grads":
         layers = ("input",)
         captures = (Capture("input_grad", "", query.index),)
     elif src.kind in PARAM_KINDS:

@@ -12,9 +12,11 @@ from ..errors import InternalError, SpecError
 from ..execute import Data
 from ..query_ast import Step
 from ..spec import ViewSpec
-from .bars import visit_bar, visit_histogram, visit_line
+from .bars import visit_bar, visit_histogram, visit_line, visit_scatter
 from .common import finish
+from .graph import visit_graph
 from .heatmap import visit_heatmap
+from .images import visit_attention, visit_images
 from .tables import visit_box, visit_table
 
 VISITORS = {
@@ -24,14 +26,29 @@ VISITORS = {
     "line": visit_line,
     "box": visit_box,
     "table": visit_table,
+    "graph": visit_graph,
+    "images": visit_images,
+    "scatter": visit_scatter,
+}
+NATURAL = {
+    "histogram": "histogram",
+    "stats": "bar",
+    "scalar": "bar",
+    "features": "bar",
+    "graph": "graph",
+    "summary": "table",
+    "function": "line",
+    "pca": "scatter",
 }
 
 
 def natural_mark(data: Data, budget: int) -> str:
-    if data.kind == "histogram":
-        return "histogram"
-    if data.kind in ("stats", "scalar"):
-        return "bar"
+    if data.kind in NATURAL:
+        return NATURAL[data.kind]
+    if data.source == "attention":
+        return "heatmap"
+    if data.source == "saliency":
+        return "images"
     dims = {t.dim() for t in data.tensors.values()}
     if dims == {2}:
         return "heatmap"
@@ -44,7 +61,7 @@ def draw(data: Data, mark: Step | None, view: ViewSpec):
     """The view's frame, chart and notes."""
     name = mark.name if mark else natural_mark(data, view.max_marks)
     mark = mark or Step(name, (), None)
-    visit = VISITORS.get(name)
+    visit = visit_attention if (name == "heatmap" and data.source == "attention") else VISITORS.get(name)
     if visit is None:
         raise InternalError(f"no visitor for mark '{name}'")
     frame, chart, notes = visit(data, mark, view)

@@ -56,6 +56,12 @@ def _series_frame(data: Data, mark: Step, view: ViewSpec) -> tuple[pd.DataFrame,
         return data.table, "layer", "absmean", []
     if data.kind == "histogram":
         return data.table, "bin_start", "count", []
+    if data.kind == "features":
+        return data.table, "feature", "value", []
+    if data.kind == "function":
+        return data.table, "x", "value", []
+    if data.kind != "tensors":
+        raise SpecError(messages.needs_table(mark.name, ["layer", "value"]), mark.span)
     dims = {t.dim() for t in data.tensors.values()}
     if dims - {0, 1}:
         bad = next((k, t) for k, t in data.tensors.items() if t.dim() > 1)
@@ -78,12 +84,12 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     frame, x_default, y_default, notes = _series_frame(data, mark, view)
     check_columns(mark, frame)
     x, y = mark.arg("x", x_default), mark.arg("y", y_default)
-    nominal = x == "layer" or frame[x].dtype == object or str(frame[x].dtype) in ("string", "str")
+    nominal = x in ("layer", "feature") or frame[x].dtype == object or str(frame[x].dtype) in ("string", "str")
     angle = 0 if nominal and frame[x].nunique() <= 4 else -45
     x_enc = (
         alt.X(f"{x}:N", sort=None, title=x, axis=alt.Axis(labelAngle=angle)) if nominal else alt.X(f"{x}:Q", title=x)
     )
-    y_title = data.label if (y == "value" and data.kind == "scalar") else y
+    y_title = data.label if (y == "value" and data.kind in ("scalar", "features")) else y
     y_enc = alt.Y(
         f"{y}:Q",
         title=y_title,
@@ -94,18 +100,24 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
         "y": y_enc,
         "tooltip": tooltip(frame),
     }
-    color = mark.arg("color") or ("layer" if x != "layer" and frame["layer"].nunique() > 1 else None)
+    by = "function" if data.kind == "function" else "layer"
+    color = mark.arg("color") or (by if by in frame and x != by and frame[by].nunique() > 1 else None)
     if color:
         enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
+    if data.kind == "function":  # the curve solid, its derivative dashed
+        enc["strokeDash"] = alt.StrokeDash("kind:N", sort=["f(x)", "f'(x)"], title=None)
+        enc["detail"] = "function:N"
     base = alt.Chart(inline(frame))
-    chart = (base.mark_bar() if kind == "bar" else base.mark_line(point=True)).encode(**enc)
+    line = base.mark_line(point=data.kind != "function" and len(frame) <= 200)
+    chart = (base.mark_bar() if kind == "bar" else line).encode(**enc)
     dims = size(view, 1)
     if nominal and frame[x].nunique() > 16 and not view.width:
         dims["width"] = alt.Step(18)  # one readable band per layer, the chart grows
     chart = chart.properties(**dims)
     if mark.arg("facet"):
         chart = facet(chart, frame, mark, independent=("y",))
-    nonfinite = [f"{r['layer']}: {y} is {r[y]}" for _, r in frame.iterrows() if not math.isfinite(float(r[y]))]
+    name = "layer" if "layer" in frame else x
+    nonfinite = [f"{r[name]}: {y} is {r[y]}" for _, r in frame.iterrows() if not math.isfinite(float(r[y]))]
     return frame, chart, notes + nonfinite
 
 
@@ -115,3 +127,24 @@ def visit_bar(data: Data, mark: Step, view: ViewSpec):
 
 def visit_line(data: Data, mark: Step, view: ViewSpec):
     return _xy_chart(data, mark, view, "line")
+
+
+def visit_scatter(data: Data, mark: Step, view: ViewSpec):
+    """Points: principal components (``pca``) coloured by the target, or any table's columns."""
+    if data.kind == "pca":
+        frame, x_default, y_default = data.table, "pc1", "pc2" if "pc2" in data.table else "pc1"
+    elif data.table is not None:
+        frame, x_default, y_default = data.table, data.table.columns[1], data.table.columns[-1]
+    else:
+        raise SpecError(messages.needs_table("scatter", ["two numeric columns, e.g. from '| pca'"]), mark.span)
+    check_columns(mark, frame)
+    x, y = mark.arg("x", x_default), mark.arg("y", y_default)
+    enc = {"x": alt.X(f"{x}:Q"), "y": alt.Y(f"{y}:Q"), "tooltip": tooltip(frame)}
+    color = mark.arg("color") or ("label" if "label" in frame else None)
+    if color:
+        numeric = frame[color].dtype.kind in "fiu"
+        enc["color"] = alt.Color(f"{color}:{'Q' if numeric else 'N'}", title=color)
+    chart = alt.Chart(inline(frame)).mark_circle(size=40, opacity=0.8).encode(**enc).properties(**size(view, 1))
+    if frame["layer"].nunique() > 1:
+        chart = facet(chart, frame, mark)
+    return frame, chart, []

@@ -75,30 +75,34 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
     else:
         frame = data.table
     check_columns(mark, frame)
-    cells = []
-    for i, row in enumerate(frame.itertuples(index=False)):
-        for col, value in zip(frame.columns, row):
-            cells.append({"row": i, "column": col, "text": _fmt(value)})
-    long = pd.DataFrame(cells)
-    width = view.width or max(360, 90 * len(frame.columns))
+    texts = {c: [_fmt(v) for v in frame[c]] for c in frame.columns}
+    # each column as wide as its longest text (about 6.5 px a character at 11 px)
+    widths = {c: 14 + 6.5 * max([len(str(c))] + [len(t) for t in texts[c]]) for c in frame.columns}
+    starts, x = {}, 0.0
+    for c in frame.columns:
+        starts[c], x = x, x + widths[c]
+    cells = [{"row": -1, "x": starts[c], "text": str(c), "head": True} for c in frame.columns]
+    for c in frame.columns:
+        cells += [{"row": i, "x": starts[c], "text": t, "head": False} for i, t in enumerate(texts[c])]
+    scale_x = alt.Scale(domain=[0, x], range=[0, x])
+    base = alt.Chart().encode(x=alt.X("x:Q", axis=None, scale=scale_x), y=alt.Y("row:O", axis=None), text="text:N")
     chart = (
-        alt.Chart(inline(long))
-        .mark_text(align="left", dx=-40, fontSize=11)
-        .encode(
-            x=alt.X(
-                "column:N",
-                sort=list(frame.columns),
-                axis=alt.Axis(orient="top", title=None, labelAngle=0),
-            ),
-            y=alt.Y("row:O", axis=None),
-            text="text:N",
+        alt.layer(
+            base.mark_text(align="left", baseline="middle", fontSize=11, fontWeight="bold").transform_filter("datum.head"),
+            base.mark_text(align="left", baseline="middle", fontSize=11).transform_filter("!datum.head"),
+            data=inline(pd.DataFrame(cells)),
         )
-        .properties(width=width, height=view.height or 20 * len(frame) + 10)
+        .properties(width=view.width or round(x), height=view.height or 18 * (len(frame) + 1))
+        .configure_view(stroke=None)
     )
     return frame, chart, []
 
 
 def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         if math.isnan(value):
             return "NaN"

@@ -1,0 +1,50 @@
+"""``function relu, gelu over [-5, 5]``: activation curves and their derivatives,
+computed by autograd on a grid."""
+
+from __future__ import annotations
+
+import copy
+
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+POINTS = 201
+MODULE_NAMES = {
+    "ReLU": "relu", "GELU": "gelu", "Tanh": "tanh", "Sigmoid": "sigmoid", "SiLU": "silu", "ELU": "elu",
+    "LeakyReLU": "leaky_relu", "Softplus": "softplus", "Mish": "mish", "Hardswish": "hardswish", "SELU": "selu",
+}  # fmt: skip
+
+
+def used_functions(model, trace) -> dict:
+    """The activation functions a model uses: its activation modules (with
+    their own settings, e.g. LeakyReLU's slope) and those it calls as functions."""
+    found: dict = {}
+    for m in model.modules():
+        name = MODULE_NAMES.get(type(m).__name__)
+        if name:
+            label = name if name != "leaky_relu" else f"leaky_relu({m.negative_slope:g})"
+            found.setdefault(label, m)
+    for name in sorted(trace.functions if trace is not None else ()):
+        if hasattr(F, name) and not any(k.split("(")[0] == name for k in found):
+            found[name] = getattr(F, name)
+    return found
+
+
+def curves(fns: dict, lo: float = -5.0, hi: float = 5.0, points: int = POINTS) -> pd.DataFrame:
+    """``function, x, value, kind`` with kind ``f(x)`` or ``f'(x)``."""
+    frames = []
+    for label, fn in fns.items():
+        x = torch.linspace(lo, hi, points, dtype=torch.float64, requires_grad=True)
+        with torch.enable_grad():
+            # a copy: the module may be the user's own, and must stay as it is
+            y = copy.deepcopy(fn).double()(x) if isinstance(fn, torch.nn.Module) else fn(x)
+            (dy,) = torch.autograd.grad(y.sum(), x)
+        xs = x.detach().tolist()
+        frames.append(pd.DataFrame({"function": label, "x": xs, "value": y.detach().tolist(), "kind": "f(x)"}))
+        frames.append(pd.DataFrame({"function": label, "x": xs, "value": dy.tolist(), "kind": "f'(x)"}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def named(names) -> dict:
+    return {n: getattr(F, n) for n in names}

@@ -1,0 +1,77 @@
+"""``graph``: the architecture as a layered node-link diagram in Vega-Lite.
+
+Positions come from the Sugiyama layout (nnspec/graph.py); edges are
+polylines through the layout's bend points; nodes are boxes coloured by
+layer type (or by parameter count, ``color=params``) with their label.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .. import messages
+from ..errors import SpecError
+from ..execute import Data
+from ..query_ast import Step
+from ..spec import ViewSpec
+from .common import inline
+
+BOX = {"TB": (150, 30, 60, 170), "LR": (150, 30, 190, 48)}  # box w, h; px per rank, px per slot
+
+
+def visit_graph(data: Data, mark: Step, view: ViewSpec):
+    if data.kind != "graph":
+        raise SpecError(messages.needs_graph(), mark.span)
+    nodes, edges = data.table, data.edges
+    options = data.options | dict(mark.args)
+    color_by = options.get("color", "type")
+    if color_by not in ("type", "params"):
+        raise SpecError(messages.bad_argument("graph", "color", color_by, "type or params"), mark.span)
+    direction = options.get("direction", "TB")
+    box_w, box_h, per_rank, per_slot = BOX[direction]
+    xs, ys = nodes["x"], nodes["y"]
+    across, ranks = (xs, ys) if direction == "TB" else (ys, xs)
+    # the layout may place two nodes of a rank half a unit apart: size a unit so boxes never touch
+    room = (box_w if direction == "TB" else box_h) + 14
+    per_slot = max(per_slot, room / _min_gap(across, ranks))
+    across_px = (across.max() - across.min() + 1) * per_slot
+    ranks_px = (ranks.max() - ranks.min() + 1) * per_rank
+    width, height = (across_px, ranks_px) if direction == "TB" else (ranks_px, across_px)
+    pad_x = 0.6 if direction == "TB" else 0.7
+    x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[xs.min() - pad_x, xs.max() + pad_x]))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[ys.min() - 0.6, ys.max() + 0.6], reverse=True))
+    rows = [
+        {"edge": i, "seq": j, "x": float(px), "y": float(py)}
+        for i, pts in enumerate(edges["points"])
+        for j, (px, py) in enumerate(pts)
+    ]
+    lines = (
+        alt.Chart(inline(pd.DataFrame(rows, columns=["edge", "seq", "x", "y"])))
+        .mark_line(color="#8a93a5", strokeWidth=1.3)
+        .encode(x=x, y=y, detail="edge:N", order="seq:Q")
+    )
+    drawn = nodes.drop(columns=["kind"])
+    if color_by == "type":
+        color = alt.Color("type:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type"))
+    else:
+        color = alt.Color("params:Q", scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params"))
+    tips = [alt.Tooltip(c) for c in ("path:N", "type:N", "shape:N", "params:Q", "fold:Q")]
+    opacity = 0.9 if color_by == "type" else 0.6  # dark viridis boxes would hide the labels
+    boxes = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, opacity=opacity)
+    boxes = boxes.encode(x=x, y=y, color=color, tooltip=tips)
+    labels = alt.Chart(inline(drawn)).mark_text(fontSize=10, lineBreak="\n", color="#111")
+    labels = labels.encode(x=x, y=y, text="label:N", tooltip=tips)
+    chart = alt.layer(lines, boxes, labels).configure_view(stroke=None).properties(
+        width=view.width or int(max(width, 200)), height=view.height or int(max(height, 120))
+    )
+    return nodes, chart, []
+
+
+def _min_gap(across: pd.Series, ranks: pd.Series) -> float:
+    """The smallest distance between two nodes of one rank (1 when none share a rank)."""
+    gap = 1.0
+    for _, group in across.groupby(ranks):
+        values = sorted(group)
+        gap = min([gap] + [b - a for a, b in zip(values, values[1:]) if b > a])
+    return max(gap, 0.05)
