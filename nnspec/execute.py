@@ -237,7 +237,6 @@ def transform_pca(data: Data, step: Step) -> Data:
     """Principal components of each layer's samples (first dimension = samples)."""
     k = step.arg("k", 2)
     frames, notes = [], list(data.notes)
-    labels = _sample_labels(data.context)
     for layer, t in data.tensors.items():
         if t.dim() < 2 or t.shape[0] < 2:
             raise SpecError(messages.pca_needs_samples(layer, t.shape), step.span)
@@ -245,7 +244,8 @@ def transform_pca(data: Data, step: Step) -> Data:
         frame = pd.DataFrame({"layer": layer, "sample": range(t.shape[0])})
         for i in range(scores.shape[1]):
             frame[f"pc{i + 1}"] = scores[:, i].tolist()
-        if labels is not None and len(labels) == t.shape[0]:
+        labels = _sample_labels(data.context, t.shape[0])
+        if labels is not None:
             frame["label"] = labels
         frames.append(frame)
         explained = ", ".join(f"pc{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio.tolist()))
@@ -271,8 +271,14 @@ def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return scores, ratio
 
 
-def _sample_labels(ctx):
-    if ctx is None or ctx.target is None:
+def _sample_labels(ctx, n: int):
+    """The target of each sample (class names where there are), or the tokens
+    when the samples are the positions of one sequence."""
+    if ctx is None:
+        return None
+    if ctx.tokens and len(ctx.tokens) == n and (ctx.target is None or ctx.target.shape[0] != n):
+        return [f"{i}:{t}" for i, t in enumerate(ctx.tokens)]
+    if ctx.target is None or ctx.target.shape[0] != n:
         return None
     y = ctx.target.reshape(ctx.target.shape[0], -1)[:, 0] if ctx.target.dim() > 1 else ctx.target
     if ctx.classes:

@@ -71,6 +71,10 @@ def schema_problem(where: str, detail: str) -> str:
     return f"{where}: {detail}"
 
 
+def yaml_bool_hint() -> str:
+    return "YAML reads unquoted on, off, yes, no, true and false as booleans: quote them ('on')"
+
+
 def max_marks_range(value: int, limit: int) -> str:
     return f"max_marks must be between 1 and {limit}, got {value}"
 
@@ -233,6 +237,10 @@ def note_first_sequence(data_batch: bool = True) -> str:
 
 def note_rows_sum() -> str:
     return "each row (a query position) sums to 1 over the keys"
+
+
+def pca_needs_samples(layer: str, shape) -> str:
+    return f"pca needs several samples along the first dimension; {layer} has shape {tuple(shape)}"
 
 
 def no_match(selector: str) -> str:

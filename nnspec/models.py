@@ -140,3 +140,22 @@ class GPT(nn.Module):
         pos = torch.arange(idx.shape[1], device=idx.device)
         x = self.blocks(self.wte(idx) + self.wpe(pos))
         return self.head(self.ln_f(x))
+
+
+class TinyEncoder(nn.Module):
+    """A small Transformer encoder classifier: token and position embeddings,
+    ``nn.TransformerEncoder`` layers (``nn.MultiheadAttention`` inside), a mean
+    pool and a linear head."""
+
+    def __init__(self, vocab: int = 32, d: int = 32, heads: int = 4, layers: int = 2, ctx: int = 64, classes: int = 2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        self.pos = nn.Embedding(ctx, d)
+        layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=2 * d, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = nn.Linear(d, classes)
+
+    def forward(self, tokens):
+        pos = torch.arange(tokens.shape[1], device=tokens.device)
+        x = self.encoder(self.embed(tokens) + self.pos(pos))
+        return self.head(x.mean(dim=1))

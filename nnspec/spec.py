@@ -199,7 +199,15 @@ def _schema_error(located: Located, e) -> SpecError:
             located.span(path),
             messages.did_you_mean(close[0]) if close else None,
         )
-    return SpecError(messages.schema_problem(where, e.message), located.span(path))
+    hint = messages.yaml_bool_hint() if _has_bool(e.instance) else None
+    return SpecError(messages.schema_problem(where, e.message), located.span(path), hint)
+
+
+def _has_bool(value) -> bool:
+    """YAML 1.1 reads on/off/yes/no unquoted as booleans: a common surprise."""
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, list) and any(isinstance(v, bool) for v in value)
 
 
 def _dedupe(errors: list[SpecError]) -> list[SpecError]:

@@ -52,10 +52,13 @@ def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFram
         if (rows, cells) != (h, w):
             notes.append(f"{layer}: " + messages.note_block_mean((h, w), (rows, cells)) + " per tile")
         c = cols or min(keep, max(1, round(math.sqrt(keep * 1.5))))
+        # room above each tile for its label (~12 px), in cells of the final size
+        px = _cell_px(c * (cells + 1), math.ceil(keep / c) * (rows + 2))
+        gap = max(1, math.ceil(12 / px))
         for i in range(keep):
             tile = tiles[i]
             values = reduce.block_mean(tile, rows, cells)[0] if (rows, cells) != (h, w) else tile.double()
-            ox, oy = (i % c) * (cells + 1), (i // c) * (rows + 1)
+            ox, oy = (i % c) * (cells + 1), (i // c) * (rows + gap) + gap
             v = values.reshape(-1).tolist()
             frames.append(
                 pd.DataFrame(
@@ -70,8 +73,12 @@ def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFram
                     }
                 )
             )
-        grid_w, grid_h = max(grid_w, c * (cells + 1)), max(grid_h, math.ceil(keep / c) * (rows + 1))
+        grid_w, grid_h = max(grid_w, c * (cells + 1)), max(grid_h, math.ceil(keep / c) * (rows + gap) + gap)
     return pd.concat(frames, ignore_index=True), notes, grid_w, grid_h
+
+
+def _cell_px(grid_w: int, grid_h: int) -> float:
+    return max(2.0, min(24.0, 420 / max(grid_w, 1), 420 / max(grid_h, 1)))
 
 
 def visit_images(data: Data, mark: Step, view: ViewSpec):
@@ -82,7 +89,7 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
     nonfinite = int((~frame["value"].map(math.isfinite)).sum())
     if nonfinite:
         notes.append(messages.note_nonfinite_cells(nonfinite))
-    px = max(2.0, min(24.0, 420 / max(grid_w, 1), 420 / max(grid_h, 1)))
+    px = _cell_px(grid_w, grid_h)
     x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False))
     y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, reverse=True))
     color = alt.Color("value:Q", scale=color_scale(frame["value"], mark), title=None)
@@ -96,7 +103,7 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
     tags = alt.Chart(inline(first)).mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
     tags = tags.encode(x=x, y=y, text="tile:N")
     layers = alt.layer(cells.properties(data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]])), tags)
-    chart = layers.properties(width=round(grid_w * px), height=round(grid_h * px + 10))
+    chart = layers.properties(width=round(grid_w * px), height=round(grid_h * px))
     if frame["layer"].nunique() > 1:
         chart = facet(chart, frame, mark)
     chart = chart.configure_view(stroke=None)
