@@ -31,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
     pl.add_argument("spec")
     ly = sub.add_parser("layers", help="list the model's module paths, types and parameter shapes")
     ly.add_argument("spec")
+    ly.add_argument(
+        "--shapes", action="store_true", help="run the spec's input through the model: input and output shapes"
+    )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
     return p
 
@@ -101,7 +104,14 @@ def _layers(args) -> int:
     from .modelload import build_model, layers_text
     from .spec import load_spec
 
-    print(layers_text(build_model(load_spec(args.spec))))
+    spec = load_spec(args.spec)
+    model = build_model(spec)
+    if not args.shapes:
+        print(layers_text(model))
+        return 0
+    from .pipeline import summary
+
+    print(summary(spec, model))
     return 0
 
 

@@ -293,7 +293,9 @@ def saliency(data: Data) -> Data:
     if g.dim() == 4:
         sal = g.abs().amax(dim=1)
         note = "|gradient| of the loss w.r.t. each pixel, max over channels"
-        return Data("tensors", tensors={"input": sal}, notes=[*data.notes, note], source="saliency", context=data.context)
+        return Data(
+            "tensors", tensors={"input": sal}, notes=[*data.notes, note], source="saliency", context=data.context
+        )
     if g.dim() == 2:
         names = data.context.features if data.context and len(data.context.features) == g.shape[1] else ()
         names = list(names) or [f"feature {i}" for i in range(g.shape[1])]

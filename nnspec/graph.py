@@ -146,6 +146,7 @@ def fold(graph: Graph, model, min_run: int = FOLD_MIN) -> Graph:
 
 def build(trace: Trace, model, depth: int | None = None, folding: bool | None = None) -> Graph:
     """The graph at ``depth`` (default: the deepest that fits), folded unless ``folding`` is False."""
+
     def one(d):
         g = collapse(trace, model, d)
         if folding is None or folding:

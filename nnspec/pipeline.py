@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import capture, messages
-from .compiler import Available, Plan, compile_plan
+from .compiler import Available, Capture, Plan, compile_plan
 from .errors import InternalError, NnspecError, SpecError, format_error
 from .execute import Context, gather, run_transforms
 from .inputs import Batch, load_input, make_loss
@@ -149,6 +149,18 @@ class ExplainedPlan:
 
     def __getattr__(self, name):
         return getattr(self.plan, name)
+
+
+def summary(spec: Spec, model) -> str:
+    """``nnspec layers --shapes``: the summary table as text, from one traced forward pass."""
+    from .structure import summary_frame, summary_text
+
+    batch = _batch(spec, None)
+    if batch is None:
+        raise SpecError(messages.no_input(), None, messages.no_input_hint())
+    plan = Plan(spec, (), (Capture("trace", ""),))
+    captured = capture.run(plan, model, batch.x)
+    return summary_text(summary_frame(captured.values[Capture("trace", "").key], model))
 
 
 # 4-5. capture and views -----------------------------------------------------

@@ -25,7 +25,19 @@ PASSTHROUGH = {
     "numel", "__format__", "__repr__", "__len__", "__bool__", "__eq__", "__ne__", "item", "tolist",
     "is_floating_point", "__get__",
 }  # fmt: skip
-ACTIVATION_OPS = {"relu", "gelu", "silu", "tanh", "sigmoid", "softmax", "leaky_relu", "elu", "softplus", "mish", "hardswish"}
+ACTIVATION_OPS = {
+    "relu",
+    "gelu",
+    "silu",
+    "tanh",
+    "sigmoid",
+    "softmax",
+    "leaky_relu",
+    "elu",
+    "softplus",
+    "mish",
+    "hardswish",
+}
 
 
 def op_name(func) -> str:

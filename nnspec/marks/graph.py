@@ -55,16 +55,22 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     if color_by == "type":
         color = alt.Color("type:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type"))
     else:
-        color = alt.Color("params:Q", scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params"))
+        color = alt.Color(
+            "params:Q", scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params")
+        )
     tips = [alt.Tooltip(c) for c in ("path:N", "type:N", "shape:N", "params:Q", "fold:Q")]
     opacity = 0.9 if color_by == "type" else 0.6  # dark viridis boxes would hide the labels
     boxes = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, opacity=opacity)
     boxes = boxes.encode(x=x, y=y, color=color, tooltip=tips)
     labels = alt.Chart(inline(drawn)).mark_text(fontSize=10, lineBreak="\n", color="#111")
     labels = labels.encode(x=x, y=y, text="label:N", tooltip=tips)
-    chart = alt.layer(lines, boxes, labels).configure_view(stroke=None).properties(
-        width=view.width or int(max(width, 200)), height=view.height or int(max(height, 120))
+    chart = (
+        alt.layer(lines, boxes, labels)
+        .configure_view(stroke=None)
+        .properties(width=view.width or int(max(width, 200)), height=view.height or int(max(height, 120)))
     )
+    nodes = nodes.copy()
+    nodes.attrs["edges"] = edges[["source", "target"]].copy()  # DESIGN §4: nodes, and edges beside them
     return nodes, chart, []
 
 

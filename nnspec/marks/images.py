@@ -97,7 +97,14 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
         alt.Chart()
         .mark_rect()
         .transform_calculate(gx2="datum.gx + 1", gy2="datum.gy + 1")
-        .encode(x=x, x2="gx2:Q", y=y, y2="gy2:Q", color=color, tooltip=["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")])
+        .encode(
+            x=x,
+            x2="gx2:Q",
+            y=y,
+            y2="gy2:Q",
+            color=color,
+            tooltip=["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")],
+        )
     )
     first = frame.groupby(["layer", "tile"], sort=False)[["gx", "gy"]].min().reset_index()
     tags = alt.Chart(inline(first)).mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")

@@ -88,7 +88,9 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
     base = alt.Chart().encode(x=alt.X("x:Q", axis=None, scale=scale_x), y=alt.Y("row:O", axis=None), text="text:N")
     chart = (
         alt.layer(
-            base.mark_text(align="left", baseline="middle", fontSize=11, fontWeight="bold").transform_filter("datum.head"),
+            base.mark_text(align="left", baseline="middle", fontSize=11, fontWeight="bold").transform_filter(
+                "datum.head"
+            ),
             base.mark_text(align="left", baseline="middle", fontSize=11).transform_filter("!datum.head"),
             data=inline(pd.DataFrame(cells)),
         )
