@@ -34,3 +34,15 @@ def test_doc_spec_renders(block, tmp_path):
 
 def test_there_are_examples():
     assert len(list(_examples())) >= 2
+
+
+def test_gallery_entries_render():
+    import sys
+
+    sys.path.insert(0, os.path.join(ROOT, "docs"))
+    import gallery
+
+    for title, spec_name, query in gallery.ENTRIES:
+        v = gallery.render_entry(spec_name, query, title)
+        assert v.error is None, (title, v.error)
+        assert os.path.exists(os.path.join(ROOT, "docs", "gallery", f"{gallery.slug(title)}.png")), title

@@ -59,7 +59,7 @@ def visit_box(data: Data, mark: Step, view: ViewSpec):
         tooltip=tooltip(frame),
     )
     chart = alt.layer(
-        base.mark_rule().encode(y=alt.Y("min:Q", title="value"), y2="max:Q"),
+        base.mark_rule().encode(y=alt.Y("min:Q", title="value", scale=_whole(frame)), y2="max:Q"),
         base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q"),
         base.mark_tick(color="white", size=18).encode(y="median:Q"),
         data=inline(frame),
@@ -112,3 +112,12 @@ def _fmt(value) -> str:
             return "Inf" if value > 0 else "-Inf"
         return f"{value:.4g}"
     return str(value)
+
+
+def _whole(frame: pd.DataFrame) -> alt.Scale:
+    """A value axis that holds every whisker (the layers would otherwise size it from one field)."""
+    lo, hi = frame["min"].min(), frame["max"].max()
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return alt.Scale()
+    pad = (hi - lo) * 0.05 or 1.0
+    return alt.Scale(domain=[float(lo - pad), float(hi + pad)], nice=False)

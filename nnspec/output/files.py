@@ -16,6 +16,7 @@ def write_atomic(path: str, data: str | bytes) -> str:
     try:
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
             f.write(data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -34,3 +35,9 @@ def slug(text: str, taken: set[str] | None = None) -> str:
             s, n = f"{base}-{n}", n + 1
         taken.add(s)
     return s
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
