@@ -67,7 +67,7 @@ def main():
         holder = {}
         fns = {
             "forward": forward,
-            "graph": lambda model=model, x=x: holder.setdefault("g", capture_and_layout(model, x)),
+            "graph": lambda model=model, x=x, holder=holder: holder.setdefault("g", capture_and_layout(model, x)),
         }
         t = interleaved(fns, repeats=args.repeats)
         g = holder["g"]

@@ -267,6 +267,9 @@ def probe_shapes(model, x) -> dict:
             if t is not None:
                 shapes.setdefault(("activation", path), tuple(t.shape))
                 shapes.setdefault(("output_grad", path), tuple(t.shape))
+                if isinstance(module, torch.nn.MultiheadAttention) and t.dim() == 3:
+                    b, length = (t.shape[0], t.shape[1]) if module.batch_first else (t.shape[1], t.shape[0])
+                    shapes.setdefault(("attention", path), (b, module.num_heads, length, length))
             if ti is not None:
                 shapes.setdefault(("input", path), tuple(ti.shape))
 

@@ -63,10 +63,14 @@ def explain(plan: Plan, shapes: dict | None = None) -> str:
     total = 0
     unknown = False
     for c in plan.captures:
+        if c.kind == "trace":
+            lines.append("  trace       every module and functional op  (graph, summary, function *) [during forward]")
+            continue
         b = kept_bytes(c, shapes)
         total += b or 0
         unknown |= b is None
-        what = f"reduce {c.reduce}" if c.reduce else "keep tensor" + (f" {c.index}" if c.index else "")
+        kept = "keep attention weights (batch, head, query, key)" if c.kind == "attention" else "keep tensor"
+        what = f"reduce {c.reduce}" if c.reduce else kept + (f" {c.index}" if c.index else "")
         shape = kept_shape(c, shapes) if c.reduce is None else None
         when = "after backward" if c.kind in BACKWARD_KINDS else ("no pass" if c.kind == "param" else "in hook")
         target = c.target or "input"
