@@ -40,6 +40,7 @@ ENTRIES = [
         "transformer.yaml",
         "graph(depth=3, direction=LR, color=params)",
     ),
+    ("Architecture coloured by another query", "cnn.yaml", 'graph(depth=3, color="grads of *.weight | norm")'),
     ("Layer summary", "transformer.yaml", "summary"),
     ("Conv filters as images", "cnn.yaml", "weights of stem.0 | images(cols=12)"),
     ("Feature maps as images", "cnn.yaml", "activations of stem.2 [0] | channels | images(cols=8)"),

@@ -95,6 +95,12 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
         # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
         options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
         nodes, edges, notes = structure.graph_frames(trace, context.model, options, src.span)
+        if vp.colour is not None:
+            per_layer = run_transforms(gather(vp.colour, captured, context), vp.colour.transforms)
+            if per_layer.kind != "scalar":
+                raise SpecError(messages.colour_needs_values(vp.colour.view.query), src.span)
+            nodes["stat"] = structure.node_values(nodes, per_layer.table)
+            notes.append(messages.note_colour(vp.colour.view.query))
         return Data("graph", table=nodes, edges=edges, notes=notes, options=options)
     if src.kind == "summary":
         return Data("summary", table=structure.summary_frame(trace, context.model))
@@ -240,6 +246,9 @@ def transform_pca(data: Data, step: Step) -> Data:
     for layer, t in data.tensors.items():
         if t.dim() < 2 or t.shape[0] < 2:
             raise SpecError(messages.pca_needs_samples(layer, t.shape), step.span)
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise SpecError(messages.pca_nonfinite(layer, bad), step.span)
         scores, ratio = pca(t.reshape(t.shape[0], -1), k)
         frame = pd.DataFrame({"layer": layer, "sample": range(t.shape[0])})
         for i in range(scores.shape[1]):

@@ -243,6 +243,18 @@ def pca_needs_samples(layer: str, shape) -> str:
     return f"pca needs several samples along the first dimension; {layer} has shape {tuple(shape)}"
 
 
+def pca_nonfinite(layer: str, n: int) -> str:
+    return f"pca needs finite values; {layer} holds {n} NaN/Inf (see '| stats')"
+
+
+def colour_needs_values(query: str) -> str:
+    return f"graph(color=...) needs one value per layer; '{query}' does not give that (end it with '| mean', '| std', '| norm', …)"
+
+
+def note_colour(query: str) -> str:
+    return f"colour: {query} (a collapsed node: the mean over the layers inside; grey: no value)"
+
+
 def no_match(selector: str) -> str:
     return f"no module matches '{selector}'"
 

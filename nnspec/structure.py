@@ -50,6 +50,24 @@ def graph_frames(trace: Trace, model, args: dict, span=None) -> tuple[pd.DataFra
     return nodes, edges, notes
 
 
+def node_values(nodes: pd.DataFrame, values: pd.DataFrame) -> list:
+    """A value per node from a ``layer, value`` table: the node's own module, or
+    the mean over the layers inside a collapsed or folded node. Parameter
+    layers (``fc1.weight``) count for their module."""
+    by_module: dict[str, list[float]] = {}
+    for layer, v in zip(values["layer"], values["value"]):
+        module = layer.rsplit(".", 1)[0] if layer.rsplit(".", 1)[-1] in ("weight", "bias") else layer
+        by_module.setdefault(module, []).append(float(v))
+    out = []
+    for node_id, kind in zip(nodes["id"], nodes["kind"]):
+        if kind != "module":
+            out.append(None)
+            continue
+        members = [v for m, vs in by_module.items() if m == node_id or m.startswith(node_id + ".") for v in vs]
+        out.append(sum(members) / len(members) if members else None)
+    return out
+
+
 def _shape(shape) -> str:
     return "×".join(str(s) for s in shape) if shape else ""
 

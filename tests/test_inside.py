@@ -223,3 +223,21 @@ def test_layers_shapes_cli(capsys):
     assert main(["layers", "--shapes", "specs/transformer.yaml"]) == 0
     out = capsys.readouterr().out
     assert "encoder.layers.0.self_attn" in out and "1×10×32" in out and "total params: 20,226" in out
+
+
+def test_graph_coloured_by_another_query():
+    torch.manual_seed(0)
+    model = ResNet(widths=(4,), blocks=1, classes=2)
+    x = torch.randn(2, 3, 6, 6)
+    v = _one('graph(depth=2, color="grads of *.weight | norm")', model, x)
+    nodes = v.data.set_index("id")
+    model.eval()  # nnspec's forward pass runs in eval mode (batch norm uses its running statistics)
+    loss = model(x).sum()
+    names = [n for n, _ in model.named_parameters() if n.endswith("weight")]
+    grads = dict(zip(names, torch.autograd.grad(loss, [dict(model.named_parameters())[n] for n in names])))
+    inside = [g.norm().item() for n, g in grads.items() if n.startswith("stages.0.")]
+    assert nodes.loc["stages.0", "stat"] == pytest.approx(sum(inside) / len(inside), rel=1e-5)
+    assert nodes.loc["fc", "stat"] == pytest.approx(grads["fc.weight"].norm().item(), rel=1e-5)
+    assert nodes.loc["input", "stat"] is None or nodes.loc["input", "stat"] != nodes.loc["input", "stat"]
+    bad = nnspec.render(spec(['graph(color="activations of * | stats")']), model=model, inputs=x)
+    assert "one value per layer" in bad.views[0].error

@@ -86,6 +86,7 @@ class ViewPlan:
     transforms: tuple[Step, ...] = ()
     mark: Step | None = None
     error: NnspecError | None = None
+    colour: ViewPlan | None = None  # graph(color="activations of * | std"): the query that colours nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,14 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
 
 def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
     src = query.source
+    if src.kind == "graph" and _colour_query(query):
+        # graph(color="grads of *.weight | norm"): the nodes take their colour from another query
+        text = _colour_query(query)
+        sub = compile_view(replace(view, query=text, query_span=None), model, _rules())
+        if sub.error is not None:
+            raise sub.error
+        captures = (Capture("trace", ""),) + sub.captures
+        return ViewPlan(view, query, ("model",), captures, query.transforms, query.mark, colour=sub)
     if src.kind in ("graph", "summary") or (src.kind == "function" and "*" in src.arg("names")):
         # one eager trace of the forward pass serves graph, summary and `function *`
         return ViewPlan(view, query, ("model",), (Capture("trace", ""),), query.transforms, query.mark)
@@ -167,6 +176,20 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
         layers = tuple(resolve_modules(src.selector, model))
         captures = tuple(Capture(kind, path, query.index) for path in layers)
     return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
+
+
+def _colour_query(query: Query) -> str | None:
+    opts = dict(query.source.args) | (
+        dict(query.mark.args) if query.mark is not None and query.mark.name == "graph" else {}
+    )
+    color = opts.get("color")
+    return color if isinstance(color, str) and " of " in color else None
+
+
+def _rules():
+    from ..rules import RULES
+
+    return RULES
 
 
 def compile_plan(spec: Spec, model, rules=None, available: Available = Available()) -> Plan:

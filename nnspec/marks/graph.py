@@ -26,8 +26,8 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     nodes, edges = data.table, data.edges
     options = data.options | dict(mark.args)
     color_by = options.get("color", "type")
-    if color_by not in ("type", "params"):
-        raise SpecError(messages.bad_argument("graph", "color", color_by, "type or params"), mark.span)
+    if color_by not in ("type", "params") and "stat" not in nodes:
+        raise SpecError(messages.bad_argument("graph", "color", color_by, "type, params or a query"), mark.span)
     direction = options.get("direction", "TB")
     box_w, box_h, per_rank, per_slot = BOX[direction]
     xs, ys = nodes["x"], nodes["y"]
@@ -54,14 +54,21 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     drawn = nodes.drop(columns=["kind"])
     if color_by == "type":
         color = alt.Color("type:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type"))
-    else:
+    elif color_by == "params":
         color = alt.Color(
             "params:Q", scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params")
         )
+    else:  # a value per node from another query; nodes without one stay grey (below)
+        color = alt.Color("stat:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title="value"))
     tips = [alt.Tooltip(c) for c in ("path:N", "type:N", "shape:N", "params:Q", "fold:Q")]
+    if "stat" in nodes:
+        tips.append(alt.Tooltip("stat:Q", format=".4g", title="value"))
     opacity = 0.9 if color_by == "type" else 0.6  # dark viridis boxes would hide the labels
     boxes = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, opacity=opacity)
     boxes = boxes.encode(x=x, y=y, color=color, tooltip=tips)
+    if "stat" in nodes:
+        grey = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, color="#d5d9e0")
+        boxes = alt.layer(grey.encode(x=x, y=y, tooltip=tips).transform_filter("!isValid(datum.stat)"), boxes)
     labels = alt.Chart(inline(drawn)).mark_text(fontSize=10, lineBreak="\n", color="#111")
     labels = labels.encode(x=x, y=y, text="label:N", tooltip=tips)
     chart = (

@@ -93,19 +93,23 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
     x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False))
     y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, reverse=True))
     color = alt.Color("value:Q", scale=color_scale(frame["value"], mark), title=None)
-    cells = (
+    base = (
         alt.Chart()
-        .mark_rect()
         .transform_calculate(gx2="datum.gx + 1", gy2="datum.gy + 1")
         .encode(
             x=x,
             x2="gx2:Q",
             y=y,
             y2="gy2:Q",
-            color=color,
             tooltip=["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")],
         )
     )
+    cells = base.mark_rect().encode(color=color)
+    if nonfinite:  # NaN/Inf (null in the JSON) drawn black, not left blank
+        cells = alt.layer(
+            cells.transform_filter("isValid(datum.value)"),
+            base.mark_rect(color="black").transform_filter("!isValid(datum.value)"),
+        )
     first = frame.groupby(["layer", "tile"], sort=False)[["gx", "gy"]].min().reset_index()
     tags = alt.Chart(inline(first)).mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
     tags = tags.encode(x=x, y=y, text="tile:N")
