@@ -58,7 +58,7 @@ def _open(browser, path):
     return page, errors, blocked
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cnn"])
+@pytest.mark.parametrize("name", ["quickstart", "cnn", "transformer"])
 def test_every_chart_draws_offline(browser, tmp_path, name):
     dash = nnspec.render(os.path.join(ROOT, "specs", f"{name}.yaml"), out=str(tmp_path))
     page, errors, blocked = _open(browser, tmp_path / f"{name}.html")
