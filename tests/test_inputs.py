@@ -10,7 +10,7 @@ import nnspec
 from nnspec.errors import SpecError
 from nnspec.inputs import load_input
 from nnspec.spec import load_spec
-from tests.helpers import spec, view
+from tests.helpers import iris_spec, model_and_batch, spec, view
 
 
 def _batch(inp: dict, base_dir="."):
@@ -70,24 +70,9 @@ def test_files(tmp_path):
 
 
 def test_cross_entropy_on_iris_grads_equal_autograd():
-    d = spec(
-        ["grads of fc1.weight | norm"],
-        factory="nnspec.models:MLP",
-        inp={
-            "dataset": "iris",
-            "features": ["sepalLength", "sepalWidth", "petalLength", "petalWidth"],
-            "target": "species",
-        },
-        loss="cross_entropy",
-    )
-    d["model"]["kwargs"] = {"sizes": [4, 8, 3]}
-    dash = nnspec.render(d)
-    got = view(dash).data["value"].iloc[0]
-    s = load_spec(d)
-    from nnspec.modelload import build_model
-
-    model = build_model(s)
-    b = load_input(s.input, ".")
+    d = iris_spec(["grads of fc1.weight | norm"], hidden=8)
+    got = view(nnspec.render(d)).data["value"].iloc[0]
+    model, b = model_and_batch(d)
     loss = torch.nn.functional.cross_entropy(model(b.x), b.y)
     (g,) = torch.autograd.grad(loss, [model.fc1.weight])
     assert got == pytest.approx(g.norm().item(), rel=1e-5)

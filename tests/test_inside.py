@@ -11,7 +11,7 @@ from torch import nn
 import nnspec
 from nnspec.models import ResNet, TinyEncoder
 from tests.fixtures.models import Activations, Branchy, Stack, TinyMLP
-from tests.helpers import spec, view
+from tests.helpers import IRIS_FEATURES, iris_spec, model_and_batch, spec, view
 
 
 def _one(query, model, inputs, loss="sum", **kw):
@@ -153,25 +153,10 @@ def test_function_star_draws_what_the_model_uses():
 
 
 def test_tabular_saliency_is_mean_abs_grad_per_feature():
-    d = spec(
-        ["input_grads"],
-        factory="nnspec.models:MLP",
-        inp={
-            "dataset": "iris",
-            "features": ["sepalLength", "sepalWidth", "petalLength", "petalWidth"],
-            "target": "species",
-        },
-        loss="cross_entropy",
-    )
-    d["model"]["kwargs"] = {"sizes": [4, 6, 3]}
+    d = iris_spec(["input_grads"])
     v = view(nnspec.render(d))
-    assert list(v.data["feature"]) == ["sepalLength", "sepalWidth", "petalLength", "petalWidth"]
-    from nnspec.inputs import load_input
-    from nnspec.modelload import build_model
-    from nnspec.spec import load_spec
-
-    s = load_spec(d)
-    model, batch = build_model(s), load_input(s.input, ".")
+    assert list(v.data["feature"]) == IRIS_FEATURES
+    model, batch = model_and_batch(d)
     x = batch.x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(model(x), batch.y), [x])
     assert v.data["value"].to_numpy() == pytest.approx(g.abs().mean(dim=0).numpy(), rel=1e-5)
@@ -189,24 +174,9 @@ def test_image_saliency_is_max_abs_over_channels():
 
 
 def test_pca_matches_numpy_and_reports_variance():
-    d = spec(
-        ["activations of act1 | pca(k=2)"],
-        factory="nnspec.models:MLP",
-        inp={
-            "dataset": "iris",
-            "features": ["sepalLength", "sepalWidth", "petalLength", "petalWidth"],
-            "target": "species",
-        },
-        loss=None,
-    )
-    d["model"]["kwargs"] = {"sizes": [4, 6, 3]}
+    d = iris_spec(["activations of act1 | pca(k=2)"], loss=None)
     v = view(nnspec.render(d))
-    from nnspec.inputs import load_input
-    from nnspec.modelload import build_model
-    from nnspec.spec import load_spec
-
-    s = load_spec(d)
-    model, batch = build_model(s), load_input(s.input, ".")
+    model, batch = model_and_batch(d)
     a = model.act1(model.fc1(batch.x)).detach().double().numpy()
     a = a - a.mean(axis=0)
     u, sv, vt = np.linalg.svd(a, full_matrices=False)
