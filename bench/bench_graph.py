@@ -50,8 +50,8 @@ def main():
     torch.manual_seed(0)
     cases = {
         "GPT-2-small-shaped, 4×128 tokens": (GPT().eval(), torch.randint(0, 50257, (4, 128))),
-        "ResNet-style CNN, 4 stages × 4 BasicBlocks, 8×3×64×64": (
-            ResNet(widths=(64, 128, 256, 512), blocks=4, classes=1000).eval(),
+        "ResNet-50-shaped stages (3, 4, 6, 3 blocks; BasicBlocks), 8×3×64×64": (
+            ResNet(widths=(64, 128, 256, 512), blocks=(3, 4, 6, 3), classes=1000).eval(),
             torch.randn(8, 3, 64, 64),
         ),
     }

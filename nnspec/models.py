@@ -60,7 +60,8 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """A residual CNN: a stem, stages of BasicBlocks, global pooling, a classifier.
 
-    ``ResNet(widths=(64, 128, 256, 512), blocks=2)`` is ResNet-18 shaped.
+    ``ResNet(widths=(64, 128, 256, 512), blocks=2)`` is ResNet-18 shaped;
+    ``blocks=(3, 4, 6, 3)`` gives ResNet-34/50's stage depths.
     """
 
     def __init__(self, in_channels: int = 3, widths=(16, 32), blocks: int = 2, classes: int = 10):
@@ -73,8 +74,9 @@ class ResNet(nn.Module):
         )
         stages = []
         c_in = widths[0]
-        for i, w in enumerate(widths):
-            layers = [BasicBlock(c_in, w, 1 if i == 0 else 2)] + [BasicBlock(w, w) for _ in range(blocks - 1)]
+        per_stage = [blocks] * len(widths) if isinstance(blocks, int) else list(blocks)
+        for i, (w, n) in enumerate(zip(widths, per_stage)):
+            layers = [BasicBlock(c_in, w, 1 if i == 0 else 2)] + [BasicBlock(w, w) for _ in range(n - 1)]
             stages.append(nn.Sequential(*layers))
             c_in = w
         self.stages = nn.Sequential(*stages)
