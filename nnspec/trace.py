@@ -120,6 +120,8 @@ class Tracer:
 
     def _tag(self, value, node: TNode) -> None:
         for t in _tensors(value):
+            if isinstance(t, torch.nn.Parameter):
+                continue  # the user's parameters stay untouched (and count as constants)
             try:
                 setattr(t, TAG, node.id)
             except (AttributeError, RuntimeError):
@@ -154,17 +156,17 @@ class Tracer:
         self.trace.edges.extend((s, node.id) for s in sources)
         self._tag(out, node)
 
-    def _pre(self, module, args):
+    def _pre(self, module, args, kwargs):
         path = self.names.get(id(module), "")
         self.stack.append(path)
         self.trace.calls[path] = self.trace.calls.get(path, 0) + 1
 
-    def _post(self, module, args, output):
+    def _post(self, module, args, kwargs, output):
         path = self.stack.pop() if self.stack else self.names.get(id(module), "")
-        self.trace.module_io.setdefault(path, (_shape(args), _shape(output)))
+        self.trace.module_io.setdefault(path, (_shape((args, kwargs)), _shape(output)))
         if path and self.leaf.get(path, False):
             node = self.trace.add("module", path, type(module).__name__, path.split("."), _shape(output))
-            self.trace.edges.extend((s, node.id) for s in self._producers(args))
+            self.trace.edges.extend((s, node.id) for s in self._producers((args, kwargs)))
             self._tag(output, node)
 
     def run(self, fn, x):
@@ -173,8 +175,9 @@ class Tracer:
         handles = []
         try:
             for m in self.model.modules():
-                handles.append(m.register_forward_pre_hook(self._pre))
-                handles.append(m.register_forward_hook(self._post))
+                # with_kwargs: modules called as block(hidden_states=x) still get their edges
+                handles.append(m.register_forward_pre_hook(self._pre, with_kwargs=True))
+                handles.append(m.register_forward_hook(self._post, with_kwargs=True))
             self._tag(x, inp)
             with _Mode(self):
                 result = fn(x)

@@ -211,3 +211,18 @@ def test_graph_coloured_by_another_query():
     assert nodes.loc["input", "stat"] is None or nodes.loc["input", "stat"] != nodes.loc["input", "stat"]
     bad = nnspec.render(spec(['graph(color="activations of * | stats")']), model=model, inputs=x)
     assert "one value per layer" in bad.views[0].error
+
+
+def test_graph_follows_keyword_arguments():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(3, 3)
+            self.out = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.out(input=self.inner(x))  # a leaf module called with a keyword only
+
+    v = _one("graph", Net(), torch.randn(2, 3))
+    edges = v.data.attrs["edges"]
+    assert ("inner", "out") in set(zip(edges.source, edges.target))
