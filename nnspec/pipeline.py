@@ -268,8 +268,6 @@ def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
     from .output.files import write_atomic
 
     written = []
-    if "html" in formats:
-        written.append(write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
     for v in dash.views:
         if v.chart is None:
             continue
@@ -277,8 +275,17 @@ def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
         if "json" in formats:
             written.append(write_atomic(os.path.join(out, f"{v.slug}.vl.json"), v.to_json()))
         for fmt in ("png", "svg", "pdf"):
-            if fmt in formats:
-                written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), _convert(spec, fmt)))
+            if fmt not in formats:
+                continue
+            try:
+                image = _convert(spec, fmt)
+            except ValueError as e:  # vl-convert could not draw our chart: our bug, this view fails alone
+                v.error = format_error(InternalError(messages.internal_view_error(str(e).splitlines()[0])))
+                v.chart = v.data = None
+                break
+            written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), image))
+    if "html" in formats:  # last, so that it shows a view that failed to export as failed
+        written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
     return written
 
 

@@ -60,15 +60,21 @@ def test_bundle_built_once(tmp_path, monkeypatch):
     assert html.count("window.vegaEmbed=") == 1  # one inline copy for the whole page
 
 
+def _rect_color(vl: dict) -> dict:
+    """The colour encoding of the heatmap's cells (the first layer when values are printed on them)."""
+    unit = vl["layer"][0] if "layer" in vl else vl
+    return unit["encoding"]["color"]
+
+
 def test_diverging_scale_centred_at_zero():
     torch.manual_seed(0)
     m = TinyMLP()
     with torch.no_grad():
         m.fc2.weight.abs_()
     dash = nnspec.render(spec(["weights of fc1 | heatmap", "weights of fc2 | heatmap"], loss=None), model=m)
-    both = view(dash, 0).vega_lite()["encoding"]["color"]["scale"]
+    both = _rect_color(view(dash, 0).vega_lite())["scale"]
     assert both["domainMid"] == 0 and both["scheme"] == "blueorange" and both["domain"][0] == -both["domain"][1]
-    positive = view(dash, 1).vega_lite()["encoding"]["color"]["scale"]
+    positive = _rect_color(view(dash, 1).vega_lite())["scale"]
     assert positive["scheme"] == "viridis" and "domainMid" not in positive
 
 
@@ -90,3 +96,25 @@ def test_encoding_columns_checked():
         spec(["grads of * | norm | bar(y=nrom)"], loss="sum"), model=TinyMLP(), inputs=torch.randn(2, 4)
     )
     assert "no column 'nrom'" in dash.views[0].error and "value" in dash.views[0].error
+
+
+def test_a_view_vl_convert_cannot_draw_fails_alone(tmp_path, monkeypatch):
+    from nnspec import pipeline
+
+    real = pipeline._convert
+
+    def flaky(spec, fmt):
+        if "histogram" in str(spec.get("title", "")):
+            raise ValueError("Vega-Lite to PNG conversion failed: boom")
+        return real(spec, fmt)
+
+    monkeypatch.setattr(pipeline, "_convert", flaky)
+    views = [
+        {"title": "heat", "query": "weights of fc1 | heatmap"},
+        {"title": "histogram", "query": "weights of fc2 | histogram"},
+    ]
+    dash = nnspec.render(spec(views, loss=None), model=TinyMLP(), out=str(tmp_path), formats=("html", "png"))
+    assert dash.views[0].error is None and "boom" in dash.views[1].error and not dash.ok
+    html = (tmp_path / "dashboard.html").read_text()
+    assert html.count('class="card failed"') == 1
+    assert (tmp_path / "heat.png").exists() and not (tmp_path / "histogram.png").exists()

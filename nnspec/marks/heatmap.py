@@ -101,16 +101,42 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
         y=alt.Y("row:O", title="row", axis=axis),
         tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")] + (["flag:N"] if flagged else []),
     )
-    color = alt.Color("value:Q", scale=color_scale(frame["value"], mark), title=None)
-    chart = base.mark_rect().encode(color=color).properties(data=inline(drawn))
+    scale = color_scale(frame["value"], mark)
+    color = alt.Color("value:Q", scale=scale, title=None)
+    layers = [base.mark_rect().encode(color=color)]
     if flagged:  # NaN/Inf cells are drawn black, not dropped
-        chart = alt.layer(
-            base.mark_rect().encode(color=color).transform_filter("datum.flag == ''"),
+        layers = [
+            layers[0].transform_filter("datum.flag == ''"),
             base.mark_rect(color="black").transform_filter("datum.flag != ''"),
-            data=inline(drawn),
-        )
+        ]
+    if len(drawn) <= LABELLED_CELLS:  # few cells: print each value on its cell
+        drawn["ink"] = _ink(drawn["value"], scale)
+        ink = alt.condition("datum.ink == 'white'", alt.value("white"), alt.value("black"))
+        text = base.mark_text(fontSize=10).encode(text=alt.Text("value:Q", format=".3~g"), color=ink)
+        layers.append(text)
+    chart = alt.layer(*layers, data=inline(drawn)) if len(layers) > 1 else layers[0].properties(data=inline(drawn))
     chart = chart.properties(**_heatmap_size(view, drawn))
     return frame, facet(chart, frame, mark), notes
+
+
+LABELLED_CELLS = 64
+
+
+def _ink(values: pd.Series, scale: alt.Scale) -> list[str]:
+    """White text on the dark ends of the colour scale, black elsewhere."""
+    finite = [v for v in values if isinstance(v, float) and math.isfinite(v)]
+    lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    diverging = scale.to_dict().get("domainMid") == 0
+    out = []
+    for v in values:
+        if not (isinstance(v, float) and math.isfinite(v)):
+            out.append("white")
+        elif diverging:
+            m = max(abs(lo), abs(hi)) or 1.0
+            out.append("white" if abs(v) / m > 0.6 else "black")
+        else:
+            out.append("white" if hi > lo and (v - lo) / (hi - lo) < 0.45 else "black")
+    return out
 
 
 def _heatmap_size(view: ViewSpec, drawn: pd.DataFrame) -> dict:
