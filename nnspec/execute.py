@@ -18,7 +18,6 @@ from .errors import SpecError
 from .query_ast import Step
 from .reduce import STATS_FIELDS
 
-HIST_COLUMNS = ("layer", "bin_start", "bin_end", "count")
 DEFAULT_BINS = 50
 
 

@@ -231,7 +231,7 @@ def note_first_tiles(keep: int, total: int) -> str:
     return f"first {keep} of {total} tiles (mark budget)"
 
 
-def note_first_sequence(data_batch: bool = True) -> str:
+def note_first_sequence() -> str:
     return "the first sequence of the batch (index to pick another, e.g. [3])"
 
 

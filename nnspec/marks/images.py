@@ -129,7 +129,7 @@ def attention_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
     for layer, w in data.tensors.items():
         if w.dim() == 4:
             w = w[0]
-            notes.append(f"{layer}: " + messages.note_first_sequence(data_batch=True))
+            notes.append(f"{layer}: " + messages.note_first_sequence())
         if w.dim() == 2:
             w = w.unsqueeze(0)
         heads, lq, lk = w.shape
