@@ -20,7 +20,7 @@ import torch
 from . import attention, messages, reduce
 from .compiler import Capture, Plan
 from .errors import ModelError, SpecError
-from .trace import Tracer
+from .trace import Tracer, tensors
 from .trace import paused as trace_paused
 
 
@@ -63,15 +63,9 @@ class _NoProbe(Exception):
 
 
 def _first_tensor(value):
-    if isinstance(value, torch.Tensor):
-        return value, 1
-    if isinstance(value, (tuple, list)):
-        ts = [v for v in value if isinstance(v, torch.Tensor)]
-        return (ts[0] if ts else None), len(ts)
-    if isinstance(value, dict):
-        ts = [v for v in value.values() if isinstance(v, torch.Tensor)]
-        return (ts[0] if ts else None), len(ts)
-    return None, 0
+    """The first tensor of a module's output or arguments, and how many there are."""
+    ts = tensors(value)
+    return (ts[0] if ts else None), len(ts)
 
 
 @contextmanager

@@ -186,12 +186,10 @@ class _LossFn:
 
 
 def _first_tensor(out):
-    import torch
+    """The model's first output tensor: what the built-in losses are taken of."""
+    from .trace import tensors
 
-    if isinstance(out, torch.Tensor):
-        return out
-    if isinstance(out, (tuple, list)):
-        return next(o for o in out if isinstance(o, torch.Tensor))
-    if isinstance(out, dict):
-        return next(o for o in out.values() if isinstance(o, torch.Tensor))
-    raise ModelError(messages.no_tensor_output("the model"))
+    found = tensors(out)
+    if not found:
+        raise ModelError(messages.no_tensor_output("the model"))
+    return found[0]

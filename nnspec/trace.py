@@ -73,18 +73,19 @@ class Trace:
         return node
 
 
-def _tensors(value) -> list:
+def tensors(value) -> list:
+    """Every tensor in a module's output or arguments (tuples, lists, dicts, nested), in order."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
+        return [t for v in value for t in tensors(v)]
     if isinstance(value, dict):
-        return [t for v in value.values() for t in _tensors(v)]
+        return [t for v in value.values() for t in tensors(v)]
     return []
 
 
 def _shape(value):
-    ts = _tensors(value)
+    ts = tensors(value)
     return tuple(ts[0].shape) if ts else None
 
 
@@ -112,14 +113,14 @@ class Tracer:
 
     def _producers(self, value) -> list[int]:
         seen = []
-        for t in _tensors(value):
+        for t in tensors(value):
             node = getattr(t, TAG, None)
             if node is not None and node not in seen:
                 seen.append(node)
         return seen
 
     def _tag(self, value, node: TNode) -> None:
-        for t in _tensors(value):
+        for t in tensors(value):
             if isinstance(t, torch.nn.Parameter):
                 continue  # the user's parameters stay untouched (and count as constants)
             try:
@@ -140,7 +141,7 @@ class Tracer:
             self.pause -= 1
 
     def op(self, func, args, kwargs, out) -> None:
-        if self.pause or self._inside_leaf() or not _tensors(out):
+        if self.pause or self._inside_leaf() or not tensors(out):
             return
         name = op_name(func)
         sources = self._producers((args, kwargs))
@@ -192,7 +193,7 @@ class Tracer:
 
 
 def _untag(value) -> None:
-    for t in _tensors(value):
+    for t in tensors(value):
         if TAG in getattr(t, "__dict__", {}):
             delattr(t, TAG)
 
