@@ -23,7 +23,11 @@ class Batch:
 
 
 def load_input(inp: InputSpec, base_dir: str) -> Batch:
-    return {"random": _random, "dataset": _dataset, "file": _file, "tokens": _tokens}[inp.kind](inp, base_dir)
+    batch = {"random": _random, "dataset": _dataset, "file": _file, "tokens": _tokens}[inp.kind](inp, base_dir)
+    labels = inp.options.get("labels")
+    if isinstance(labels, list):  # labels for the positions of a sequence (attention axes, PCA points)
+        batch.tokens = tuple(str(t) for t in labels)
+    return batch
 
 
 def _tokens(inp: InputSpec, base_dir: str) -> Batch:
@@ -86,16 +90,20 @@ def _dataset(inp: InputSpec, base_dir: str) -> Batch:
         ds = getattr(local_data, name.replace("-", "_"))
         # read the shipped file ourselves: vega_datasets' own loader warns on current pandas
         df = pd.read_json(ds.filepath) if ds.format == "json" else pd.read_csv(ds.filepath)
-    return frame_batch(df, list(o["features"]), o.get("target"), inp.span)
+    batch = frame_batch(df, list(o["features"]), o.get("target"), inp.span, o.get("labels"))
+    return batch
 
 
-def frame_batch(df, features: list[str], target: str | None, span=None) -> Batch:
-    """Standardised float features, rows with missing values dropped (and counted), class indices."""
+def frame_batch(df, features: list[str], target: str | None, span=None, labels: str | None = None) -> Batch:
+    """Standardised float features, rows with missing values dropped (and counted), class
+    indices; ``labels`` names a column whose values label the rows (PCA points, attention axes)."""
     import numpy as np
     import pandas as pd
     import torch
 
     wanted = features + ([target] if target else [])
+    if isinstance(labels, str) and labels not in df.columns:
+        raise SpecError(messages.unknown_columns([labels], list(df.columns)), span)
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise SpecError(messages.unknown_columns(missing, list(df.columns)), span)
@@ -117,7 +125,8 @@ def frame_batch(df, features: list[str], target: str | None, span=None) -> Batch
             classes = tuple(sorted(col.astype(str).unique()))
             lookup = {c: i for i, c in enumerate(classes)}
             y = torch.tensor([lookup[v] for v in col.astype(str)], dtype=torch.long)
-    return Batch(x, y, notes, classes, tuple(features))
+    names = tuple(str(v) for v in df.loc[clean.index, labels]) if isinstance(labels, str) else ()
+    return Batch(x, y, notes, classes, tuple(features), names)
 
 
 def _file(inp: InputSpec, base_dir: str) -> Batch:
@@ -143,7 +152,9 @@ def _file(inp: InputSpec, base_dir: str) -> Batch:
     if isinstance(obj, torch.Tensor):
         return Batch(obj)
     if isinstance(obj, dict) and isinstance(obj.get("x"), torch.Tensor):
-        return Batch(obj["x"], obj.get("y"))
+        labels = obj.get("labels")
+        tokens = tuple(str(t) for t in labels) if isinstance(labels, (list, tuple)) else ()
+        return Batch(obj["x"], obj.get("y"), tokens=tokens)
     raise SpecError(
         messages.input_file(name, "expected a tensor or a dict with 'x' (and optional 'y')"),
         inp.span,

@@ -226,3 +226,24 @@ def test_graph_follows_keyword_arguments():
     v = _one("graph", Net(), torch.randn(2, 3))
     edges = v.data.attrs["edges"]
     assert ("inner", "out") in set(zip(edges.source, edges.target))
+
+
+def test_attention_and_pca_labels_from_the_input(tmp_path):
+    enc = {"factory": "nnspec.models:TinyEncoder", "kwargs": {"vocab": 8, "d": 8, "heads": 2, "layers": 1}}
+    views = [{"query": "attention of encoder.layers.0.self_attn"}, {"query": "activations of encoder [0] | pca"}]
+    listed = {"random": {"shape": [1, 4], "dist": "randint", "high": 8}, "labels": ["w", "x", "y", "z"]}
+    dash = nnspec.render({"nnspec": 1, "model": enc, "input": listed, "views": views})
+    assert list(view(dash, 0).data["key_label"].unique()) == ["0:w", "1:x", "2:y", "3:z"]
+    assert list(view(dash, 1).data["label"]) == ["0:w", "1:x", "2:y", "3:z"]
+    torch.save({"x": torch.tensor([[1, 2, 3]]), "labels": ["p", "q", "r"]}, tmp_path / "b.pt")
+    spec_file = tmp_path / "s.yaml"
+    spec_file.write_text(
+        "nnspec: 1\nmodel: {factory: nnspec.models:TinyEncoder, kwargs: {vocab: 8, d: 8, heads: 2, layers: 1}}\n"
+        "input: {file: b.pt}\nviews: [{query: attention of encoder.layers.0.self_attn}]\n"
+    )
+    assert list(view(nnspec.render(str(spec_file))).data["query_label"].unique()) == ["0:p", "1:q", "2:r"]
+    column = iris_spec(["activations of act1 | pca"], loss=None)
+    column["input"].pop("target")
+    column["input"]["labels"] = "species"
+    labels = view(nnspec.render(column)).data["label"]
+    assert labels.iloc[0] == "0:setosa" and labels.iloc[-1].endswith(":virginica")
