@@ -247,3 +247,14 @@ def test_attention_and_pca_labels_from_the_input(tmp_path):
     column["input"]["labels"] = "species"
     labels = view(nnspec.render(column)).data["label"]
     assert labels.iloc[0] == "0:setosa" and labels.iloc[-1].endswith(":virginica")
+
+
+def test_images_of_several_layers_one_grid_and_scale_each():
+    torch.manual_seed(0)
+    model = ResNet(widths=(4,), blocks=1, classes=2)
+    v = _one("weights of stem | images(cols=4)", model, None, loss=None)
+    assert set(v.data["layer"]) == {"stem.0.weight", "stem.1.weight"}
+    vl = v.vega_lite()
+    assert len(vl["vconcat"]) == 2 and vl["resolve"]["scale"]["color"] == "independent"
+    bn = v.data[v.data["layer"] == "stem.1.weight"]
+    assert bn["value"].tolist() == model.stem[1].weight.tolist()  # a vector is one row of cells

@@ -7,21 +7,22 @@ import math
 
 import altair as alt
 import pandas as pd
+import torch
 
 from .. import messages, reduce
 from ..errors import SpecError
 from ..execute import Data, fit_blocks
 from ..query_ast import Step
 from ..spec import ViewSpec
-from .common import check_columns, color_scale, facet, inline, tooltip
+from .common import check_columns, color_scale, inline, tooltip
 
 MIN_TILE_CELLS = 16
 
 
 def _tiles(layer: str, t, mark: Step):
-    """(K, H, W) and a label per tile: the leading indices ("5" or "5,2")."""
+    """(K, H, W) and a label per tile: the leading indices ("5" or "5,2"); a vector is one row."""
     if t.dim() < 2:
-        raise SpecError(messages.needs_2d(mark.name, layer, t.shape), mark.span)
+        t = t.reshape(1, -1)
     lead = tuple(t.shape[:-2])
     labels = [",".join(map(str, idx)) for idx in _indices(lead)] or ["0"]
     return t.reshape(-1, t.shape[-2], t.shape[-1]), labels
@@ -36,11 +37,11 @@ def _indices(shape):
     return out
 
 
-def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFrame, list[str], int, int]:
-    """``layer, tile, row, col, value`` (+ ``gx, gy``: the cell's place in the grid)."""
-    frames, notes = [], []
+def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFrame, list[str], dict]:
+    """``layer, tile, row, col, value`` (+ ``gx, gy``: the cell's place in its layer's
+    grid), and each layer's grid size in cells."""
+    frames, notes, grids = [], [], {}
     per_layer = max(MIN_TILE_CELLS, budget // max(1, len(data.tensors)))
-    grid_w = grid_h = 0
     for layer, t in data.tensors.items():
         tiles, labels = _tiles(layer, t, Step("images", (), None))
         k, h, w = tiles.shape
@@ -73,8 +74,8 @@ def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFram
                     }
                 )
             )
-        grid_w, grid_h = max(grid_w, c * (cells + 1)), max(grid_h, math.ceil(keep / c) * (rows + gap) + gap)
-    return pd.concat(frames, ignore_index=True), notes, grid_w, grid_h
+        grids[layer] = (c * (cells + 1), math.ceil(keep / c) * (rows + gap) + gap)
+    return pd.concat(frames, ignore_index=True), notes, grids
 
 
 def _cell_px(grid_w: int, grid_h: int) -> float:
@@ -84,41 +85,46 @@ def _cell_px(grid_w: int, grid_h: int) -> float:
 def visit_images(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
         raise SpecError(messages.step_needs_tensors("images"), mark.span)
-    frame, notes, grid_w, grid_h = images_frame(data, view.max_marks, mark.arg("cols"))
+    frame, notes, grids = images_frame(data, view.max_marks, mark.arg("cols"))
     check_columns(mark, frame)
     nonfinite = int((~frame["value"].map(math.isfinite)).sum())
     if nonfinite:
         notes.append(messages.note_nonfinite_cells(nonfinite))
+    # one grid per layer, each with its own colour scale (a conv weight and a batch-norm
+    # scale side by side would otherwise wash each other out)
+    charts = [_grid(frame[frame["layer"] == layer], layer, size, mark, len(grids) > 1) for layer, size in grids.items()]
+    chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts).resolve_scale(color="independent")
+    return frame, chart.configure_view(stroke=None), notes
+
+
+def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, titled: bool):
+    grid_w, grid_h = size
     px = _cell_px(grid_w, grid_h)
     x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False))
     y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, reverse=True))
     color = alt.Color("value:Q", scale=color_scale(frame["value"], mark), title=None)
+    tip = ["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")]
     base = (
         alt.Chart()
         .transform_calculate(gx2="datum.gx + 1", gy2="datum.gy + 1")
-        .encode(
-            x=x,
-            x2="gx2:Q",
-            y=y,
-            y2="gy2:Q",
-            tooltip=["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")],
-        )
+        .encode(x=x, x2="gx2:Q", y=y, y2="gy2:Q", tooltip=tip)
     )
-    cells = base.mark_rect().encode(color=color)
-    if nonfinite:  # NaN/Inf (null in the JSON) drawn black, not left blank
-        cells = alt.layer(
-            cells.transform_filter("isValid(datum.value)"),
+    cells = [base.mark_rect().encode(color=color)]
+    if not frame["value"].map(math.isfinite).all():  # NaN/Inf (null in the JSON) drawn black, not left blank
+        cells = [
+            cells[0].transform_filter("isValid(datum.value)"),
             base.mark_rect(color="black").transform_filter("!isValid(datum.value)"),
-        )
-    first = frame.groupby(["layer", "tile"], sort=False)[["gx", "gy"]].min().reset_index()
-    tags = alt.Chart(inline(first)).mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
-    tags = tags.encode(x=x, y=y, text="tile:N")
-    layers = alt.layer(cells.properties(data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]])), tags)
-    chart = layers.properties(width=round(grid_w * px), height=round(grid_h * px))
-    if frame["layer"].nunique() > 1:
-        chart = facet(chart, frame, mark)
-    chart = chart.configure_view(stroke=None)
-    return frame, chart, notes
+        ]
+    # each tile's label at its top-left cell
+    tags = (
+        alt.Chart()
+        .transform_aggregate(gx="min(gx)", gy="min(gy)", groupby=["tile"])
+        .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
+        .encode(x=x, y=y, text="tile:N")
+    )
+    chart = alt.layer(*cells, tags, data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]]))
+    props = {"width": round(grid_w * px), "height": round(grid_h * px)}
+    return chart.properties(**props, title=layer) if titled else chart.properties(**props)
 
 
 def attention_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
@@ -153,6 +159,9 @@ def attention_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
             frames.append(f)
         if (rows, cols) != (lq, lk):
             notes.append(f"{layer}: " + messages.note_block_mean((lq, lk), (rows, cols)) + " per head")
+        bad = int((~torch.isfinite(w)).sum())
+        if bad:
+            notes.append(f"{layer}: " + messages.note_nonfinite_values(bad))
     return pd.concat(frames, ignore_index=True), notes
 
 
