@@ -255,6 +255,22 @@ def note_colour(query: str) -> str:
     return f"colour: {query} (a collapsed node: the mean over the layers inside; grey: no value)"
 
 
+def train_needs_loss() -> str:
+    return "train: needs a loss to minimise, and the spec has no 'loss'"
+
+
+def train_step_failed(step: int, why: str) -> str:
+    return f"training failed at step {step}: {why}"
+
+
+def bad_optimizer(name: str, why: str) -> str:
+    return f"optimizer {name}: {why}"
+
+
+def note_trained(steps: int, name: str, lr, first: float, last: float) -> str:
+    return f"trained {steps} steps ({name}, lr {lr:g}): loss {first:.4g} → {last:.4g}"
+
+
 def no_match(selector: str) -> str:
     return f"no module matches '{selector}'"
 

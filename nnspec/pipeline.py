@@ -11,6 +11,7 @@ so tests and ``nnspec plan`` can look at any of them.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from .inputs import Batch, load_input, make_loss
 from .marks import draw
 from .modelload import build_model
 from .spec import Spec, load_spec
+from .train import train
 
 FORMATS = ("html", "json", "png", "svg", "pdf")
 
@@ -120,20 +122,29 @@ def _loss_problem(spec: Spec, loss, batch):
     return None
 
 
-def prepare(spec_source, model=None, inputs=None):
-    """Stages 1-3: the Spec, the model, the batch, the loss and the Plan."""
+def prepare(spec_source, model=None, inputs=None, training: bool = True):
+    """Stages 1-3: the Spec, the model (trained if the spec says ``train:``), the
+    batch, the loss, the Plan and the training's result (or None)."""
     spec = load_spec(spec_source)  # 1.
-    model = model if model is not None else build_model(spec)  # 2.
-    batch = _batch(spec, inputs)
+    batch = _batch(spec, inputs)  # 2.
     loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
+    if model is None:
+        model = build_model(spec)
+    elif spec.train is not None and training:
+        model = copy.deepcopy(model)  # train a copy: the user's model stays as it was
+    trained = None
+    if spec.train is not None and training:
+        if batch is None:
+            raise SpecError(messages.no_input(), spec.train.span, messages.no_input_hint())
+        trained = train(model, batch.x, batch.y, loss, spec.train)
     available = Available(has_input=batch is not None, loss_problem=_loss_problem(spec, loss, batch))
     plan = compile_plan(spec, model, available=available)  # 3.
-    return spec, model, batch, loss, plan
+    return spec, model, batch, loss, plan, trained
 
 
 def plan(spec_source, model=None, inputs=None) -> ExplainedPlan:
     """Stages 1-3, plus the shapes one no-grad probe pass sees (for EXPLAIN)."""
-    spec, model, batch, _, p = prepare(spec_source, model, inputs)
+    spec, model, batch, _, p, _ = prepare(spec_source, model, inputs, training=False)
     return ExplainedPlan(p, capture.probe_shapes(model, batch.x if batch is not None else None))
 
 
@@ -222,7 +233,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SpecError(messages.unknown_format(bad[0], FORMATS))
-    spec, model, batch, loss, plan = prepare(spec, model, inputs)
+    spec, model, batch, loss, plan, trained = prepare(spec, model, inputs)
     failure = None
     try:
         captured = _capture(plan, model, batch, loss)  # 4.
@@ -232,7 +243,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
         captured = capture.run(params_only, model)
     bar = _progress_bar(sys.stderr) if progress else None
     views = run_views(plan, captured, failure, bar, context(model, batch))  # 5.
-    dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch))
+    dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch, trained))
     from .output.files import slug
 
     taken: set[str] = set()
@@ -243,7 +254,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     return dash
 
 
-def _footer(spec: Spec, model, batch) -> str:
+def _footer(spec: Spec, model, batch, trained=None) -> str:
     from . import __version__
 
     n = sum(p.numel() for p in model.parameters())
@@ -252,6 +263,8 @@ def _footer(spec: Spec, model, batch) -> str:
         parts.append(f"input {tuple(batch.x.shape)}" + "".join(f"; {note}" for note in batch.notes))
     if spec.loss:
         parts.append(f"loss {spec.loss}")
+    if trained is not None:
+        parts.append(trained.note(spec.train))
     parts.append(f"nnspec {__version__}")
     return " · ".join(parts)
 

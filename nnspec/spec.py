@@ -65,6 +65,25 @@ class ViewSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class TrainSpec:
+    """``train:``: a small deterministic training loop run before the views."""
+
+    steps: int
+    batch: int | None = None  # None: the whole input each step
+    seed: int = 0
+    optimizer: dict = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
+    record_every: int = 10
+    span: Span | None = None
+
+    def __post_init__(self):
+        if self.optimizer.get("name") not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer.get('name')!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True, slots=True)
 class Spec:
     path: str
     title: str
@@ -74,6 +93,7 @@ class Spec:
     loss_span: Span | None
     input: InputSpec | None
     views: tuple[ViewSpec, ...]
+    train: TrainSpec | None = None
 
     @property
     def base_dir(self) -> str:
@@ -144,6 +164,19 @@ def build(located: Located) -> Spec:
         loss_span=located.span(("loss",)) if "loss" in d else None,
         input=inp,
         views=views,
+        train=_train(located, d["train"]) if "train" in d else None,
+    )
+
+
+def _train(located: Located, t: dict) -> TrainSpec:
+    optimizer = {"name": "adam", "lr": 1e-3} | dict(t.get("optimizer", {}))
+    return TrainSpec(
+        steps=t["steps"],
+        batch=t.get("batch"),
+        seed=t.get("seed", 0),
+        optimizer=optimizer,
+        record_every=t.get("record_every", 10),
+        span=located.span(("train",)),
     )
 
 

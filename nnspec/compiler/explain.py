@@ -55,7 +55,13 @@ def explain(plan: Plan, shapes: dict | None = None) -> str:
         "backward" if plan.backward else None,
     ]
     passes = [p for p in passes if p] or ["none (parameters only)"]
-    lines = [f"PLAN {plan.spec.path or '<spec>'}", f"passes: {' + '.join(passes)}"]
+    lines = [f"PLAN {plan.spec.path or '<spec>'}"]
+    t = plan.spec.train
+    if t is not None:
+        opt = ", ".join(f"{k}={v}" for k, v in t.optimizer.items())
+        batch = t.batch or "all rows"
+        lines.append(f"train: {t.steps} steps before the views (batch {batch}, seed {t.seed}, {opt})")
+    lines.append(f"passes: {' + '.join(passes)}")
     if plan.backward:
         lines.append(f"loss: {plan.spec.loss or '(none)'}")
     lines.append(f"hooked modules ({len(plan.hooked)}): {', '.join(plan.hooked) or 'none'}")

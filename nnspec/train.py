@@ -1,0 +1,82 @@
+"""``train:`` in a spec: a small, deterministic training loop on the spec's
+input and loss, run before the views so that they show the trained model.
+
+Same spec, same numbers: the shuffling uses its own seeded generator and the
+loop runs inside ``torch.random.fork_rng`` seeded with ``train.seed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from . import messages
+from .errors import ModelError, SpecError
+from .spec import TrainSpec
+
+
+@dataclass
+class TrainResult:
+    losses: list = field(default_factory=list)  # (step, loss) at every record_every-th step and the last
+
+    def note(self, t: TrainSpec) -> str:
+        first, last = self.losses[0][1], self.losses[-1][1]
+        opt = t.optimizer
+        return messages.note_trained(t.steps, opt["name"], opt.get("lr"), first, last)
+
+
+def make_optimizer(params, options: dict):
+    o = dict(options)
+    name = o.pop("name")
+    if "betas" in o:
+        o["betas"] = tuple(o["betas"])
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[name]
+    try:
+        return cls(params, **o)
+    except (TypeError, ValueError) as e:
+        raise SpecError(messages.bad_optimizer(name, str(e))) from None
+
+
+def train(model, x, y, loss_fn, t: TrainSpec) -> TrainResult:
+    """Train ``model`` in place for ``t.steps`` steps; its train/eval modes come back as they were."""
+    if loss_fn is None:
+        raise SpecError(messages.train_needs_loss(), t.span, messages.needs_loss_hint())
+    if loss_fn.needs_target and y is None:
+        raise SpecError(messages.loss_needs_target(loss_fn.name), t.span, messages.loss_needs_target_hint())
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = x.to(device)
+    y = y.to(device) if isinstance(y, torch.Tensor) else y
+    n = x.shape[0]
+    batch = min(t.batch or n, n)
+    order = torch.Generator().manual_seed(t.seed)
+    modes = [(m, m.training) for m in model.modules()]
+    result = TrainResult()
+    opt = make_optimizer([p for p in model.parameters() if p.requires_grad], t.optimizer)
+    perm, pos = torch.randperm(n, generator=order), 0
+    devices = [device] if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            torch.manual_seed(t.seed)
+            model.train()
+            for step in range(t.steps):
+                if pos + batch > n:
+                    perm, pos = torch.randperm(n, generator=order), 0
+                idx = perm[pos : pos + batch].to(device)
+                pos += batch
+                opt.zero_grad(set_to_none=True)
+                try:
+                    loss = loss_fn(model(x[idx]), None if y is None else y[idx])
+                    loss.backward()
+                except ModelError:
+                    raise
+                except Exception as e:
+                    raise ModelError(messages.train_step_failed(step, f"{type(e).__name__}: {e}")) from e
+                opt.step()
+                if step % t.record_every == 0 or step == t.steps - 1:
+                    result.losses.append((step, float(loss.detach())))
+            opt.zero_grad(set_to_none=True)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return result
