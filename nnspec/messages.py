@@ -271,6 +271,22 @@ def note_trained(steps: int, name: str, lr, first: float, last: float) -> str:
     return f"trained {steps} steps ({name}, lr {lr:g}): loss {first:.4g} → {last:.4g}"
 
 
+def needs_train() -> str:
+    return "'over steps' needs a training run, and the spec has no 'train:'"
+
+
+def needs_train_hint() -> str:
+    return "add 'train: {steps: 200, optimizer: {name: adam, lr: 0.01}}'"
+
+
+def no_steps_in_range(lo, hi) -> str:
+    return f"no recorded step in [{'' if lo is None else lo}:{'' if hi is None else hi}]"
+
+
+def note_first_nonfinite_step(step: int) -> str:
+    return f"first NaN/Inf at step {step} (marked)"
+
+
 def no_match(selector: str) -> str:
     return f"no module matches '{selector}'"
 

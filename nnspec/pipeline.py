@@ -137,7 +137,9 @@ def prepare(spec_source, model=None, inputs=None, training: bool = True):
         if batch is None:
             raise SpecError(messages.no_input(), spec.train.span, messages.no_input_hint())
         trained = train(model, batch.x, batch.y, loss, spec.train)
-    available = Available(has_input=batch is not None, loss_problem=_loss_problem(spec, loss, batch))
+    available = Available(
+        has_input=batch is not None, loss_problem=_loss_problem(spec, loss, batch), trains=spec.train is not None
+    )
     plan = compile_plan(spec, model, available=available)  # 3.
     return spec, model, batch, loss, plan, trained
 
@@ -242,7 +244,9 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
         params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
         captured = capture.run(params_only, model)
     bar = _progress_bar(sys.stderr) if progress else None
-    views = run_views(plan, captured, failure, bar, context(model, batch))  # 5.
+    ctx = context(model, batch)
+    ctx.losses = trained.losses if trained is not None else []
+    views = run_views(plan, captured, failure, bar, ctx)  # 5.
     dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch, trained))
     from .output.files import slug
 

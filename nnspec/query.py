@@ -189,6 +189,14 @@ class _Build(Transformer):
         args = (("names", tuple(names)),) + ((("over", over),) if over else ())
         return Source("function", None, span, args)
 
+    @v_args(meta=True)
+    def loss_source(self, meta, items):
+        args = (("steps", items[0]),) if items else ()
+        return Source("loss", None, self._at(meta), args)
+
+    def steps(self, items):
+        return tuple(items)
+
     def all_functions(self, items):
         return ("*",)
 

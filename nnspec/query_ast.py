@@ -8,7 +8,7 @@ from .errors import Span
 
 SOURCE_KINDS = (
     "weights", "biases", "params", "activations", "inputs", "grads", "output_grads", "input_grads",
-    "attention", "graph", "summary", "function",
+    "attention", "graph", "summary", "function", "loss",
 )  # fmt: skip
 PARAM_KINDS = ("weights", "biases", "params", "grads")
 
@@ -75,6 +75,10 @@ class Source:
             text = "function " + ", ".join(self.arg("names"))
             over = self.arg("over")
             return text + (f" over [{_value(over[0])}, {_value(over[1])}]" if over else "")
+        if self.kind == "loss":
+            lo, hi = self.arg("steps", (None, None))
+            rng = "" if (lo, hi) == (None, None) else f"[{'' if lo is None else lo}:{'' if hi is None else hi}]"
+            return f"loss over steps{rng}"
         if self.kind == "graph" and self.args:
             return f"graph({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
         return self.kind if self.selector is None else f"{self.kind} of {self.selector}"

@@ -70,3 +70,37 @@ def test_plan_explains_the_training_without_running_it():
     d = _trained(steps=1000)
     text = nnspec.plan(d).explain()
     assert "train: 1000 steps before the views (batch all rows, seed 0, name=adam, lr=0.05)" in text
+
+
+def test_loss_over_steps_is_the_training_loss():
+    d = _trained(steps=7, optimizer={"name": "sgd", "lr": 0.1})
+    d["train"]["record_every"] = 3
+    d["views"] = [{"query": "loss over steps"}, {"query": "loss over steps[3:]"}]
+    dash = nnspec.render(d)
+    series = view(dash, 0).data
+    assert list(series.columns[:3]) == ["step", "layer", "value"] and series["step"].tolist() == [0, 3, 6]
+    model, batch = model_and_batch(d)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.train()
+    expected = []
+    for step in range(7):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(batch.x), batch.y)
+        loss.backward()
+        opt.step()
+        if step % 3 == 0:
+            expected.append(loss.item())
+    assert series["value"].tolist() == pytest.approx(expected, rel=1e-6)
+    assert view(dash, 1).data["step"].tolist() == [3, 6]
+
+
+def test_loss_over_steps_needs_train_and_marks_the_first_nan():
+    dash = nnspec.render(iris_spec(["loss over steps"]))
+    assert "needs a training run" in dash.views[0].error
+    d = _trained(steps=4, optimizer={"name": "sgd", "lr": 1e30})  # blows up on purpose
+    d["train"]["record_every"] = 1
+    d["views"] = [{"query": "loss over steps"}]
+    v = view(nnspec.render(d))
+    bad = [s for s, x in zip(v.data["step"], v.data["value"]) if x != x or abs(x) == float("inf")]
+    assert bad and any(f"first NaN/Inf at step {bad[0]}" in n for n in v.notes)
+    assert "layer" in v.vega_lite() and v.vega_lite()["layer"][1]["mark"]["type"] == "rule"

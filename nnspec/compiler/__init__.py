@@ -126,6 +126,7 @@ class Available:
 
     has_input: bool = True
     loss_problem: object = None  # None, or Span -> SpecError
+    trains: bool = False  # the spec has train: (views over steps need it)
 
 
 def compile_view(view: ViewSpec, model, rules, available: Available = Available()) -> ViewPlan:
@@ -134,6 +135,8 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
         if view.max_marks > MAX_MARKS_LIMIT:
             raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
         query = parse(view.query, query_span(view.query_span, view.query_quoted, view.query))
+        if query.source.kind == "loss" and not available.trains:
+            raise SpecError(messages.needs_train(), query.source.span, messages.needs_train_hint())
         vp = _resolve(view, query, model)
         kinds = {c.kind for c in vp.captures}
         if kinds - {"param"} and not available.has_input:
@@ -160,8 +163,9 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
     if src.kind in ("graph", "summary") or (src.kind == "function" and "*" in src.arg("names")):
         # one eager trace of the forward pass serves graph, summary and `function *`
         return ViewPlan(view, query, ("model",), (Capture("trace", ""),), query.transforms, query.mark)
-    if src.kind == "function":
-        return ViewPlan(view, query, tuple(src.arg("names")), (), query.transforms, query.mark)
+    if src.kind in ("function", "loss"):  # computed from the source's own arguments, or the training's record
+        names = tuple(src.arg("names")) if src.kind == "function" else ("loss",)
+        return ViewPlan(view, query, names, (), query.transforms, query.mark)
     kind = _KIND_OF_SOURCE[src.kind]
     if src.kind == "attention":
         layers = tuple(resolve_attention(src.selector, model))

@@ -39,6 +39,7 @@ NATURAL = {
     "summary": "table",
     "function": "line",
     "pca": "scatter",
+    "series": "line",
 }
 
 
