@@ -58,10 +58,6 @@ class _IndexProblem(Exception):
     pass
 
 
-class _NoProbe(Exception):
-    pass
-
-
 def _first_tensor(value):
     """The first tensor of a module's output or arguments, and how many there are."""
     ts = tensors(value)
@@ -270,20 +266,19 @@ def probe_shapes(model, x) -> dict:
         return hook
 
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    with guest(model):
-        try:
-            if x is None:
-                raise _NoProbe
-            for path, m in modules.items():
-                if path:
-                    handles.append(m.register_forward_hook(hook_for(path)))
-            with torch.no_grad():
-                model(_to(x, device))
-        except Exception:
-            pass  # EXPLAIN still works, with '?' for what it could not see
-        finally:
-            for h in handles:
-                h.remove()
+    if x is not None:
+        with guest(model):
+            try:
+                for path, m in modules.items():
+                    if path:
+                        handles.append(m.register_forward_hook(hook_for(path)))
+                with torch.no_grad():
+                    model(_to(x, device))
+            except Exception:
+                pass  # EXPLAIN still works, with '?' for what it could not see
+            finally:
+                for h in handles:
+                    h.remove()
     for name, p in model.named_parameters():
         shapes[("param", name)] = shapes[("grad", name)] = tuple(p.shape)
     if x is not None:

@@ -182,10 +182,11 @@ def _capture(plan: Plan, model, batch, loss):
     return capture.run(plan, model, x, y, loss)
 
 
-def context(model, batch) -> Context:
+def context(model, batch, trained=None) -> Context:
+    losses = trained.losses if trained is not None else []
     if batch is None:
-        return Context(model)
-    return Context(model, batch.features, batch.classes, batch.y, batch.tokens)
+        return Context(model, losses=losses)
+    return Context(model, batch.features, batch.classes, batch.y, batch.tokens, losses)
 
 
 def run_views(
@@ -244,9 +245,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
         params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
         captured = capture.run(params_only, model)
     bar = _progress_bar(sys.stderr) if progress else None
-    ctx = context(model, batch)
-    ctx.losses = trained.losses if trained is not None else []
-    views = run_views(plan, captured, failure, bar, ctx)  # 5.
+    views = run_views(plan, captured, failure, bar, context(model, batch, trained))  # 5.
     dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch, trained))
     from .output.files import slug
 

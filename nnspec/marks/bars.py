@@ -48,20 +48,21 @@ def visit_histogram(data: Data, mark: Step, view: ViewSpec):
 
 
 # --- bar and line ---------------------------------------------------------------
+# the default x and y of each kind of table drawn as bars or lines
+TABLE_AXES = {
+    "scalar": ("layer", "value"),
+    "stats": ("layer", "absmean"),
+    "histogram": ("bin_start", "count"),
+    "features": ("feature", "value"),
+    "function": ("x", "value"),
+    "series": ("step", "value"),
+}
+
+
 def _series_frame(data: Data, mark: Step, view: ViewSpec) -> tuple[pd.DataFrame, str, str, list[str]]:
     """A table to draw as bars/lines, and its default x and y."""
-    if data.kind == "scalar":
-        return data.table, "layer", "value", []
-    if data.kind == "stats":
-        return data.table, "layer", "absmean", []
-    if data.kind == "histogram":
-        return data.table, "bin_start", "count", []
-    if data.kind == "features":
-        return data.table, "feature", "value", []
-    if data.kind == "function":
-        return data.table, "x", "value", []
-    if data.kind == "series":
-        return data.table, "step", "value", []
+    if data.kind in TABLE_AXES:
+        return (data.table, *TABLE_AXES[data.kind], [])
     if data.kind != "tensors":
         raise SpecError(messages.needs_table(mark.name, ["layer", "value"]), mark.span)
     dims = {t.dim() for t in data.tensors.values()}
