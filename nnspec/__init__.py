@@ -17,6 +17,7 @@ __all__ = [
     "ModelError",
     "NnspecError",
     "Span",
+    "Recorder",
     "SpecError",
     "load_spec",
     "plan",
@@ -24,15 +25,24 @@ __all__ = [
 ]
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False):
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=()):
     """Render a spec (path, dict or Spec) into a Dashboard.
 
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
     the spec's ``model`` and ``input``; the model is left exactly as it was.
+    ``runs=`` names recorded runs whose views over steps to draw side by side.
     """
     from .pipeline import render as _render
 
-    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress)
+    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs)
+
+
+def __getattr__(name):
+    if name == "Recorder":  # loads torch: only when asked for
+        from .record import Recorder
+
+        return Recorder
+    raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
 def plan(spec, model=None, inputs=None):

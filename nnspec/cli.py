@@ -25,6 +25,14 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated: html,json,png,svg,pdf (default: html)",
     )
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no list of files")
+    r.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="draw the views over steps from this recorded run (repeat to compare runs side by side); "
+        "the spec's train: is then not re-run",
+    )
     v = sub.add_parser("validate", help="check a spec's keys and query syntax (no model is built)")
     v.add_argument("spec", nargs="+")
     pl = sub.add_parser("plan", help="print the capture plan (EXPLAIN) of a spec")
@@ -63,7 +71,7 @@ def _render(args) -> int:
     if bad:
         print(f"nnspec render: error: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)})", file=sys.stderr)
         return 2
-    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet)
+    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=args.run)
     failed = [v for v in dash.views if v.error]
     for v in failed:
         print(f"view '{v.title}' failed:\n{v.error}", file=sys.stderr)

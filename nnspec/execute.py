@@ -7,7 +7,6 @@ count``; a reduced scalar per layer ``layer, value``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -46,7 +45,8 @@ class Context:
     classes: tuple = ()  # class names of a string target
     target: object = None  # the target tensor
     tokens: tuple = ()  # token labels of a token input
-    losses: list = field(default_factory=list)  # (step, loss) recorded while training
+    runs: list = field(default_factory=list)  # runs.Run: what views over steps read
+    spec_name: str = ""
 
 
 def gather(vp: ViewPlan, captured, context: Context | None = None) -> Data:
@@ -59,10 +59,12 @@ def gather(vp: ViewPlan, captured, context: Context | None = None) -> Data:
 
 def _gather(vp: ViewPlan, captured, context: Context) -> Data:
     src = vp.query.source
+    if vp.query.over_steps:
+        from .series import over_steps
+
+        return over_steps(vp, context)
     if src.kind in ("graph", "summary", "function"):
         return _structure(vp, captured, context)
-    if src.kind == "loss":
-        return _loss_series(src, context)
     notes: list[str] = []
     values = {}
     for layer, c in zip(vp.layers, vp.captures):
@@ -113,18 +115,6 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
         raise SpecError(messages.no_functions(), src.span)
     lo, hi = src.arg("over", (-5.0, 5.0))
     return Data("function", table=functions.curves(fns, lo, hi))
-
-
-def _loss_series(src, context: Context) -> Data:
-    """``loss over steps[a:b]``: the training loss recorded every record_every steps."""
-    lo, hi = src.arg("steps", (None, None))
-    rows = [(s, v) for s, v in context.losses if (lo is None or s >= lo) and (hi is None or s < hi)]
-    if not rows:
-        raise SpecError(messages.no_steps_in_range(lo, hi), src.span)
-    frame = pd.DataFrame({"step": [s for s, _ in rows], "layer": "loss", "value": [v for _, v in rows]})
-    bad = [s for s, v in rows if not math.isfinite(v)]
-    notes = [messages.note_first_nonfinite_step(bad[0])] if bad else []
-    return Data("series", table=frame, notes=notes, label="loss")
 
 
 def stats_table(vectors: dict) -> pd.DataFrame:
@@ -196,6 +186,11 @@ def _reduce(data: Data, step: Step) -> Data:
 
 
 transform_mean = transform_max = transform_min = transform_std = transform_norm = _reduce
+transform_dead_fraction = transform_nan_count = transform_inf_count = _reduce
+
+
+def transform_update_ratio(data: Data, step: Step) -> Data:
+    raise SpecError(messages.update_ratio_needs_steps(), step.span, messages.update_ratio_needs_steps_hint())
 
 
 def transform_flatten(data: Data, step: Step) -> Data:

@@ -272,11 +272,19 @@ def note_trained(steps: int, name: str, lr, first: float, last: float) -> str:
 
 
 def needs_train() -> str:
-    return "'over steps' needs a training run, and the spec has no 'train:'"
+    return "'over steps' needs a training run, and the spec has no 'train:' and no run was given"
 
 
 def needs_train_hint() -> str:
-    return "add 'train: {steps: 200, optimizer: {name: adam, lr: 0.01}}'"
+    return "add 'train: {steps: 200, optimizer: {name: adam, lr: 0.01}}', or render a recorded run: --run runs/NAME"
+
+
+def over_steps_must_reduce(step: str | None) -> str:
+    what = f"'{step}' cannot come here" if step else "the view keeps whole tensors"
+    return (
+        f"{what}: a view over steps records a few numbers per layer and step; start its steps with "
+        "stats, histogram, norm, mean, max, min, std, dead_fraction, nan_count, inf_count or update_ratio"
+    )
 
 
 def no_steps_in_range(lo, hi) -> str:
@@ -433,3 +441,111 @@ def no_input_grad(dtype: str) -> str:
 
 def backward_failed(why: str) -> str:
     return f"the backward pass failed: {why}"
+
+
+# --- views over steps (issue 4) -------------------------------------------------
+def bad_step_range(lo, hi) -> str:
+    return f"step range [{lo}:{hi}] is empty: the first step must be below the last"
+
+
+def not_over_steps(kind: str) -> str:
+    return f"'{kind}' cannot be recorded over steps: only weights, biases, params, grads, activations, inputs, output_grads and loss can"
+
+
+def loss_needs_over_steps() -> str:
+    return "'loss' is a series over training steps"
+
+
+def loss_needs_over_steps_hint() -> str:
+    return "write 'loss over steps' (or 'loss over steps[100:]')"
+
+
+def update_ratio_needs_steps() -> str:
+    return "update_ratio is ‖Δw‖/‖w‖ of one optimizer step: it needs weights over steps"
+
+
+def update_ratio_needs_steps_hint() -> str:
+    return "write e.g. 'weights of * over steps | update_ratio | line'"
+
+
+def run_exists(directory: str) -> str:
+    return f"run '{directory}' exists already and nnspec will not overwrite it"
+
+
+def run_exists_hint() -> str:
+    return "pick another run name (run=... or train: {run: ...}), or move the old run away"
+
+
+def no_run(directory: str) -> str:
+    return f"no run at '{directory}' (no run.sqlite there)"
+
+
+def no_run_hint() -> str:
+    return "runs are written by 'train:' in a spec (runs/<spec name>) or by nnspec.Recorder(spec, model, run=...)"
+
+
+def bad_run(directory: str, why: str) -> str:
+    return f"cannot read run '{directory}': {why}"
+
+
+def run_lacks(run: str, missing: list, spec_name: str, same_spec: bool) -> str:
+    what = "; ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    origin = (
+        "it was recorded with this spec's earlier version" if same_spec else f"it was recorded by spec '{spec_name}'"
+    )
+    return f"run '{run}' has no record of {what}: {origin}, which did not ask for it"
+
+
+def run_lacks_hint() -> str:
+    return "add this view to the spec the run is recorded with and record again; views it did record still draw"
+
+
+def note_other_model(run: str) -> str:
+    return f"run '{run}' was recorded from a model with a different architecture"
+
+
+def ranks_disagree(lengths: list) -> str:
+    return f"ranks recorded different amounts ({lengths} numbers): a recorded layer has a different shape per rank"
+
+
+def fsdp_params() -> str:
+    return (
+        "under FSDP each rank holds a shard of every parameter: views over steps of weights, grads and "
+        "update_ratio are not recorded there; activation views are (reduced across ranks)"
+    )
+
+
+def recorder_closed() -> str:
+    return "the recorder is closed: create a new one for a new run"
+
+
+def record_failed(step: int, why: str) -> str:
+    return f"recording step {step} failed: {why}"
+
+
+def not_recorded(step: int, module: str) -> str:
+    return f"step {step}: module '{module}' did not run in the forward pass before rec.step({step})"
+
+
+def not_recorded_hint() -> str:
+    return "call rec.step(step, loss=...) once per step, after the forward and backward passes of that step"
+
+
+def note_runs(names: list) -> str:
+    return "views over steps: run " + ", ".join(names)
+
+
+def series_marks(mark: str) -> str:
+    return f"'{mark}' cannot draw a view over steps: use line (values, stats as bands), ridgeline (histograms) or table"
+
+
+def ridgeline_needs_histograms() -> str:
+    return "ridgeline draws one histogram per recorded step, and this view has no histograms over steps"
+
+
+def ridgeline_hint() -> str:
+    return "write e.g. 'weights of fc1 over steps | histogram(bins=30) | ridgeline'"
+
+
+def note_ridges(shown: int, total: int) -> str:
+    return f"{shown} of {total} recorded steps drawn (evenly spaced, first and last included)"

@@ -122,25 +122,28 @@ def _loss_problem(spec: Spec, loss, batch):
     return None
 
 
-def prepare(spec_source, model=None, inputs=None, training: bool = True):
-    """Stages 1-3: the Spec, the model (trained if the spec says ``train:``), the
-    batch, the loss, the Plan and the training's result (or None)."""
+def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=()):
+    """Stages 1-3: the Spec, the model (trained if the spec says ``train:`` and no
+    ``runs`` are given), the batch, the loss, the Plan and the training's result."""
     spec = load_spec(spec_source)  # 1.
     batch = _batch(spec, inputs)  # 2.
     loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
+    trains = spec.train is not None and training and not runs
     if model is None:
         model = build_model(spec)
-    elif spec.train is not None and training:
+    elif trains:
         model = copy.deepcopy(model)  # train a copy: the user's model stays as it was
-    trained = None
-    if spec.train is not None and training:
-        if batch is None:
-            raise SpecError(messages.no_input(), spec.train.span, messages.no_input_hint())
-        trained = train(model, batch.x, batch.y, loss, spec.train)
     available = Available(
-        has_input=batch is not None, loss_problem=_loss_problem(spec, loss, batch), trains=spec.train is not None
+        has_input=batch is not None,
+        loss_problem=_loss_problem(spec, loss, batch),
+        runs=spec.train is not None or bool(runs),
     )
     plan = compile_plan(spec, model, available=available)  # 3.
+    trained = None
+    if trains:
+        if batch is None:
+            raise SpecError(messages.no_input(), spec.train.span, messages.no_input_hint())
+        trained = train(model, batch.x, batch.y, loss, spec, plan)
     return spec, model, batch, loss, plan, trained
 
 
@@ -182,11 +185,21 @@ def _capture(plan: Plan, model, batch, loss):
     return capture.run(plan, model, x, y, loss)
 
 
-def context(model, batch, trained=None) -> Context:
-    losses = trained.losses if trained is not None else []
+def context(model, batch, runs=(), spec_name: str = "") -> Context:
     if batch is None:
-        return Context(model, losses=losses)
-    return Context(model, batch.features, batch.classes, batch.y, batch.tokens, losses)
+        return Context(model, runs=list(runs), spec_name=spec_name)
+    return Context(model, batch.features, batch.classes, batch.y, batch.tokens, list(runs), spec_name)
+
+
+def open_runs(spec: Spec, runs, trained) -> list:
+    """The runs views over steps read: those named (--run), or the one training just wrote."""
+    from .runs import Run
+
+    dirs = list(runs) or ([trained.run] if trained is not None else [])
+    names = [os.path.basename(os.path.normpath(d)) for d in dirs]
+    if len(set(names)) < len(names):  # runs/a and other/a: tell them apart by their path
+        names = [os.path.normpath(d) for d in dirs]
+    return [Run(d, name) for d, name in zip(dirs, names)]
 
 
 def run_views(
@@ -231,12 +244,16 @@ def _progress_bar(stream):
     return show
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False) -> Dashboard:
-    """Render every view of ``spec``; write ``formats`` under ``out`` if given."""
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=()) -> Dashboard:
+    """Render every view of ``spec``; write ``formats`` under ``out`` if given.
+
+    ``runs``: run directories whose records the views over steps draw, side by
+    side; without them a spec with ``train:`` trains and draws its own run."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SpecError(messages.unknown_format(bad[0], FORMATS))
-    spec, model, batch, loss, plan, trained = prepare(spec, model, inputs)
+    spec, model, batch, loss, plan, trained = prepare(spec, model, inputs, runs=runs)
+    opened = open_runs(spec, runs, trained)
     failure = None
     try:
         captured = _capture(plan, model, batch, loss)  # 4.
@@ -245,8 +262,14 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
         params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
         captured = capture.run(params_only, model)
     bar = _progress_bar(sys.stderr) if progress else None
-    views = run_views(plan, captured, failure, bar, context(model, batch, trained))  # 5.
-    dash = Dashboard(spec, plan, views, footer=_footer(spec, model, batch, trained))
+    try:
+        views = run_views(plan, captured, failure, bar, context(model, batch, opened, spec.name))  # 5.
+    finally:
+        for r in opened:
+            r.close()
+    dash = Dashboard(
+        spec, plan, views, footer=_footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
+    )
     from .output.files import slug
 
     taken: set[str] = set()
@@ -257,7 +280,7 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     return dash
 
 
-def _footer(spec: Spec, model, batch, trained=None) -> str:
+def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
     from . import __version__
 
     n = sum(p.numel() for p in model.parameters())
@@ -268,6 +291,8 @@ def _footer(spec: Spec, model, batch, trained=None) -> str:
         parts.append(f"loss {spec.loss}")
     if trained is not None:
         parts.append(trained.note(spec.train))
+    if runs:
+        parts.append(messages.note_runs(list(runs)))
     parts.append(f"nnspec {__version__}")
     return " · ".join(parts)
 

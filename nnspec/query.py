@@ -7,6 +7,7 @@ scalar that holds the query shifts them to the place in the spec file.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -49,9 +50,15 @@ TRANSFORMS: dict[str, tuple[str, ...]] = {
     "sample": ("n", "seed"),
     "channels": (),
     "pca": ("k",),
+    "dead_fraction": (),
+    "nan_count": (),
+    "inf_count": (),
+    "update_ratio": (),
 }
+# sources whose values a training run can record at every recorded step
+OVER_STEPS_KINDS = ("weights", "biases", "params", "grads", "activations", "inputs", "output_grads", "loss")
 ENCODINGS = ("x", "y", "color", "facet", "scheme", "log", "cols", "direction")
-MARKS = ("heatmap", "histogram", "bar", "line", "box", "table", "graph", "images", "scatter")
+MARKS = ("heatmap", "histogram", "bar", "line", "box", "table", "graph", "images", "scatter", "ridgeline")
 GRAPH_ARGS = ("depth", "fold", "direction", "color")
 # activation functions ``function`` can draw (torch.nn.functional names)
 FUNCTIONS = ("relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "softplus", "mish", "hardswish", "selu")
@@ -129,6 +136,8 @@ _TERMINAL_NAMES = {
     "COLON": "':'",
     "EQUAL": "'='",
     "OF": "'of'",
+    "OVER": "'over steps'",
+    "STEPS": "'steps'",
     "EXCEPT": "'except'",
     "SIGNED_INT": "an integer",
     "SIGNED_NUMBER": "a number",
@@ -191,8 +200,14 @@ class _Build(Transformer):
 
     @v_args(meta=True)
     def loss_source(self, meta, items):
-        args = (("steps", items[0]),) if items else ()
-        return Source("loss", None, self._at(meta), args)
+        return Source("loss", None, self._at(meta))
+
+    @v_args(meta=True)
+    def over_steps(self, meta, items):
+        lo, hi = items[0] if items else (None, None)
+        if lo is not None and hi is not None and not lo < hi:
+            raise SpecError(messages.bad_step_range(lo, hi), self._at(meta))
+        return _OverSteps((lo, hi), self._at(meta))
 
     def steps(self, items):
         return tuple(items)
@@ -277,8 +292,19 @@ class _Build(Transformer):
         source = items[0]
         rest = items[1:]
         index = rest.pop(0) if rest and isinstance(rest[0], Index) else None
+        over = rest.pop(0) if rest and isinstance(rest[0], _OverSteps) else None
+        if over is not None and source.kind not in OVER_STEPS_KINDS:
+            raise SpecError(messages.not_over_steps(source.kind), over.span)
+        if over is None and source.kind == "loss":
+            raise SpecError(messages.loss_needs_over_steps(), source.span, messages.loss_needs_over_steps_hint())
         transforms, mark = _split_steps(rest)
-        return Query(source, index, tuple(transforms), mark, self.text, self.base)
+        return Query(source, index, tuple(transforms), mark, self.text, self.base, over.steps if over else None)
+
+
+@dataclass(frozen=True, slots=True)
+class _OverSteps:
+    steps: tuple
+    span: Span
 
 
 def _split_steps(raw: list) -> tuple[list[Step], Step | None]:

@@ -75,10 +75,6 @@ class Source:
             text = "function " + ", ".join(self.arg("names"))
             over = self.arg("over")
             return text + (f" over [{_value(over[0])}, {_value(over[1])}]" if over else "")
-        if self.kind == "loss":
-            lo, hi = self.arg("steps", (None, None))
-            rng = "" if (lo, hi) == (None, None) else f"[{'' if lo is None else lo}:{'' if hi is None else hi}]"
-            return f"loss over steps{rng}"
         if self.kind == "graph" and self.args:
             return f"graph({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
         return self.kind if self.selector is None else f"{self.kind} of {self.selector}"
@@ -121,6 +117,14 @@ class Step:
         return f"{self.name}({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
 
 
+def _over(over: tuple | None) -> str:
+    if over is None:
+        return ""
+    lo, hi = over
+    rng = "" if (lo, hi) == (None, None) else f"[{'' if lo is None else lo}:{'' if hi is None else hi}]"
+    return f" over steps{rng}"
+
+
 def _value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -139,9 +143,14 @@ class Query:
     mark: Step | None
     text: str
     span: Span
+    over: tuple | None = None  # "over steps[lo:hi]": (lo, hi), either None; None when not over steps
+
+    @property
+    def over_steps(self) -> bool:
+        return self.over is not None
 
     def __str__(self) -> str:
-        parts = [str(self.source) + (f" {self.index}" if self.index else "")]
+        parts = [str(self.source) + (f" {self.index}" if self.index else "") + _over(self.over)]
         parts += [str(t) for t in self.transforms]
         implied = self.mark and self.mark.name == "histogram" and not self.mark.args and self.transforms
         if implied and self.transforms[-1].name == "histogram":

@@ -24,7 +24,7 @@ STATS_FIELDS = (
     "nan",
     "inf",
 )
-SCALAR_OPS = ("mean", "max", "min", "std", "norm")
+SCALAR_OPS = ("mean", "max", "min", "std", "norm", "dead_fraction", "nan_count", "inf_count")
 
 
 def _float(t: torch.Tensor) -> torch.Tensor:
@@ -215,8 +215,15 @@ def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple | None = None)
 
 
 def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
-    """mean, max, min, std or norm (L2) of ``t``, over all elements or along ``dim``."""
+    """mean, max, min, std, norm (L2), dead_fraction, nan_count or inf_count of
+    ``t``, over all elements or (the first five) along ``dim``."""
     t = _float(t)
+    if op == "dead_fraction":
+        return 1.0 - ever_active(t).double().mean()
+    if op == "nan_count":
+        return torch.isnan(t).sum().double()
+    if op == "inf_count":
+        return torch.isinf(t).sum().double()
     if op == "norm":
         return torch.linalg.vector_norm(t, dim=dim)
     if op in ("max", "min") and dim is not None:
@@ -225,6 +232,14 @@ def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
         return getattr(t, "a" + op)()
     fn = getattr(t, op)
     return fn() if dim is None else fn(dim=dim)
+
+
+def ever_active(t: torch.Tensor) -> torch.Tensor:
+    """Per unit, whether it was > 0 for any sample: the first dimension is the
+    batch, every position of the others a unit (a tensor of < 2 dimensions:
+    each element a unit). NaN counts as not active."""
+    units = t.reshape(t.shape[0], -1) if t.dim() >= 2 else t.reshape(1, -1)
+    return (units > 0).any(dim=0)
 
 
 def block_mean(t: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:

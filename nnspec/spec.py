@@ -8,6 +8,7 @@ Validation collects every schema problem before raising (``SpecErrors``).
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class TrainSpec:
     optimizer: dict = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
     record_every: int = 10
     span: Span | None = None
+    run: str | None = None  # the run's directory; None: runs/<spec name>
 
     def __post_init__(self):
         if self.optimizer.get("name") not in OPTIMIZERS:
@@ -94,6 +96,21 @@ class Spec:
     input: InputSpec | None
     views: tuple[ViewSpec, ...]
     train: TrainSpec | None = None
+    data: dict = field(default_factory=dict, hash=False, compare=False, repr=False)  # as parsed
+
+    @property
+    def hash(self) -> str:
+        """Of the spec's content (not its formatting), stored with each run it records."""
+        text = json.dumps(self.data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    @property
+    def run_dir(self) -> str:
+        """Where ``train:`` writes its run: ``train.run``, else ``$NNSPEC_RUNS/<name>``
+        (``runs/<name>`` by default, relative to the working directory like TensorBoard's)."""
+        if self.train and self.train.run:
+            return self.train.run
+        return os.path.join(os.environ.get("NNSPEC_RUNS", "runs"), self.name)
 
     @property
     def base_dir(self) -> str:
@@ -165,6 +182,7 @@ def build(located: Located) -> Spec:
         input=inp,
         views=views,
         train=_train(located, d["train"]) if "train" in d else None,
+        data=d,
     )
 
 
@@ -177,6 +195,7 @@ def _train(located: Located, t: dict) -> TrainSpec:
         optimizer=optimizer,
         record_every=t.get("record_every", 10),
         span=located.span(("train",)),
+        run=t.get("run"),
     )
 
 

@@ -1,5 +1,7 @@
 """``train:`` in a spec: a small, deterministic training loop on the spec's
 input and loss, run before the views so that they show the trained model.
+It records the spec's views over steps into a run, with the same Recorder
+a user puts in their own loop.
 
 Same spec, same numbers: the shuffling uses its own seeded generator and the
 loop runs inside ``torch.random.fork_rng`` seeded with ``train.seed``.
@@ -12,18 +14,21 @@ from dataclasses import dataclass, field
 import torch
 
 from . import messages
+from .compiler import Plan
 from .errors import ModelError, SpecError
-from .spec import TrainSpec
+from .record import Recorder
+from .spec import Spec, TrainSpec
 
 
 @dataclass
 class TrainResult:
-    losses: list = field(default_factory=list)  # (step, loss) at every record_every-th step and the last
+    losses: list = field(default_factory=list)  # (step, loss) of the first and the last step
+    run: str = ""  # the run it wrote
 
     def note(self, t: TrainSpec) -> str:
         first, last = self.losses[0][1], self.losses[-1][1]
         opt = t.optimizer
-        return messages.note_trained(t.steps, opt["name"], opt.get("lr"), first, last)
+        return messages.note_trained(t.steps, opt["name"], opt.get("lr"), first, last) + f", run {self.run}"
 
 
 def make_optimizer(params, options: dict):
@@ -38,8 +43,11 @@ def make_optimizer(params, options: dict):
         raise SpecError(messages.bad_optimizer(name, str(e))) from None
 
 
-def train(model, x, y, loss_fn, t: TrainSpec) -> TrainResult:
-    """Train ``model`` in place for ``t.steps`` steps; its train/eval modes come back as they were."""
+def train(model, x, y, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
+    """Train ``model`` in place for ``train.steps`` steps, recording the plan's
+    captures over steps into the run ``spec.run_dir``; the model's train/eval
+    modes come back as they were."""
+    t = spec.train
     if loss_fn is None:
         raise SpecError(messages.train_needs_loss(), t.span, messages.needs_loss_hint())
     if loss_fn.needs_target and y is None:
@@ -51,12 +59,13 @@ def train(model, x, y, loss_fn, t: TrainSpec) -> TrainResult:
     batch = min(t.batch or n, n)
     order = torch.Generator().manual_seed(t.seed)
     modes = [(m, m.training) for m in model.modules()]
-    result = TrainResult()
+    result = TrainResult(run=spec.run_dir)
     opt = make_optimizer([p for p in model.parameters() if p.requires_grad], t.optimizer)
     perm, pos = torch.randperm(n, generator=order), 0
     devices = [device] if device.type == "cuda" else []
+    rec = Recorder(spec, model, spec.run_dir, t.record_every, overwrite=True, last_step=t.steps - 1, plan=plan)
     try:
-        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+        with rec, torch.random.fork_rng(devices=devices), torch.enable_grad():
             torch.manual_seed(t.seed)
             model.train()
             for step in range(t.steps):
@@ -72,8 +81,9 @@ def train(model, x, y, loss_fn, t: TrainSpec) -> TrainResult:
                     raise
                 except Exception as e:
                     raise ModelError(messages.train_step_failed(step, f"{type(e).__name__}: {e}")) from e
+                rec.step(step, loss)
                 opt.step()
-                if step % t.record_every == 0 or step == t.steps - 1:
+                if step in (0, t.steps - 1):
                     result.losses.append((step, float(loss.detach())))
             opt.zero_grad(set_to_none=True)
     finally:

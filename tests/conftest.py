@@ -21,3 +21,9 @@ def _bundle_cache(tmp_path_factory, monkeypatch):
     # one bundle cache for the whole session, away from the user's home
     cache = tmp_path_factory.getbasetemp() / "nnspec-cache"
     monkeypatch.setenv("NNSPEC_CACHE", str(cache))
+
+
+@pytest.fixture(autouse=True)
+def _runs(tmp_path, monkeypatch):
+    # train: writes its run under $NNSPEC_RUNS: each test its own, never the repository
+    monkeypatch.setenv("NNSPEC_RUNS", str(tmp_path / "runs"))

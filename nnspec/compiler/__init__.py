@@ -15,10 +15,14 @@ from .. import messages
 from ..errors import NnspecError, SpecError
 from ..query import parse, query_span
 from ..query_ast import PARAM_KINDS, Index, Query, Step
+from ..reduce import SCALAR_OPS
 from ..selectors import resolve_attention, resolve_modules, resolve_params
 from ..spec import MAX_MARKS_LIMIT, Spec, ViewSpec
 
-CAPTURE_KINDS = ("param", "grad", "activation", "input", "output_grad", "input_grad", "trace", "attention")
+CAPTURE_KINDS = (
+    "param", "grad", "activation", "input", "output_grad", "input_grad", "trace", "attention",
+    "update",  # a parameter's change over one optimizer step (views over steps)
+)  # fmt: skip
 BACKWARD_KINDS = ("grad", "output_grad", "input_grad")
 _KIND_OF_SOURCE = {
     "weights": "param",
@@ -43,7 +47,7 @@ class Reduce:
     range: tuple | None = None
 
     def __post_init__(self):
-        ops = ("stats", "histogram", "mean", "max", "min", "std", "norm")
+        ops = ("stats", "histogram", "update_ratio") + SCALAR_OPS
         if self.op not in ops:
             raise ValueError(f"reduction {self.op!r}: expected one of {', '.join(ops)}")
 
@@ -93,7 +97,8 @@ class ViewPlan:
 class Plan:
     spec: Spec
     views: tuple[ViewPlan, ...]
-    captures: tuple[Capture, ...]
+    captures: tuple[Capture, ...]  # for the one forward/backward pass of a render
+    recorded: tuple[Capture, ...] = ()  # for views over steps: what a run records at each recorded step
 
     @property
     def forward(self) -> bool:
@@ -126,7 +131,7 @@ class Available:
 
     has_input: bool = True
     loss_problem: object = None  # None, or Span -> SpecError
-    trains: bool = False  # the spec has train: (views over steps need it)
+    runs: bool = False  # a run to read: the spec trains, or --run names one (views over steps need it)
 
 
 def compile_view(view: ViewSpec, model, rules, available: Available = Available()) -> ViewPlan:
@@ -135,7 +140,7 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
         if view.max_marks > MAX_MARKS_LIMIT:
             raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
         query = parse(view.query, query_span(view.query_span, view.query_quoted, view.query))
-        if query.source.kind == "loss" and not available.trains:
+        if query.over_steps and not available.runs:
             raise SpecError(messages.needs_train(), query.source.span, messages.needs_train_hint())
         vp = _resolve(view, query, model)
         kinds = {c.kind for c in vp.captures}
@@ -145,9 +150,21 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
             raise available.loss_problem(query.source.span)
         for rule in rules:
             vp = rule(vp)
+        if query.over_steps:
+            _check_recordable(vp)
         return vp
     except NnspecError as e:
         return ViewPlan(view, None, error=e)
+
+
+def _check_recordable(vp: ViewPlan) -> None:
+    """A run keeps a few numbers per layer and step, never whole tensors."""
+    if vp.query.source.kind == "loss":
+        return
+    if vp.transforms or any(c.reduce is None for c in vp.captures):
+        step = vp.transforms[0] if vp.transforms else None
+        where = step.span if step is not None and step.span else vp.query.source.span
+        raise SpecError(messages.over_steps_must_reduce(step.name if step else None), where)
 
 
 def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
@@ -167,6 +184,8 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
         names = tuple(src.arg("names")) if src.kind == "function" else ("loss",)
         return ViewPlan(view, query, names, (), query.transforms, query.mark)
     kind = _KIND_OF_SOURCE[src.kind]
+    if query.transforms and query.transforms[0].name == "update_ratio":
+        return _update_ratio(view, query, model)
     if src.kind == "attention":
         layers = tuple(resolve_attention(src.selector, model))
         captures = tuple(Capture("attention", path, query.index) for path in layers)
@@ -180,6 +199,16 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
         layers = tuple(resolve_modules(src.selector, model))
         captures = tuple(Capture(kind, path, query.index) for path in layers)
     return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
+
+
+def _update_ratio(view: ViewSpec, query: Query, model) -> ViewPlan:
+    """``weights of * over steps | update_ratio``: ‖Δw‖/‖w‖ of each recorded optimizer step."""
+    first = query.transforms[0]
+    if query.source.kind not in ("weights", "biases", "params") or not query.over_steps:
+        raise SpecError(messages.update_ratio_needs_steps(), first.span, messages.update_ratio_needs_steps_hint())
+    layers = tuple(resolve_params(query.source.kind, query.source.selector, model))
+    captures = tuple(Capture("update", name, query.index, Reduce("update_ratio")) for name in layers)
+    return ViewPlan(view, query, layers, captures, query.transforms[1:], query.mark)
 
 
 def _colour_query(query: Query) -> str | None:
@@ -203,10 +232,12 @@ def compile_plan(spec: Spec, model, rules=None, available: Available = Available
     rules = RULES if rules is None else rules
     views = tuple(compile_view(v, model, rules, available) for v in spec.views)
     merged: dict[tuple, Capture] = {}
+    recorded: dict[tuple, Capture] = {}
     for vp in views:
+        into = recorded if vp.query is not None and vp.query.over_steps else merged
         for c in vp.captures:
-            merged.setdefault(c.key, c)
-    return Plan(spec, views, tuple(merged.values()))
+            into.setdefault(c.key, c)
+    return Plan(spec, views, tuple(merged.values()), tuple(recorded.values()))
 
 
 def with_captures(vp: ViewPlan, captures, transforms) -> ViewPlan:

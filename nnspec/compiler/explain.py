@@ -29,6 +29,9 @@ def kept_bytes(c: Capture, shapes: dict | None) -> int | None:
             return 9 * 8
         if r.op == "histogram":
             return r.bins * 8 + 5 * 8
+        if r.op == "dead_fraction" and c.kind != "param":  # one flag per unit until the step is reduced
+            shape = kept_shape(c, shapes)
+            return None if shape is None else max(1, _numel(shape[1:]))
         return 8
     shape = kept_shape(c, shapes)
     if shape is None:
@@ -37,6 +40,13 @@ def kept_bytes(c: Capture, shapes: dict | None) -> int | None:
     for s in shape:
         n *= s
     return n * _ELEMENT
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 def _human(n: int | None) -> str:
@@ -83,6 +93,8 @@ def explain(plan: Plan, shapes: dict | None = None) -> str:
         shape_txt = f" {shape}" if shape else ""
         lines.append(f"  {c.kind:<11} {target:<28} {what}{shape_txt} [{when}] ~{_human(b)}")
     lines.append(f"bytes kept: ~{_human(total)}" + (" + unknown" if unknown else ""))
+    if plan.recorded:
+        lines += _recorded(plan, shapes)
     lines.append("views:")
     for i, vp in enumerate(plan.views, start=1):
         if vp.error is not None:
@@ -91,3 +103,22 @@ def explain(plan: Plan, shapes: dict | None = None) -> str:
         steps = [str(s) for s in vp.transforms] + [str(vp.mark) if vp.mark else "(natural mark)"]
         lines.append(f"  {i}. {vp.view.title}: {len(vp.layers)} layer(s) | {' | '.join(steps)}")
     return "\n".join(lines)
+
+
+_WHEN_RECORDED = {
+    "activation": "in hook, recorded steps only",
+    "input": "in hook, recorded steps only",
+    "output_grad": "tensor hook, recorded steps only",
+    "grad": "reads .grad after backward",
+    "param": "at the step",
+    "update": "‖Δw‖/‖w‖ over the optimizer step",
+}
+
+
+def _recorded(plan: Plan, shapes: dict | None) -> list[str]:
+    every = plan.spec.train.record_every if plan.spec.train else None
+    when = f"every {every} steps" if every else "at each recorded step"
+    lines = [f"recorded {when} (views over steps; written to the run, one SQLite transaction per step):"]
+    for c in plan.recorded:
+        lines.append(f"  {c.kind:<11} {c.target or 'input':<28} reduce {c.reduce} [{_WHEN_RECORDED[c.kind]}]")
+    return lines

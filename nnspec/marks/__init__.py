@@ -17,6 +17,7 @@ from .common import finish
 from .graph import visit_graph
 from .heatmap import visit_heatmap
 from .images import visit_attention, visit_images
+from .steps import SERIES_KINDS, visit_ridgeline, visit_steps_line
 from .tables import visit_box, visit_table
 
 VISITORS = {
@@ -29,6 +30,7 @@ VISITORS = {
     "graph": visit_graph,
     "images": visit_images,
     "scatter": visit_scatter,
+    "ridgeline": visit_ridgeline,
 }
 NATURAL = {
     "histogram": "histogram",
@@ -40,6 +42,8 @@ NATURAL = {
     "function": "line",
     "pca": "scatter",
     "series": "line",
+    "stats_series": "line",
+    "histogram_series": "ridgeline",
 }
 
 
@@ -63,6 +67,12 @@ def draw(data: Data, mark: Step | None, view: ViewSpec):
     name = mark.name if mark else natural_mark(data, view.max_marks)
     mark = mark or Step(name, (), None)
     visit = visit_attention if (name == "heatmap" and data.source == "attention") else VISITORS.get(name)
+    if data.kind == "histogram_series" and name == "histogram":  # "… over steps | histogram(bins=30)"
+        visit = visit_ridgeline
+    elif data.kind in SERIES_KINDS and name not in ("ridgeline", "table"):
+        if name != "line":
+            raise SpecError(messages.series_marks(name), mark.span)
+        visit = visit_steps_line
     if visit is None:
         raise InternalError(f"no visitor for mark '{name}'")
     frame, chart, notes = visit(data, mark, view)

@@ -55,7 +55,6 @@ TABLE_AXES = {
     "histogram": ("bin_start", "count"),
     "features": ("feature", "value"),
     "function": ("x", "value"),
-    "series": ("step", "value"),
 }
 
 
@@ -92,7 +91,7 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     x_enc = (
         alt.X(f"{x}:N", sort=None, title=x, axis=alt.Axis(labelAngle=angle)) if nominal else alt.X(f"{x}:Q", title=x)
     )
-    y_title = data.label if (y == "value" and data.kind in ("scalar", "features", "series")) else y
+    y_title = data.label if (y == "value" and data.kind in ("scalar", "features")) else y
     y_enc = alt.Y(
         f"{y}:Q",
         title=y_title,
@@ -117,11 +116,6 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     if nominal and frame[x].nunique() > 16 and not view.width:
         dims["width"] = alt.Step(18)  # one readable band per layer, the chart grows
     chart = chart.properties(**dims)
-    if data.kind == "series":
-        bad = [s for s, v in zip(frame["step"], frame[y]) if not math.isfinite(float(v))]
-        if bad:  # the first step with a NaN or Inf, marked on the chart
-            rule = alt.Chart(inline(pd.DataFrame({"step": [min(bad)]}))).mark_rule(color="#c0392b", strokeDash=[4, 3])
-            chart = alt.layer(chart, rule.encode(x="step:Q"))
     if mark.arg("facet"):
         chart = facet(chart, frame, mark, independent=("y",))
     name = "layer" if "layer" in frame else x

@@ -1,4 +1,5 @@
 """Move a leading ``[abs |] stats | histogram | mean | max | min | std | norm``
+(or ``dead_fraction``, ``nan_count``, ``inf_count``)
 into the capture, so the hook keeps a few numbers instead of the tensor.
 
     activations of * | abs | mean | bar
@@ -12,7 +13,7 @@ from dataclasses import replace
 from ..compiler import Reduce, ViewPlan, with_captures
 from ..query import TRANSFORMS
 
-_OPS = ("stats", "histogram", "mean", "max", "min", "std", "norm")
+_OPS = ("stats", "histogram", "mean", "max", "min", "std", "norm", "dead_fraction", "nan_count", "inf_count")
 DEFAULT_BINS = 50
 
 

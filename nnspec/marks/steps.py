@@ -1,0 +1,151 @@
+"""Charts over training steps: ``line`` (a value, or stats as bands) and
+``ridgeline`` (a histogram per recorded step, TensorBoard's distributions).
+
+Several runs: ``color=run`` and one panel per layer. The first step at which
+a run saw a NaN or Inf is marked on every chart of that run: a red dashed
+rule on lines, a red outline on that step's ridge.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+from .. import messages
+from ..errors import SpecError
+from ..execute import Data
+from ..query_ast import Step
+from ..spec import ViewSpec
+from .common import FACET_COLUMNS, check_columns, inline, size, tooltip
+
+SERIES_KINDS = ("series", "stats_series", "histogram_series")
+RED = "#c0392b"
+MAX_RIDGES = 24
+RIDGE_HEIGHT = 16
+RIDGE_OVERLAP = 1.6
+
+
+def _with_nonfinite(frame: pd.DataFrame, data: Data) -> pd.DataFrame:
+    """Each row knows its run's first NaN/Inf step (null if none), so one
+    dataset serves the chart, its marks and any facet."""
+    first = data.options.get("nonfinite", {})
+    return frame.assign(nonfinite_at=frame["run"].map(lambda r: first.get(r)).astype("Int64").astype(object))
+
+
+def _colour(frame: pd.DataFrame, data: Data, mark: Step):
+    if mark.arg("color"):
+        return mark.arg("color")
+    if data.options.get("runs"):
+        return "run"
+    return "layer" if frame["layer"].nunique() > 1 and data.kind != "stats_series" else None
+
+
+def _panels(chart, frame: pd.DataFrame, data: Data, mark: Step):
+    """One panel per layer when colour says the run, or bands would overlap (or facet= asks)."""
+    apart = data.options.get("runs") or data.kind == "stats_series"
+    by = mark.arg("facet") or ("layer" if apart and frame["layer"].nunique() > 1 else None)
+    if by is None:
+        return chart
+    order = list(dict.fromkeys(frame[by]))
+    return chart.facet(facet=alt.Facet(f"{by}:N", sort=order, title=None), columns=FACET_COLUMNS).resolve_scale(
+        y="independent"
+    )
+
+
+def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
+    frame = data.table
+    check_columns(mark, frame)
+    stats = data.kind == "stats_series"
+    y = mark.arg("y", "mean" if stats else "value")
+    if y not in frame:
+        raise SpecError(messages.unknown_column(mark.name, y, list(frame.columns)), mark.span)
+    colour = _colour(frame, data, mark)
+    chart_frame = _with_nonfinite(frame, data)
+    base = alt.Chart(inline(chart_frame))
+    x = alt.X("step:Q", title="step")
+    enc = {"x": x}
+    if colour:
+        enc["color"] = alt.Color(f"{colour}:N", sort=list(dict.fromkeys(frame[colour])))
+    y_title = data.label if y == "value" else (f"{y} of {data.label}" if stats else y)
+    log = alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined
+    layers = []
+    if stats and mark.arg("y") is None:  # min..max and mean±std bands under the mean
+        layers.append(base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", scale=log), y2="max:Q", **enc))
+        spread = base.transform_calculate(lo="datum.mean - datum.std", hi="datum.mean + datum.std")
+        layers.append(spread.mark_area(opacity=0.25).encode(y="lo:Q", y2="hi:Q", **enc))
+        y_title = "mean; bands ±std, min..max"
+    line = base.mark_line(point=len(frame) <= 200).encode(
+        y=alt.Y(f"{y}:Q", title=y_title, scale=log), tooltip=tooltip(frame), **enc
+    )
+    layers.append(line)
+    if data.options.get("nonfinite"):
+        rule = base.transform_filter("datum.nonfinite_at != null").transform_aggregate(
+            step="min(nonfinite_at)", groupby=["run"]
+        )
+        tip = [alt.Tooltip("run:N"), alt.Tooltip("step:Q", title="first NaN/Inf at step")]
+        layers.append(rule.mark_rule(color=RED, strokeDash=[4, 3], strokeWidth=2).encode(x="step:Q", tooltip=tip))
+    panels = frame["layer"].nunique() if (data.options.get("runs") or stats) else 1
+    chart = alt.layer(*layers).properties(**size(view, panels))
+    return frame, _panels(chart, frame, data, mark), []
+
+
+def visit_ridgeline(data: Data, mark: Step, view: ViewSpec):
+    """A histogram per recorded step, stacked top (first) to bottom (last), overlapping."""
+    if data.kind != "histogram_series":
+        raise SpecError(messages.ridgeline_needs_histograms(), mark.span, messages.ridgeline_hint())
+    frame = data.table
+    check_columns(mark, frame)
+    steps = sorted(frame["step"].unique())
+    groups = frame.groupby(["layer", "run"]).ngroups
+    bins = int(frame.groupby(["layer", "run", "step"]).size().max())
+    fit = max(2, min(MAX_RIDGES, view.max_marks // max(1, groups * (bins + 1))))
+    notes = []
+    if len(steps) > fit:
+        keep = sorted({steps[round(i * (len(steps) - 1) / (fit - 1))] for i in range(fit)})
+        notes.append(messages.note_ridges(len(keep), len(steps)))
+        frame = frame[frame["step"].isin(keep)]
+    # a closing point at each histogram's right edge, so step-after areas draw every bin whole
+    last = frame.groupby(["layer", "run", "step"], sort=False).tail(1)
+    closing = last.assign(bin_start=last["bin_end"])
+    drawn = pd.concat([frame, closing], ignore_index=True).sort_values(["layer", "run", "step", "bin_start"])
+    drawn = _with_nonfinite(drawn.rename(columns={"bin_start": "value"}), data)
+    # heights relative to the layer's largest bin over the drawn steps: ridges of one layer compare
+    drawn["height"] = drawn["count"] / drawn.groupby("layer")["count"].transform("max").clip(lower=1)
+    several = bool(data.options.get("runs"))
+    charts = [_ridges(drawn[drawn["layer"] == layer], layer, several, mark, view) for layer in drawn["layer"].unique()]
+    chart = charts[0] if len(charts) == 1 else alt.hconcat(*charts, spacing=24)
+    return drawn, chart.configure_view(stroke=None), notes
+
+
+def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: ViewSpec):
+    first = alt.datum.step == alt.datum.nonfinite_at
+    scale = alt.Scale(
+        range=[RIDGE_HEIGHT, -RIDGE_HEIGHT * RIDGE_OVERLAP], type="symlog" if mark.arg("log") else "linear"
+    )
+    enc = {
+        "x": alt.X("value:Q", title=layer),
+        "y": alt.Y("height:Q", axis=None, scale=scale, stack=None),
+        "stroke": alt.condition(first, alt.value(RED), alt.value("white")),
+        "strokeWidth": alt.condition(first, alt.value(2), alt.value(0.6)),
+        "detail": "run:N",
+        "tooltip": [
+            "step:Q",
+            "layer:N",
+            "run:N",
+            alt.Tooltip("value:Q", title="bin start", format=".4g"),
+            alt.Tooltip("bin_end:Q", format=".4g"),
+            "count:Q",
+        ],
+    }
+    if several:
+        enc["fill"] = alt.Fill("run:N", sort=list(dict.fromkeys(frame["run"])))
+    else:
+        enc["fill"] = alt.Fill("step:Q", scale=alt.Scale(scheme="blues", reverse=True), legend=None)
+    area = (
+        alt.Chart(inline(frame))
+        .mark_area(interpolate="step-after", fillOpacity=0.6 if several else 0.85)
+        .encode(**enc)
+        .properties(width=view.width or 300, height=RIDGE_HEIGHT, bounds="flush")
+    )
+    header = alt.Header(labelAngle=0, labelAlign="left", labelFontSize=9)
+    return area.facet(row=alt.Row("step:O", title="step", header=header), spacing=0)

@@ -1,0 +1,97 @@
+"""Views over steps: the records of one or more runs as tidy tables.
+
+    series            step, layer, value, run               (a value per layer and step)
+    stats_series      step, layer, STATS_FIELDS, run
+    histogram_series  step, layer, bin_start, bin_end, count, run
+
+The first step at which a run saw a NaN or Inf (in its loss or in any record)
+goes into ``Data.options["nonfinite"]`` so that every series chart marks it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from . import messages
+from .compiler import ViewPlan
+from .errors import SpecError
+from .execute import Context, Data
+from .partials import HISTOGRAM_HEAD
+from .reduce import STATS_FIELDS
+from .runs import model_hash, series_key
+
+
+def over_steps(vp: ViewPlan, context: Context) -> Data:
+    src = vp.query.source
+    lo, hi = vp.query.over
+    if not context.runs:
+        raise SpecError(messages.needs_train(), src.span, messages.needs_train_hint())
+    kind = _kind(vp)
+    frames, notes, nonfinite = [], [], {}
+    several = len(context.runs) > 1
+    for run in context.runs:
+        missing = run.missing(vp.captures)
+        if missing:
+            same = run.meta.get("spec_name") == context.spec_name
+            raise SpecError(
+                messages.run_lacks(run.name, [series_key(c) for c in missing], run.meta.get("spec_name", "?"), same),
+                src.span,
+                messages.run_lacks_hint(),
+            )
+        frame = _loss(run, lo, hi) if src.kind == "loss" else _records(run, vp, kind, lo, hi)
+        frame["run"] = run.name
+        frames.append(frame)
+        if context.model is not None and run.meta.get("model_hash") not in (None, model_hash(context.model)):
+            notes.append(messages.note_other_model(run.name))
+        bad = run.first_nonfinite()
+        if bad is not None:
+            nonfinite[run.name] = bad
+            notes.append((f"{run.name}: " if several else "") + messages.note_first_nonfinite_step(bad))
+    table = pd.concat(frames, ignore_index=True)
+    if table.empty:
+        raise SpecError(messages.no_steps_in_range(lo, hi), src.span)
+    label = "loss" if src.kind == "loss" else f"{src.kind} | {vp.captures[0].reduce}"
+    return Data(kind, table=table, notes=notes, label=label, options={"nonfinite": nonfinite, "runs": several})
+
+
+def _kind(vp: ViewPlan) -> str:
+    if vp.query.source.kind == "loss":
+        return "series"
+    op = vp.captures[0].reduce.op
+    return {"stats": "stats_series", "histogram": "histogram_series"}.get(op, "series")
+
+
+def _loss(run, lo, hi) -> pd.DataFrame:
+    rows = run.losses(lo, hi)
+    return pd.DataFrame({"step": [s for s, _ in rows], "layer": "loss", "value": [v for _, v in rows]})
+
+
+def _records(run, vp: ViewPlan, kind: str, lo, hi) -> pd.DataFrame:
+    frames = []
+    for layer, c in zip(vp.layers, vp.captures):
+        rows = run.records(c, lo, hi)
+        if kind == "stats_series":
+            frame = pd.DataFrame([dict(zip(STATS_FIELDS, v.tolist())) for _, v in rows], columns=STATS_FIELDS)
+            for k in ("numel", "nan", "inf"):
+                frame[k] = frame[k].astype("int64")
+        elif kind == "histogram_series":
+            frame = _bins(rows)
+        else:
+            frame = pd.DataFrame({"value": [float(v[0]) for _, v in rows]})
+        if kind != "histogram_series":
+            frame.insert(0, "step", [s for s, _ in rows])
+        frame.insert(1, "layer", layer)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _bins(rows) -> pd.DataFrame:
+    out = []
+    n_head = len(HISTOGRAM_HEAD)
+    for step, v in rows:
+        lo, hi = float(v[0]), float(v[1])
+        counts = v[n_head:]
+        width = (hi - lo) / len(counts)
+        for i, count in enumerate(counts.tolist()):
+            out.append((step, lo + i * width, hi if i == len(counts) - 1 else lo + (i + 1) * width, int(count)))
+    return pd.DataFrame(out, columns=["step", "bin_start", "bin_end", "count"])
