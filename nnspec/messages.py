@@ -549,3 +549,7 @@ def ridgeline_hint() -> str:
 
 def note_ridges(shown: int, total: int) -> str:
     return f"{shown} of {total} recorded steps drawn (evenly spaced, first and last included)"
+
+
+def note_nonfinite_steps(layer: str, bad: int, total: int, first: int) -> str:
+    return f"{layer}: NaN/Inf at {bad} of {total} recorded steps from step {first} (counted in the table, not drawn)"

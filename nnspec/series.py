@@ -2,7 +2,7 @@
 
     series            step, layer, value, run               (a value per layer and step)
     stats_series      step, layer, STATS_FIELDS, run
-    histogram_series  step, layer, bin_start, bin_end, count, run
+    histogram_series  step, layer, bin_start, bin_end, count, nan, inf, run  (nan, inf: of the whole step)
 
 The first step at which a run saw a NaN or Inf (in its loss or in any record)
 goes into ``Data.options["nonfinite"]`` so that every series chart marks it.
@@ -39,6 +39,7 @@ def over_steps(vp: ViewPlan, context: Context) -> Data:
                 messages.run_lacks_hint(),
             )
         frame = _loss(run, lo, hi) if src.kind == "loss" else _records(run, vp, kind, lo, hi)
+        notes += _nonfinite_notes(frame, kind, run.name if several else "")
         frame["run"] = run.name
         frames.append(frame)
         if context.model is not None and run.meta.get("model_hash") not in (None, model_hash(context.model)):
@@ -75,7 +76,7 @@ def _records(run, vp: ViewPlan, kind: str, lo, hi) -> pd.DataFrame:
             for k in ("numel", "nan", "inf"):
                 frame[k] = frame[k].astype("int64")
         elif kind == "histogram_series":
-            frame = _bins(rows)
+            frame = _bins(rows, HISTOGRAM_HEAD)
         else:
             frame = pd.DataFrame({"value": [float(v[0]) for _, v in rows]})
         if kind != "histogram_series":
@@ -85,13 +86,29 @@ def _records(run, vp: ViewPlan, kind: str, lo, hi) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _bins(rows) -> pd.DataFrame:
+def _bins(rows, head) -> pd.DataFrame:
     out = []
-    n_head = len(HISTOGRAM_HEAD)
     for step, v in rows:
-        lo, hi = float(v[0]), float(v[1])
-        counts = v[n_head:]
+        lo, hi, nan, inf = (float(x) for x in v[:4])
+        counts = v[len(head) :]
         width = (hi - lo) / len(counts)
         for i, count in enumerate(counts.tolist()):
-            out.append((step, lo + i * width, hi if i == len(counts) - 1 else lo + (i + 1) * width, int(count)))
-    return pd.DataFrame(out, columns=["step", "bin_start", "bin_end", "count"])
+            end = hi if i == len(counts) - 1 else lo + (i + 1) * width
+            out.append((step, lo + i * width, end, int(count), int(nan), int(inf)))
+    return pd.DataFrame(out, columns=["step", "bin_start", "bin_end", "count", "nan", "inf"])
+
+
+def _nonfinite_notes(frame: pd.DataFrame, kind: str, run: str) -> list[str]:
+    """Stats and histograms count NaN/Inf apart from the values they draw: say where."""
+    if kind == "series" or frame.empty:
+        return []
+    per = frame.groupby(["layer", "step"], sort=False)[["nan", "inf"]].max().reset_index()
+    bad = per[(per["nan"] > 0) | (per["inf"] > 0)]
+    prefix = f"{run}: " if run else ""
+    return [
+        prefix
+        + messages.note_nonfinite_steps(
+            layer, len(rows), int(per[per.layer == layer].shape[0]), int(rows["step"].min())
+        )
+        for layer, rows in bad.groupby("layer", sort=False)
+    ]

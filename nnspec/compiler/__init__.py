@@ -143,7 +143,7 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
         if query.over_steps and not available.runs:
             raise SpecError(messages.needs_train(), query.source.span, messages.needs_train_hint())
         vp = _resolve(view, query, model)
-        kinds = {c.kind for c in vp.captures}
+        kinds = {c.kind for c in vp.captures} if not query.over_steps else set()  # a run has them
         if kinds - {"param"} and not available.has_input:
             raise SpecError(messages.no_input(), query.source.span, messages.no_input_hint())
         if kinds & set(BACKWARD_KINDS) and available.loss_problem is not None:

@@ -75,7 +75,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
         layers.append(spread.mark_area(opacity=0.25).encode(y="lo:Q", y2="hi:Q", **enc))
         y_title = "mean; bands ±std, min..max"
     line = base.mark_line(point=len(frame) <= 200).encode(
-        y=alt.Y(f"{y}:Q", title=y_title, scale=log), tooltip=tooltip(frame), **enc
+        y=alt.Y(f"{y}:Q", title=y_title, scale=log, axis=alt.Axis(format="~g")), tooltip=tooltip(frame), **enc
     )
     layers.append(line)
     if data.options.get("nonfinite"):
@@ -86,7 +86,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
         layers.append(rule.mark_rule(color=RED, strokeDash=[4, 3], strokeWidth=2).encode(x="step:Q", tooltip=tip))
     panels = frame["layer"].nunique() if (data.options.get("runs") or stats) else 1
     chart = alt.layer(*layers).properties(**size(view, panels))
-    return frame, _panels(chart, frame, data, mark), []
+    return chart_frame, _panels(chart, frame, data, mark), []
 
 
 def visit_ridgeline(data: Data, mark: Step, view: ViewSpec):
@@ -145,7 +145,7 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
         alt.Chart(inline(frame))
         .mark_area(interpolate="step-after", fillOpacity=0.6 if several else 0.85)
         .encode(**enc)
-        .properties(width=view.width or 300, height=RIDGE_HEIGHT, bounds="flush")
+        .properties(width=view.width or 300, height=RIDGE_HEIGHT)
     )
     header = alt.Header(labelAngle=0, labelAlign="left", labelFontSize=9)
     return area.facet(row=alt.Row("step:O", title="step", header=header), spacing=0)

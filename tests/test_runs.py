@@ -1,0 +1,324 @@
+"""Views over steps, runs and the recorder: numbers against a hand-written loop."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import nnspec
+from nnspec.cli import main
+from nnspec.errors import SpecError
+from tests.conftest import ROOT
+from tests.fixtures.models import TinyMLP
+from tests.helpers import iris_spec, spec, view
+
+HEALTH = [
+    "loss over steps",
+    "grads of *.weight over steps | norm",
+    "activations of act over steps | stats",
+    "activations of fc1 over steps | histogram(bins=8)",
+    "weights of fc1 over steps | update_ratio",
+    "activations of act over steps | dead_fraction",
+    "weights of * over steps | nan_count",
+]
+
+
+def _data(n=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 4, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+def _loop(model, rec=None, steps=6, lr=0.1, x=None, y=None, seen=None):
+    """Plain SGD on fixed data; ``seen``: per step, what a hand computation needs."""
+    x, y = (x, y) if x is not None else _data()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    for step in range(steps):
+        acts = {}
+
+        def keep(name, acts=acts):
+            def hook(module, args, output):
+                acts.setdefault(name, output.detach().clone())  # returns None: the output stays
+
+            return hook
+
+        h = [model.fc1.register_forward_hook(keep("fc1")), model.act.register_forward_hook(keep("act"))]
+        h = h if seen is not None else [x.remove() for x in h] and []
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        for handle in h:
+            handle.remove()
+        if seen is not None:
+            seen[step] = {
+                "loss": float(loss.detach()),
+                "acts": acts,
+                "grads": {n: p.grad.detach().clone() for n, p in model.named_parameters()},
+                "w": model.fc1.weight.detach().clone(),
+            }
+        if rec is not None:
+            rec.step(step, loss=loss)
+        opt.step()
+        opt.zero_grad()
+        if seen is not None:
+            seen[step]["w_after"] = model.fc1.weight.detach().clone()
+    return model
+
+
+def _recorded(tmp_path, views=HEALTH, every=2, steps=6, **kw):
+    torch.manual_seed(0)
+    model = TinyMLP()
+    hand = copy.deepcopy(model)
+    run = str(tmp_path / "runs" / "exp1")
+    with nnspec.Recorder(spec(views, loss="cross_entropy"), model, run=run, record_every=every) as rec:
+        _loop(model, rec, steps=steps, **kw)
+    seen = {}
+    _loop(hand, steps=steps, seen=seen, **kw)
+    return run, seen, model
+
+
+def _render(views, runs, **kw):
+    return nnspec.render(spec(views, loss="cross_entropy"), runs=runs, **kw)
+
+
+def test_the_recorder_records_what_a_hand_computation_gives(tmp_path):
+    run, seen, _ = _recorded(tmp_path)
+    dash = _render(HEALTH, [run])
+    steps = [0, 2, 4]
+    loss = view(dash, 0).data
+    assert loss["step"].tolist() == steps
+    assert loss["value"].tolist() == pytest.approx([seen[s]["loss"] for s in steps], rel=1e-6)
+    norms = view(dash, 1).data
+    for s in steps:
+        for name in ("fc1.weight", "fc2.weight"):
+            got = norms[(norms.step == s) & (norms.layer == name)]["value"].item()
+            assert got == pytest.approx(float(seen[s]["grads"][name].norm()), rel=1e-5)
+    stats = view(dash, 2).data
+    for s in steps:
+        a = seen[s]["acts"]["act"].double()
+        row = stats[stats.step == s].iloc[0]
+        assert row["mean"] == pytest.approx(float(a.mean()), rel=1e-6)
+        assert row["std"] == pytest.approx(float(a.std()), rel=1e-5)
+        assert (row["min"], row["max"]) == (pytest.approx(float(a.min())), pytest.approx(float(a.max())))
+        assert row["zero_frac"] == pytest.approx(float((a == 0).double().mean()))
+    hist = view(dash, 3).data
+    for s in steps:
+        a = seen[s]["acts"]["fc1"].numpy().reshape(-1)
+        counts, _ = np.histogram(a, bins=8, range=(a.min(), a.max()))
+        drawn = hist[(hist.step == s)].sort_values("value")
+        assert drawn["count"].tolist()[:8] == counts.tolist()  # then the closing point of the last bin
+    ratios = view(dash, 4).data
+    for s in steps:
+        w, w2 = seen[s]["w"].double(), seen[s]["w_after"].double()
+        want = float((w2 - w).norm() / w.norm())
+        assert ratios[ratios.step == s]["value"].item() == pytest.approx(want, rel=1e-5)
+    dead = view(dash, 5).data
+    for s in steps:
+        a = seen[s]["acts"]["act"]
+        assert dead[dead.step == s]["value"].item() == pytest.approx(float(((a > 0).sum(0) == 0).double().mean()))
+    assert set(view(dash, 6).data["value"]) == {0.0}
+
+
+def test_hooks_exist_only_for_recorded_forward_passes(tmp_path):
+    torch.manual_seed(0)
+    model = TinyMLP()
+    x, y = _data()
+    armed = []
+    rec = nnspec.Recorder(spec(HEALTH, loss="cross_entropy"), model, run=str(tmp_path / "r"), record_every=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for step in range(7):
+        armed.append(bool(model.fc1._forward_hooks or model.act._forward_hooks))
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        rec.step(step)
+        opt.step()
+        opt.zero_grad()
+    rec.close()
+    assert armed == [True, False, False, True, False, False, True]
+    assert not model.fc1._forward_hooks and not model.act._forward_hooks
+
+
+def test_the_model_is_left_as_it_was_also_when_the_loop_raises(tmp_path):
+    torch.manual_seed(0)
+    model = TinyMLP()
+    model.fc2.weight.requires_grad_(False)
+    model.eval()
+    x, y = _data()
+    with pytest.raises(RuntimeError, match="boom"):
+        with nnspec.Recorder(spec(HEALTH, loss="cross_entropy"), model, run=str(tmp_path / "r"), record_every=1) as rec:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            grad = model.fc1.weight.grad.clone()
+            rec.step(0, loss)
+            model(x)  # the next forward is armed: hooks are registered now
+            raise RuntimeError("boom")
+    for m in model.modules():
+        assert not m._forward_hooks and not m._forward_pre_hooks and not m.training
+    assert model.fc2.weight.requires_grad is False and model.fc2.weight.grad is None
+    assert torch.equal(model.fc1.weight.grad, grad)
+    with pytest.raises(SpecError, match="closed"):
+        rec.step(1)
+    # what was recorded before the error is in the run
+    assert view(_render(["loss over steps"], [str(tmp_path / "r")])).data["step"].tolist() == [0]
+
+
+def test_train_in_a_spec_writes_a_run_and_draws_it(tmp_path):
+    d = iris_spec(["loss over steps", "grads of fc1.weight over steps[4:] | norm | line"])
+    d["train"] = {"steps": 10, "record_every": 2, "optimizer": {"name": "sgd", "lr": 0.1}, "run": str(tmp_path / "a")}
+    dash = nnspec.render(d)
+    assert view(dash, 0).data["step"].tolist() == [0, 2, 4, 6, 8, 9]  # and the last step
+    assert view(dash, 1).data["step"].tolist() == [4, 6, 8, 9]
+    con = sqlite3.connect(tmp_path / "a" / "run.sqlite")
+    meta = dict(con.execute("SELECT key, value FROM meta"))
+    assert meta["source"] == "train" and meta["spec_hash"] and meta["model_hash"] and meta["record_every"] == "2"
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    again = nnspec.render(d)  # a spec's own run is replaced by its re-run: same numbers
+    assert view(again, 1).data["value"].tolist() == view(dash, 1).data["value"].tolist()
+
+
+def test_several_runs_side_by_side_and_what_a_run_lacks(tmp_path, capsys):
+    runs = []
+    for name, lr in (("slow", 0.01), ("fast", 0.5)):
+        d = iris_spec(["loss over steps", "weights of fc1 over steps | histogram(bins=10)"])
+        d["train"] = {
+            "steps": 6,
+            "record_every": 2,
+            "optimizer": {"name": "sgd", "lr": lr},
+            "run": str(tmp_path / name),
+        }
+        nnspec.render(d)
+        runs.append(str(tmp_path / name))
+    views = ["loss over steps", "weights of fc1 over steps | histogram(bins=10)", "grads of * over steps | norm"]
+    dash = nnspec.render(iris_spec(views), runs=runs)
+    loss = view(dash, 0)
+    assert sorted(set(loss.data["run"])) == ["fast", "slow"]
+    assert loss.vega_lite()["layer"][-1]["encoding"]["color"]["field"] == "run"
+    ridges = view(dash, 1).data
+    assert sorted(set(ridges["run"])) == ["fast", "slow"]
+    lacks = dash.views[2].error
+    assert "run 'slow' has no record of grad fc1.weight | norm" in lacks and "add this view" in lacks
+    path = tmp_path / "views.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(iris_spec(views[:2])))
+    assert main(["render", str(path), "-o", str(tmp_path / "out"), "-q", "--run", runs[0], "--run", runs[1]]) == 0
+    assert "views over steps: run slow, fast" in (tmp_path / "out" / "views.html").read_text()
+
+
+def test_the_first_nan_step_is_marked_on_every_series_chart(tmp_path):
+    d = iris_spec(
+        ["loss over steps", "weights of fc1 over steps | histogram(bins=10)", "activations of * over steps | stats"]
+    )
+    d["train"] = {"steps": 12, "record_every": 1, "optimizer": {"name": "sgd", "lr": 1e6}, "run": str(tmp_path / "x")}
+    dash = nnspec.render(d)
+    losses = view(dash, 0).data
+    first = int(losses[~np.isfinite(losses["value"].astype(float))]["step"].min())
+    for v in dash.views:
+        assert v.error is None, v.error
+        assert "first NaN/Inf at step" in " ".join(v.notes)
+    marked = json.dumps(view(dash, 0).vega_lite())
+    assert '"color": "#c0392b"' in marked or '"color":"#c0392b"' in marked
+    assert all(view(dash, i).data["nonfinite_at"].dropna().unique().tolist() in ([], [first]) for i in (0, 1, 2))
+    assert f"first NaN/Inf at step {first}" in view(dash, 0).notes[0]
+
+
+def test_views_over_steps_say_what_they_need(tmp_path):
+    dash = nnspec.render(iris_spec(["grads of * over steps | norm"]))
+    assert "needs a training run" in dash.views[0].error and "--run" in dash.views[0].error
+    d = iris_spec(["weights of fc1 over steps | heatmap", "activations of * | update_ratio", "summary over steps"])
+    d["train"] = {"steps": 2, "run": str(tmp_path / "e")}
+    errors = [v.error for v in nnspec.render(d).views]
+    assert "a view over steps records a few numbers" in errors[0]
+    assert "update_ratio" in errors[1] and "over steps" in errors[1]
+    assert "cannot be recorded over steps" in errors[2] or "error" in errors[2]
+    with pytest.raises(SpecError, match="no run at"):
+        nnspec.render(iris_spec(["loss over steps"]), runs=[str(tmp_path / "nowhere")])
+
+
+def test_a_run_is_never_overwritten_by_a_recorder(tmp_path):
+    run, _, _ = _recorded(tmp_path, steps=2)
+    with pytest.raises(SpecError, match="exists already"):
+        nnspec.Recorder(spec(HEALTH, loss="cross_entropy"), TinyMLP(), run=run)
+
+
+_KILLED = """
+import sys, time, torch
+sys.path.insert(0, {root!r})
+import nnspec
+from tests.fixtures.models import TinyMLP
+from tests.helpers import spec
+views = ["loss over steps", "grads of *.weight over steps | norm", "activations of act over steps | stats"]
+torch.manual_seed(0)
+model = TinyMLP()
+rec = nnspec.Recorder(spec(views, loss="cross_entropy"), model, run={run!r}, record_every=1)
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+for step in range(10**6):
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    rec.step(step, loss=loss)
+    opt.step(); opt.zero_grad()
+    time.sleep(0.002)
+"""
+
+
+def test_a_run_killed_mid_training_still_renders(tmp_path):
+    run = str(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED.format(root=ROOT, run=run)])
+    db = os.path.join(run, "run.sqlite")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.2)
+            if os.path.exists(db):
+                try:
+                    if sqlite3.connect(db).execute("SELECT count(*) FROM steps").fetchone()[0] >= 20:
+                        break
+                except sqlite3.Error:
+                    pass
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    views = ["loss over steps", "grads of *.weight over steps | norm", "activations of act over steps | stats"]
+    dash = _render(views, [run])
+    steps = view(dash, 0).data["step"].tolist()
+    assert len(steps) >= 20 and steps == list(range(len(steps)))  # every committed step, no gaps
+    for i in (1, 2):  # every recorded step has all of its records: no half-written step
+        per_step = view(dash, i).data.groupby("step").size()
+        assert per_step.index.tolist() == steps and per_step.nunique() == 1
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+def test_ddp_two_ranks_record_what_one_process_computes_over_the_same_data(tmp_path):
+    out = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tests", "ddp_worker.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    views = json.loads((tmp_path / "views.json").read_text())
+    dash = _render(views, [str(tmp_path / "ddp")])
+    for i, v in enumerate(dash.views):
+        assert v.error is None, v.error
+        got = v.data
+        for s, want in expected[str(i)].items():
+            rows = got[got.step == int(s)]
+            if "count" in rows:  # histogram: bins exactly equal
+                assert rows.sort_values("value")["count"].tolist()[: len(want)] == want
+            elif "mean" in rows:
+                row = rows.iloc[0]
+                assert [int(row["numel"]), float(row["min"]), float(row["max"]), int(row["nan"])] == want["exact"]
+                assert [row["mean"], row["std"], row["absmean"]] == pytest.approx(want["close"], rel=1e-6)
+            else:
+                assert rows["value"].tolist() == pytest.approx(want, rel=1e-5)
