@@ -49,6 +49,9 @@ ENTRIES = [
     ("Saliency over images", "cnn.yaml", "input_grads [:4]"),
     ("Saliency per feature (tabular)", "quickstart.yaml", "input_grads"),
     ("PCA of activations (the projector, static)", "transformer.yaml", "activations of encoder [0] | pca(k=2)"),
+    ("Gradient norms over training", "health.yaml", "grads of *.weight over steps | norm | line(log=true)"),
+    ("Activation statistics over training", "health.yaml", "activations of type(ReLU) over steps | stats"),
+    ("Weight distributions over training (ridgeline)", "health.yaml", "weights of fc2 over steps | histogram(bins=30)"),
 ]
 
 

@@ -46,6 +46,7 @@ def fresh_model():
 def rank_main(rank: int, out: str) -> None:
     # a rendezvous file, not a TCP port: no race for a free port on a busy machine
     init = "file://" + os.path.join(out, "rendezvous")
+    torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
     try:
         x, y = data()
@@ -60,6 +61,7 @@ def rank_main(rank: int, out: str) -> None:
                 rec.step(step, loss=loss)
                 opt.step()
                 opt.zero_grad()
+        dist.barrier()  # both ranks done before either tears gloo down (else an abort at exit)
     finally:
         dist.destroy_process_group()
 

@@ -148,4 +148,5 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
         .properties(width=view.width or 300, height=RIDGE_HEIGHT)
     )
     header = alt.Header(labelAngle=0, labelAlign="left", labelFontSize=9)
-    return area.facet(row=alt.Row("step:O", title="step", header=header), spacing=0)
+    # flush bounds: a ridge reaching into the row above does not push the rows apart
+    return area.facet(row=alt.Row("step:O", title="step", header=header), spacing=0, bounds="flush")
