@@ -25,16 +25,17 @@ __all__ = [
 ]
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=()):
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None):
     """Render a spec (path, dict or Spec) into a Dashboard.
 
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
     the spec's ``model`` and ``input``; the model is left exactly as it was.
     ``runs=`` names recorded runs whose views over steps to draw side by side.
+    ``vars=`` sets spec variables, as ``--set`` does.
     """
     from .pipeline import render as _render
 
-    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs)
+    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs, vars=vars)
 
 
 def __getattr__(name):
@@ -52,7 +53,7 @@ def plan(spec, model=None, inputs=None):
     return _plan(spec, model=model, inputs=inputs)
 
 
-def load_spec(source, file=None):
+def load_spec(source, file=None, vars=None):
     from .spec import load_spec as _load
 
-    return _load(source, file)
+    return _load(source, file, vars=vars)

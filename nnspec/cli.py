@@ -19,11 +19,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("spec")
     r.add_argument("-o", "--out", default="out", help="output folder (default: out)")
     r.add_argument(
-        "-f",
+        "-F",
         "--format",
         default="html",
         help="comma-separated: html,json,png,svg,pdf (default: html)",
     )
+    _template_args(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no list of files")
     r.add_argument(
         "--run",
@@ -37,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("spec", nargs="+")
     pl = sub.add_parser("plan", help="print the capture plan (EXPLAIN) of a spec")
     pl.add_argument("spec")
+    _template_args(pl)
+    rs = sub.add_parser("resolve", help="print the spec after templating (extends, vars, repeat), like helm template")
+    rs.add_argument("spec")
+    _template_args(rs)
     ly = sub.add_parser("layers", help="list the model's module paths, types and parameter shapes")
     ly.add_argument("spec")
     ly.add_argument(
@@ -44,6 +49,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
     return p
+
+
+def _template_args(p) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a spec variable (the value is read as YAML); wins over -f files and the spec's vars",
+    )
+    p.add_argument(
+        "-f",
+        "--values",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a YAML file of variable values (repeatable; later files win), like helm -f",
+    )
+
+
+def _template(args) -> dict:
+    """``vars`` and ``values_files`` for load_spec, from --set and -f."""
+    from .template import parse_set
+
+    return {"vars": dict(parse_set(t) for t in args.set), "values_files": tuple(args.values)}
 
 
 def main(argv=None) -> int:
@@ -71,7 +101,7 @@ def _render(args) -> int:
     if bad:
         print(f"nnspec render: error: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)})", file=sys.stderr)
         return 2
-    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=args.run)
+    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=args.run, **_template(args))
     failed = [v for v in dash.views if v.error]
     for v in failed:
         print(f"view '{v.title}' failed:\n{v.error}", file=sys.stderr)
@@ -104,8 +134,45 @@ def _validate(args) -> int:
 def _plan(args) -> int:
     from .pipeline import plan
 
-    print(plan(args.spec).explain())
+    print(plan(args.spec, **_template(args)).explain())
     return 0
+
+
+def _resolve(args) -> int:
+    import yaml
+
+    from .spec import load_spec, resolved
+
+    t = _template(args)
+    spec = load_spec(args.spec, **t)  # validated: an invalid result is an error, not a listing
+    data = resolved(args.spec, **t).data
+    if any(v.repeat for v in spec.views):  # repeat over a selector: the model says which modules
+        from .compiler import expand_repeats
+        from .modelload import build_model
+
+        data["views"] = [_view_data(v) for v in expand_repeats(spec, build_model(spec)).views]
+    order = ("nnspec", "title", "description", "model", "loss", "input", "train", "views", "expect")
+    data = {k: data[k] for k in order if k in data} | {k: v for k, v in data.items() if k not in order}
+    print(yaml.safe_dump(_without_internal(data), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _view_data(v) -> dict:
+    from .spec import DEFAULT_MAX_MARKS
+
+    d = {"id": v.id, "title": v.title, "query": v.query, "description": v.description or None}
+    d |= {"width": v.width, "height": v.height, "columns": v.columns}
+    if v.max_marks != DEFAULT_MAX_MARKS:
+        d["max_marks"] = v.max_marks
+    return {k: x for k, x in d.items() if x is not None}
+
+
+def _without_internal(data):
+    if isinstance(data, dict):
+        return {k: _without_internal(v) for k, v in data.items() if k != "x-group"}
+    if isinstance(data, list):
+        return [_without_internal(v) for v in data]
+    return data
 
 
 def _layers(args) -> int:
@@ -132,7 +199,14 @@ def _schema(args) -> int:
     return 0
 
 
-_COMMANDS = {"render": _render, "validate": _validate, "plan": _plan, "layers": _layers, "schema": _schema}
+_COMMANDS = {
+    "render": _render,
+    "validate": _validate,
+    "plan": _plan,
+    "resolve": _resolve,
+    "layers": _layers,
+    "schema": _schema,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

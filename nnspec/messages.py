@@ -553,3 +553,46 @@ def note_ridges(shown: int, total: int) -> str:
 
 def note_nonfinite_steps(layer: str, bad: int, total: int, first: int) -> str:
     return f"{layer}: NaN/Inf at {bad} of {total} recorded steps from step {first} (counted in the table, not drawn)"
+
+
+# --- templating (issue 5) ----------------------------------------------------------
+def extends_not_path(value) -> str:
+    return f"extends: expected a path to a spec file, got {value!r}"
+
+
+def extends_cycle(chain: list) -> str:
+    import os
+
+    return "extends makes a cycle: " + " → ".join(os.path.relpath(p) if os.path.isabs(p) else p for p in chain)
+
+
+def vars_not_mapping() -> str:
+    return "vars: expected a mapping of names to default values"
+
+
+def values_file_not_mapping(path: str) -> str:
+    return f"'{path}' (-f): expected a mapping of var names to values"
+
+
+def bad_set(text: str) -> str:
+    return f"--set '{text}': expected name=value"
+
+
+def bad_set_hint() -> str:
+    return "e.g. --set layer=fc2 or --set lr=0.01 (the value is read as YAML)"
+
+
+def unknown_var(name: str, known: list) -> str:
+    return f"unknown variable '${{{name}}}'" + (f" (vars: {', '.join(known)})" if known else " (the spec has no vars)")
+
+
+def unknown_var_hint(name: str) -> str:
+    return f"define it under 'vars:', pass --set {name}=..., or write ${{{name}:-default}}"
+
+
+def bad_repeat() -> str:
+    return "repeat: expected one variable and a list of values or a selector, e.g. {layer: [fc1, fc2]}"
+
+
+def bad_repeat_hint() -> str:
+    return 'write repeat: {layer: [fc1, fc2]} or repeat: {layer: "type(Conv2d)"}, then use ${layer} in the view'

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 
 from . import capture, messages
-from .compiler import Available, Capture, Plan, compile_plan
+from .compiler import Available, Capture, Plan, compile_plan, expand_repeats
 from .errors import InternalError, NnspecError, SpecError, format_error
 from .execute import Context, gather, run_transforms
 from .inputs import Batch, load_input, make_loss
@@ -40,6 +40,8 @@ class ViewResult:
     error: str | None = None
     notes: list = field(default_factory=list)
     slug: str = ""
+    group: str | None = None  # a repeated view's copies share it
+    columns: int | None = None
     _vl: dict | None = field(default=None, repr=False)
 
     def vega_lite(self) -> dict | None:
@@ -81,6 +83,8 @@ class Dashboard:
                 "notes": v.notes,
                 "error": v.error,
                 "spec": _without_title(v.vega_lite()),
+                "group": v.group,
+                "columns": v.columns,
             }
             for v in self.views
         ]
@@ -122,10 +126,10 @@ def _loss_problem(spec: Spec, loss, batch):
     return None
 
 
-def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=()):
+def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=(), vars=None, values_files=()):
     """Stages 1-3: the Spec, the model (trained if the spec says ``train:`` and no
     ``runs`` are given), the batch, the loss, the Plan and the training's result."""
-    spec = load_spec(spec_source)  # 1.
+    spec = load_spec(spec_source, vars=vars, values_files=values_files)  # 1.
     batch = _batch(spec, inputs)  # 2.
     loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
     trains = spec.train is not None and training and not runs
@@ -138,6 +142,7 @@ def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=()
         loss_problem=_loss_problem(spec, loss, batch),
         runs=spec.train is not None or bool(runs),
     )
+    spec = expand_repeats(spec, model)  # repeat over the modules a selector matches
     plan = compile_plan(spec, model, available=available)  # 3.
     trained = None
     if trains:
@@ -147,9 +152,11 @@ def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=()
     return spec, model, batch, loss, plan, trained
 
 
-def plan(spec_source, model=None, inputs=None) -> ExplainedPlan:
+def plan(spec_source, model=None, inputs=None, vars=None, values_files=()) -> ExplainedPlan:
     """Stages 1-3, plus the shapes one no-grad probe pass sees (for EXPLAIN)."""
-    spec, model, batch, _, p, _ = prepare(spec_source, model, inputs, training=False)
+    spec, model, batch, _, p, _ = prepare(
+        spec_source, model, inputs, training=False, vars=vars, values_files=values_files
+    )
     return ExplainedPlan(p, capture.probe_shapes(model, batch.x if batch is not None else None))
 
 
@@ -208,7 +215,7 @@ def run_views(
     results = []
     for i, vp in enumerate(plan.views):
         v = vp.view
-        res = ViewResult(v.title, v.query, v.description)
+        res = ViewResult(v.title, v.query, v.description, group=v.group, columns=v.columns)
         if progress:
             progress(i, len(plan.views), v.title)
         try:
@@ -244,7 +251,9 @@ def _progress_bar(stream):
     return show
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=()) -> Dashboard:
+def render(
+    spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, values_files=()
+) -> Dashboard:
     """Render every view of ``spec``; write ``formats`` under ``out`` if given.
 
     ``runs``: run directories whose records the views over steps draw, side by
@@ -252,7 +261,9 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise SpecError(messages.unknown_format(bad[0], FORMATS))
-    spec, model, batch, loss, plan, trained = prepare(spec, model, inputs, runs=runs)
+    spec, model, batch, loss, plan, trained = prepare(
+        spec, model, inputs, runs=runs, vars=vars, values_files=values_files
+    )
     opened = open_runs(spec, runs, trained)
     failure = None
     try:

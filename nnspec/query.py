@@ -426,7 +426,7 @@ def query_span(view_span: Span | None, quoted: bool, text: str | None = None) ->
     file, the query's own first line stands in for the source line."""
     if view_span is None:
         return Span("<query>", 1, 1, text.split("\n", 1)[0] if text else None)
-    return Span(view_span.file, view_span.line, view_span.col + (1 if quoted else 0))
+    return Span(view_span.file, view_span.line, view_span.col + (1 if quoted else 0), view_span.text)
 
 
 __all__ = ["ENCODINGS", "MARKS", "TRANSFORMS", "Token", "parse"]

@@ -59,6 +59,9 @@ class ViewSpec:
     span: Span | None = None  # of the view
     query_span: Span | None = None  # of the query's first character
     query_quoted: bool = False
+    group: str | None = None  # copies of one repeated view share it (and a row)
+    columns: int | None = None  # a repeated view's copies per row
+    repeat: tuple | None = None  # (var, selector text, span): one copy per module matched, once the model exists
 
     def __post_init__(self):
         if not 1 <= self.max_marks <= MAX_MARKS_LIMIT:
@@ -128,10 +131,18 @@ def schema() -> dict:
     return json.loads(resources.files("nnspec").joinpath("schema.json").read_text())
 
 
-def load_spec(source, file: str | None = None) -> Spec:
-    """A Spec from a path, a YAML string (with ``file``) or a dict."""
+def load_spec(source, file: str | None = None, vars: dict | None = None, values_files=()) -> Spec:
+    """A Spec from a path, a YAML string (with ``file``) or a dict, templated:
+    ``vars`` (like ``--set``) and ``values_files`` (like ``-f``) override the spec's vars."""
     if isinstance(source, Spec):
         return source
+    return build(resolved(source, file, vars, values_files))
+
+
+def resolved(source, file: str | None = None, vars: dict | None = None, values_files=()) -> Located:
+    """The spec's tree after templating (extends, vars, ${…}, repeat, x-*), with its spans."""
+    from .template import Options, resolve
+
     if isinstance(source, dict):
         located = Located(data=source, file=file or "<dict>")
     else:
@@ -142,7 +153,7 @@ def load_spec(source, file: str | None = None) -> Spec:
         except OSError as e:
             raise SpecError(messages.cannot_read(path, e.strerror or str(e))) from None
         located = load(text, path)
-    return build(located)
+    return resolve(located, Options(tuple(values_files), dict(vars or {})))
 
 
 def build(located: Located) -> Spec:
@@ -213,7 +224,17 @@ def _view(located: Located, n: int, v: dict) -> ViewSpec:
         span=located.span(path),
         query_span=located.span(path + ("query",)),
         query_quoted=located.styles.get(path + ("query",)) in ('"', "'"),
+        group=v.get("x-group"),
+        columns=v.get("columns"),
+        repeat=_repeat(located, path, v.get("repeat")),
     )
+
+
+def _repeat(located: Located, path, rep: dict | None):
+    if not rep:
+        return None
+    ((var, selector),) = rep.items()
+    return (var, selector, located.span(path + ("repeat", var)))
 
 
 @cache

@@ -23,7 +23,7 @@ def _write(tmp_path, text: str, name="spec.yaml") -> str:
 
 def test_render_writes_every_format(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["render", QUICK, "-o", str(out), "-f", "html,json,png,svg,pdf"]) == 0
+    assert main(["render", QUICK, "-o", str(out), "--format", "html,json,png,svg,pdf"]) == 0
     names = sorted(os.listdir(out))
     assert "quickstart.html" in names
     for ext in ("vl.json", "png", "svg", "pdf"):
@@ -62,7 +62,7 @@ def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["render"])
     assert e.value.code == 2
-    assert main(["render", QUICK, "-f", "gif"]) == 2
+    assert main(["render", QUICK, "--format", "gif"]) == 2
 
 
 def test_validate_and_schema(tmp_path, capsys):

@@ -225,6 +225,31 @@ def _rules():
     return RULES
 
 
+def expand_repeats(spec: Spec, model) -> Spec:
+    """``repeat: {layer: "type(Conv2d)"}``: one view per module the selector matches."""
+    from ..errors import Span
+    from ..template import expand_selector_repeat
+
+    if not any(v.repeat for v in spec.views):
+        return spec
+    views = []
+    for i, v in enumerate(spec.views):
+        if not v.repeat:
+            views.append(v)
+            continue
+        var, text, span = v.repeat
+        where = span or Span("<repeat>", 1, 1, text)
+        selector = parse(f"activations of {text}", Span(where.file, where.line, where.col - 15, where.text)).source
+        paths = resolve_modules(selector.selector, model)
+        for path, (q, t, d) in zip(paths, expand_selector_repeat(v.query, v.title, v.description, var, paths)):
+            qspan = replace(v.query_span, col=1, text=q) if v.query_span is not None else None
+            vid = f"{v.id}[{path}]" if v.id else None
+            views.append(
+                replace(v, query=q, title=t, description=d, repeat=None, group=f"{i}:{var}", query_span=qspan, id=vid)
+            )
+    return replace(spec, views=tuple(views))
+
+
 def compile_plan(spec: Spec, model, rules=None, available: Available = Available()) -> Plan:
     """All views into one Plan with deduplicated captures."""
     from ..rules import RULES

@@ -17,6 +17,7 @@ main{display:flex;flex-wrap:wrap;gap:16px;padding:16px 28px 28px}
 .card .desc{color:#4a5263;font-size:13px;margin:0 0 8px}.card ul{margin:6px 0 0;padding-left:18px;color:#5a6272;font-size:12px}
 .card.failed{border-color:#d9534f}.error{color:#a12622;white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
 footer{padding:0 28px 20px;color:#8a90a0;font-size:12px}
+.group{display:grid;gap:16px;flex-basis:100%}
 """
 
 SCRIPT = """
@@ -47,7 +48,17 @@ def page(title: str, description: str, cards: list[dict], vl_version: str, foote
         f"<header><h1>{esc(title)}</h1>" + (f"<p>{esc(description)}</p>" if description else "") + "</header>",
         "<main>",
     ]
+    open_group = None
     for i, card in enumerate(cards):
+        group = card.get("group") if card.get("columns") else None
+        if group != open_group:  # the copies of a repeated view, `columns` to a row
+            if open_group is not None:
+                parts.append("</div>")
+            if group is not None:
+                parts.append(
+                    f'<div class="group" style="grid-template-columns:repeat({int(card["columns"])}, max-content)">'
+                )
+            open_group = group
         failed = card.get("error") is not None
         parts.append(f'<section class="card{" failed" if failed else ""}" id="view-{i}">')
         parts.append(f"<h2>{esc(card['title'])}</h2>")
@@ -62,6 +73,8 @@ def page(title: str, description: str, cards: list[dict], vl_version: str, foote
         if card.get("notes"):
             parts.append("<ul>" + "".join(f"<li>{esc(n)}</li>" for n in card["notes"]) + "</ul>")
         parts.append("</section>")
+    if open_group is not None:
+        parts.append("</div>")
     parts.append("</main>")
     if footer:
         parts.append(f"<footer>{esc(footer)}</footer>")
