@@ -57,7 +57,8 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     root = to_node(located)
     if not isinstance(root.value, dict):
         return located
-    root = _extends(root, base_dir, [_chain_name(located.file)])
+    shown = os.path.dirname(located.file) if _is_file(located.file) else ""
+    root = _extends(root, base_dir, [_chain_name(located.file)], shown)
     root = _strip_extensions(root)
     values = _vars(root, options, base_dir)
     root.value.pop("vars", None)
@@ -114,7 +115,8 @@ def _chain_name(file: str) -> str:
 
 
 # -- extends -----------------------------------------------------------------------
-def _extends(root: Node, base_dir: str, chain: list[str]) -> Node:
+def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "") -> Node:
+    """``shown``: the directory as the user named it, for file names in errors."""
     ext = root.value.pop("extends", None)
     if ext is None:
         return root
@@ -132,10 +134,11 @@ def _extends(root: Node, base_dir: str, chain: list[str]) -> Node:
                 text = f.read()
         except OSError as e:
             raise SpecError(messages.cannot_read(path, e.strerror or str(e)), name_node.span) from None
-        base = to_node(load(text, os.path.relpath(path) if not os.path.isabs(name) else path))
+        display = name if os.path.isabs(name) else os.path.normpath(os.path.join(shown, name))
+        base = to_node(load(text, display))
         if not isinstance(base.value, dict):
             raise SpecError(messages.not_a_mapping(), base.span)
-        base = _extends(base, os.path.dirname(path), [*chain, path])
+        base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display))
         merged = base if merged is None else merge(merged, base)
     return merge(merged, root)
 
