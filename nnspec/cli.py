@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="print the capture plan (EXPLAIN) of a spec")
     pl.add_argument("spec")
     _template_args(pl)
+    ck = sub.add_parser("check", help="evaluate the spec's expect: checks; exit 1 if one fails (draws nothing)")
+    ck.add_argument("spec")
+    ck.add_argument("--run", action="append", default=[], metavar="DIR", help="check views over steps on this run")
+    _template_args(ck)
     rs = sub.add_parser("resolve", help="print the spec after templating (extends, vars, repeat), like helm template")
     rs.add_argument("spec")
     _template_args(rs)
@@ -138,6 +142,20 @@ def _plan(args) -> int:
     return 0
 
 
+def _check(args) -> int:
+    from .pipeline import check
+
+    results = check(args.spec, runs=args.run, **_template(args))
+    if not results:
+        print(f"{args.spec}: no expect: entries to check")
+        return 0
+    for r in results:
+        print(r.line())
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} of {len(results)} checks pass")
+    return 1 if failed else 0
+
+
 def _resolve(args) -> int:
     import yaml
 
@@ -204,6 +222,7 @@ _COMMANDS = {
     "validate": _validate,
     "plan": _plan,
     "resolve": _resolve,
+    "check": _check,
     "layers": _layers,
     "schema": _schema,
 }

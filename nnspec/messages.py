@@ -596,3 +596,28 @@ def bad_repeat() -> str:
 
 def bad_repeat_hint() -> str:
     return 'write repeat: {layer: [fc1, fc2]} or repeat: {layer: "type(Conv2d)"}, then use ${layer} in the view'
+
+
+# --- checks (expect:) ----------------------------------------------------------------
+def check_has_mark(mark: str) -> str:
+    return f"a check compares numbers and draws nothing: drop '| {mark}'"
+
+
+def comparison_outside_expect() -> str:
+    return "a comparison ('< 0.5') belongs in an expect: check, not in a view"
+
+
+def comparison_outside_expect_hint() -> str:
+    return "move this line under 'expect:', or drop the comparison to draw the values"
+
+
+def check_needs_comparison() -> str:
+    return "a check needs a comparison at the end, e.g. '| dead_fraction < 0.5'"
+
+
+def check_needs_values(kind: str) -> str:
+    return f"a check compares one value per layer (or per layer and step), and this query gives {kind}"
+
+
+def check_needs_values_hint() -> str:
+    return "end it with a reduction: | mean, | max, | norm, | dead_fraction, | nan_count …"

@@ -12,12 +12,13 @@ so tests and ``nnspec plan`` can look at any of them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import sys
 from dataclasses import dataclass, field
 
-from . import capture, messages
+from . import capture, checks, messages
 from .compiler import Available, Capture, Plan, compile_plan, expand_repeats
 from .errors import InternalError, NnspecError, SpecError, format_error
 from .execute import Context, gather, run_transforms
@@ -67,10 +68,15 @@ class Dashboard:
     views: list[ViewResult]
     files: list[str] = field(default_factory=list)
     footer: str = ""
+    checks: list = field(default_factory=list)  # checks.CheckResult of each expect: entry
 
     @property
     def ok(self) -> bool:
         return all(v.error is None for v in self.views)
+
+    @property
+    def checks_ok(self) -> bool:
+        return all(c.passed for c in self.checks)
 
     def html(self) -> str:
         from .output.html import page
@@ -88,7 +94,8 @@ class Dashboard:
             }
             for v in self.views
         ]
-        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer)
+        checks = [{"text": c.text, "passed": c.passed, "line": c.line()} for c in self.checks]
+        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer, checks)
 
 
 def _without_title(spec: dict | None) -> dict | None:
@@ -126,10 +133,14 @@ def _loss_problem(spec: Spec, loss, batch):
     return None
 
 
-def prepare(spec_source, model=None, inputs=None, training: bool = True, runs=(), vars=None, values_files=()):
+def prepare(
+    spec_source, model=None, inputs=None, training: bool = True, runs=(), vars=None, values_files=(), views=True
+):
     """Stages 1-3: the Spec, the model (trained if the spec says ``train:`` and no
     ``runs`` are given), the batch, the loss, the Plan and the training's result."""
     spec = load_spec(spec_source, vars=vars, values_files=values_files)  # 1.
+    if not views:  # nnspec check: the expect: entries alone
+        spec = dataclasses.replace(spec, views=())
     batch = _batch(spec, inputs)  # 2.
     loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
     trains = spec.train is not None and training and not runs
@@ -274,13 +285,14 @@ def render(
         captured = capture.run(params_only, model)
     bar = _progress_bar(sys.stderr) if progress else None
     try:
-        views = run_views(plan, captured, failure, bar, context(model, batch, opened, spec.name))  # 5.
+        ctx = context(model, batch, opened, spec.name)
+        views = run_views(plan, captured, failure, bar, ctx)  # 5.
+        results = checks.evaluate(plan.checks, captured, ctx, failure)
     finally:
         for r in opened:
             r.close()
-    dash = Dashboard(
-        spec, plan, views, footer=_footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
-    )
+    footer = _footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
+    dash = Dashboard(spec, plan, views, footer=footer, checks=results)
     from .output.files import slug
 
     taken: set[str] = set()
@@ -306,6 +318,27 @@ def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
         parts.append(messages.note_runs(list(runs)))
     parts.append(f"nnspec {__version__}")
     return " · ".join(parts)
+
+
+def check(spec_source, model=None, inputs=None, runs=(), vars=None, values_files=()) -> list:
+    """``nnspec check``: the spec's expect: entries, evaluated; no view is compiled or drawn."""
+    spec, model, batch, loss, plan, trained = prepare(
+        spec_source, model, inputs, runs=runs, vars=vars, values_files=values_files, views=False
+    )
+    if not plan.checks:
+        return []
+    failure = None
+    try:
+        captured = _capture(plan, model, batch, loss)
+    except NnspecError as e:
+        failure = e
+        captured = capture.run(Plan(spec, (), tuple(c for c in plan.captures if c.kind == "param")), model)
+    opened = open_runs(spec, runs, trained)
+    try:
+        return checks.evaluate(plan.checks, captured, context(model, batch, opened, spec.name), failure)
+    finally:
+        for r in opened:
+            r.close()
 
 
 # 6. outputs -------------------------------------------------------------------

@@ -136,6 +136,7 @@ _TERMINAL_NAMES = {
     "COLON": "':'",
     "EQUAL": "'='",
     "OF": "'of'",
+    "COMPARE": "a comparison (< <= > >= == !=, in expect: checks)",
     "OVER": "'over steps'",
     "STEPS": "'steps'",
     "EXCEPT": "'except'",
@@ -293,12 +294,30 @@ class _Build(Transformer):
         rest = items[1:]
         index = rest.pop(0) if rest and isinstance(rest[0], Index) else None
         over = rest.pop(0) if rest and isinstance(rest[0], _OverSteps) else None
+        compare = rest.pop() if rest and isinstance(rest[-1], _Compare) else None
         if over is not None and source.kind not in OVER_STEPS_KINDS:
             raise SpecError(messages.not_over_steps(source.kind), over.span)
         if over is None and source.kind == "loss":
             raise SpecError(messages.loss_needs_over_steps(), source.span, messages.loss_needs_over_steps_hint())
         transforms, mark = _split_steps(rest)
-        return Query(source, index, tuple(transforms), mark, self.text, self.base, over.steps if over else None)
+        if compare is not None and mark is not None and not (mark.name == "histogram" and transforms):
+            raise SpecError(messages.check_has_mark(mark.name), mark.span)
+        cmp = (compare.op, compare.value) if compare else None
+        return Query(source, index, tuple(transforms), mark, self.text, self.base, over.steps if over else None, cmp)
+
+    @v_args(meta=True)
+    def comparison(self, meta, items):
+        op, number = items
+        text = str(number)
+        value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        return _Compare(str(op), value, self._at(meta))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compare:
+    op: str
+    value: float
+    span: Span
 
 
 @dataclass(frozen=True, slots=True)

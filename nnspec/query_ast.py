@@ -144,6 +144,7 @@ class Query:
     text: str
     span: Span
     over: tuple | None = None  # "over steps[lo:hi]": (lo, hi), either None; None when not over steps
+    compare: tuple | None = None  # an expect: check's "< 0.5": (op, number)
 
     @property
     def over_steps(self) -> bool:
@@ -157,4 +158,5 @@ class Query:
             pass  # "| histogram(bins=9)" as the last step is both the transform and the mark
         elif self.mark:
             parts.append(str(self.mark))
-        return " | ".join(parts)
+        text = " | ".join(parts)
+        return text + (f" {self.compare[0]} {self.compare[1]}" if self.compare else "")

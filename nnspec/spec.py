@@ -62,6 +62,7 @@ class ViewSpec:
     group: str | None = None  # copies of one repeated view share it (and a row)
     columns: int | None = None  # a repeated view's copies per row
     repeat: tuple | None = None  # (var, selector text, span): one copy per module matched, once the model exists
+    check: bool = False  # an expect: entry: its query ends in a comparison and draws nothing
 
     def __post_init__(self):
         if not 1 <= self.max_marks <= MAX_MARKS_LIMIT:
@@ -99,6 +100,7 @@ class Spec:
     input: InputSpec | None
     views: tuple[ViewSpec, ...]
     train: TrainSpec | None = None
+    expect: tuple[ViewSpec, ...] = ()  # checks on query results (nnspec check)
     data: dict = field(default_factory=dict, hash=False, compare=False, repr=False)  # as parsed
 
     @property
@@ -193,6 +195,7 @@ def build(located: Located) -> Spec:
         input=inp,
         views=views,
         train=_train(located, d["train"]) if "train" in d else None,
+        expect=tuple(_check(located, i, text) for i, text in enumerate(d.get("expect", []))),
         data=d,
     )
 
@@ -227,6 +230,18 @@ def _view(located: Located, n: int, v: dict) -> ViewSpec:
         group=v.get("x-group"),
         columns=v.get("columns"),
         repeat=_repeat(located, path, v.get("repeat")),
+    )
+
+
+def _check(located: Located, i: int, text: str) -> ViewSpec:
+    path = ("expect", i)
+    return ViewSpec(
+        query=text.strip(),
+        title=text.strip(),
+        span=located.span(path),
+        query_span=located.span(path),
+        query_quoted=located.styles.get(path) in ('"', "'"),
+        check=True,
     )
 
 

@@ -99,6 +99,7 @@ class Plan:
     views: tuple[ViewPlan, ...]
     captures: tuple[Capture, ...]  # for the one forward/backward pass of a render
     recorded: tuple[Capture, ...] = ()  # for views over steps: what a run records at each recorded step
+    checks: tuple[ViewPlan, ...] = ()  # the spec's expect: entries
 
     @property
     def forward(self) -> bool:
@@ -140,6 +141,10 @@ def compile_view(view: ViewSpec, model, rules, available: Available = Available(
         if view.max_marks > MAX_MARKS_LIMIT:
             raise SpecError(messages.max_marks_over(view.max_marks, MAX_MARKS_LIMIT), view.span)
         query = parse(view.query, query_span(view.query_span, view.query_quoted, view.query))
+        if query.compare is not None and not view.check:
+            raise SpecError(messages.comparison_outside_expect(), query.span, messages.comparison_outside_expect_hint())
+        if view.check and query.compare is None:
+            raise SpecError(messages.check_needs_comparison(), query.span)
         if query.over_steps and not available.runs:
             raise SpecError(messages.needs_train(), query.source.span, messages.needs_train_hint())
         vp = _resolve(view, query, model)
@@ -256,13 +261,14 @@ def compile_plan(spec: Spec, model, rules=None, available: Available = Available
 
     rules = RULES if rules is None else rules
     views = tuple(compile_view(v, model, rules, available) for v in spec.views)
+    checks = tuple(compile_view(v, model, rules, available) for v in spec.expect)
     merged: dict[tuple, Capture] = {}
     recorded: dict[tuple, Capture] = {}
-    for vp in views:
+    for vp in views + checks:
         into = recorded if vp.query is not None and vp.query.over_steps else merged
         for c in vp.captures:
             into.setdefault(c.key, c)
-    return Plan(spec, views, tuple(merged.values()), tuple(recorded.values()))
+    return Plan(spec, views, tuple(merged.values()), tuple(recorded.values()), checks)
 
 
 def with_captures(vp: ViewPlan, captures, transforms) -> ViewPlan:

@@ -18,6 +18,8 @@ main{display:flex;flex-wrap:wrap;gap:16px;padding:16px 28px 28px}
 .card.failed{border-color:#d9534f}.error{color:#a12622;white-space:pre-wrap;font-family:ui-monospace,monospace;font-size:12px}
 footer{padding:0 28px 20px;color:#8a90a0;font-size:12px}
 .group{display:grid;gap:16px;flex-basis:100%}
+.checks{flex-basis:100%}.checks li{font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;list-style:none;margin:2px 0}
+.checks .pass{color:#1e7b34}.checks .fail{color:#a12622}
 """
 
 SCRIPT = """
@@ -34,8 +36,9 @@ def _script_json(obj) -> str:
     return json.dumps(obj, sort_keys=True).replace("</", "<\\/")
 
 
-def page(title: str, description: str, cards: list[dict], vl_version: str, footer: str = "") -> str:
-    """``cards``: dicts with title, query, description, notes, spec (Vega-Lite dict) or error."""
+def page(title: str, description: str, cards: list[dict], vl_version: str, footer: str = "", checks=()) -> str:
+    """``cards``: dicts with title, query, description, notes, spec (Vega-Lite dict) or error;
+    ``checks``: dicts with text, passed, line (the expect: entries' results)."""
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -48,6 +51,13 @@ def page(title: str, description: str, cards: list[dict], vl_version: str, foote
         f"<header><h1>{esc(title)}</h1>" + (f"<p>{esc(description)}</p>" if description else "") + "</header>",
         "<main>",
     ]
+    if checks:
+        failed = sum(not c["passed"] for c in checks)
+        head = f"Checks: {len(checks) - failed} of {len(checks)} pass"
+        parts.append(f'<section class="card checks{" failed" if failed else ""}" id="checks"><h2>{esc(head)}</h2><ul>')
+        for c in checks:
+            parts.append(f'<li class="{"pass" if c["passed"] else "fail"}">{esc(c["line"])}</li>')
+        parts.append("</ul></section>")
     open_group = None
     for i, card in enumerate(cards):
         group = card.get("group") if card.get("columns") else None
