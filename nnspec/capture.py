@@ -179,6 +179,10 @@ def _passes(plan, model, params, x, y, loss_fn, out: Captured) -> None:
     finally:
         for h in handles:
             h.remove()
+    for caps in by_module.values():  # a module the forward pass did not call (a branch not taken)
+        for c in caps:
+            if c.kind != "output_grad" and c.key not in out.values and c.key not in out.errors:
+                out.errors[c.key] = messages.module_not_called(c.target)
     for c in traces:
         out.values[c.key] = tracer.trace
     for c in attn:

@@ -52,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         "--shapes", action="store_true", help="run the spec's input through the model: input and output shapes"
     )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
+    it = sub.add_parser("init", help="write a starter spec for a model (renders without edits)")
+    it.add_argument("--factory", required=True, help="pkg.module:callable or path/file.py:callable")
+    it.add_argument("--input-shape", help="the input's shape, batch first, e.g. 8,3,32,32 (default: guessed)")
+    it.add_argument("-o", "--out", default="nnspec.yaml", help="the spec file to write (default: nnspec.yaml)")
+    it.add_argument("--force", action="store_true", help="replace the file if it exists")
     return p
 
 
@@ -156,6 +161,21 @@ def _check(args) -> int:
     return 1 if failed else 0
 
 
+def _init(args) -> int:
+    from .errors import SpecError
+    from .scaffold import write
+
+    shape = None
+    if args.input_shape:
+        try:
+            shape = [int(n) for n in args.input_shape.replace("x", ",").split(",") if n.strip()]
+        except ValueError:
+            raise SpecError(f"--input-shape '{args.input_shape}': expected integers like 8,3,32,32") from None
+    for path in write(args.factory, args.out, shape, args.force):
+        print(path)
+    return 0
+
+
 def _resolve(args) -> int:
     import yaml
 
@@ -223,6 +243,7 @@ _COMMANDS = {
     "plan": _plan,
     "resolve": _resolve,
     "check": _check,
+    "init": _init,
     "layers": _layers,
     "schema": _schema,
 }
