@@ -22,6 +22,7 @@ __all__ = [
     "load_spec",
     "plan",
     "render",
+    "show",
 ]
 
 
@@ -44,6 +45,24 @@ def __getattr__(name):
 
         return Recorder
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
+
+
+def show(model, query: str, inputs=None, loss: str | None = None, title: str | None = None, **view):
+    """One view of an in-memory model, in one line (a notebook displays it inline):
+
+    >>> nnspec.show(model, "weights of fc1 | heatmap")                     # doctest: +SKIP
+    >>> nnspec.show(model, "grads of *.weight | norm", inputs=(x, y), loss="cross_entropy")  # doctest: +SKIP
+    """
+    spec = {
+        "nnspec": 1,
+        "title": title or query,
+        "views": [{"query": query, **({"title": title} if title else {}), **view}],
+    }
+    if loss is not None:
+        spec["loss"] = loss
+    elif inputs is not None:
+        spec["loss"] = "sum"
+    return render(spec, model=model, inputs=inputs)
 
 
 def plan(spec, model=None, inputs=None):

@@ -78,6 +78,12 @@ class Dashboard:
     def checks_ok(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Jupyter: the dashboard inline and offline, and a PNG for viewers that run no script."""
+        from .output.notebook import mimebundle
+
+        return mimebundle(self)
+
     def html(self) -> str:
         from .output.html import page
 
