@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _template_args(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no list of files")
+    r.add_argument("--watch", action="store_true", help="render again whenever the spec or a file it extends changes")
     r.add_argument(
         "--run",
         action="append",
@@ -103,13 +104,30 @@ def main(argv=None) -> int:
 
 
 def _render(args) -> int:
-    from .pipeline import FORMATS, render
+    from .pipeline import FORMATS
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         print(f"nnspec render: error: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)})", file=sys.stderr)
         return 2
+    if args.watch:
+        from .watch import watch
+
+        def once():
+            _render_once(args, formats)
+
+        try:
+            watch(args.spec, once, lambda text: print(text, file=sys.stderr, flush=True), **_template(args))
+        except KeyboardInterrupt:
+            return 0
+        return 0
+    return _render_once(args, formats)
+
+
+def _render_once(args, formats) -> int:
+    from .pipeline import render
+
     dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=args.run, **_template(args))
     failed = [v for v in dash.views if v.error]
     for v in failed:

@@ -58,7 +58,8 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     if not isinstance(root.value, dict):
         return located
     shown = os.path.dirname(located.file) if _is_file(located.file) else ""
-    root = _extends(root, base_dir, [_chain_name(located.file)], shown)
+    _loaded = []
+    root = _extends(root, base_dir, [_chain_name(located.file)], shown, _loaded)
     root = _strip_extensions(root)
     values = _vars(root, options, base_dir)
     root.value.pop("vars", None)
@@ -66,7 +67,9 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     for key, node in root.value.items():
         out[key] = _views(node, values) if key == "views" else interpolate(node, values)
     root = Node(out, root.span, root.key_span)
-    return to_located(root, located.file)
+    result = to_located(root, located.file)
+    result.sources = ([located.file] if _is_file(located.file) else []) + _loaded + list(options.files)
+    return result
 
 
 # -- Node trees and Located ------------------------------------------------------
@@ -115,7 +118,7 @@ def _chain_name(file: str) -> str:
 
 
 # -- extends -----------------------------------------------------------------------
-def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "") -> Node:
+def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loaded=None) -> Node:
     """``shown``: the directory as the user named it, for file names in errors."""
     ext = root.value.pop("extends", None)
     if ext is None:
@@ -135,10 +138,12 @@ def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "") -> No
         except OSError as e:
             raise SpecError(messages.cannot_read(path, e.strerror or str(e)), name_node.span) from None
         display = name if os.path.isabs(name) else os.path.normpath(os.path.join(shown, name))
+        if loaded is not None:
+            loaded.append(display)
         base = to_node(load(text, display))
         if not isinstance(base.value, dict):
             raise SpecError(messages.not_a_mapping(), base.span)
-        base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display))
+        base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display), loaded)
         merged = base if merged is None else merge(merged, base)
     return merge(merged, root)
 

@@ -26,6 +26,7 @@ class Located:
     values: dict = field(default_factory=dict)  # path -> Span of the value
     keys: dict = field(default_factory=dict)  # path -> Span of the mapping key
     styles: dict = field(default_factory=dict)  # path -> scalar style (quote char)
+    sources: list = field(default_factory=list)  # files it was built from (the spec, what it extends)
 
     def span(self, path: Path, key: bool = False) -> Span | None:
         """The span at ``path``, or of its nearest ancestor that has one
