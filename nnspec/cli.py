@@ -144,13 +144,15 @@ def _render_once(args, formats) -> int:
 def _validate(args) -> int:
     from .query import parse, query_span
     from .spec import load_spec
+    from .template import substitute
 
     status = 0
     for path in args.spec:
         try:
             spec = load_spec(path)
-            for v in spec.views:
-                parse(v.query, query_span(v.query_span, v.query_quoted, v.query))
+            for v in spec.views + spec.expect:
+                text = substitute(v.query, {v.repeat[0]: "x"}) if v.repeat else v.query  # a selector repeat
+                parse(text, query_span(v.query_span, v.query_quoted, text))
             print(f"{path}: ok ({len(spec.views)} views)")
         except NnspecError as e:
             print(str(e), file=sys.stderr)

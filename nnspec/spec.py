@@ -111,11 +111,12 @@ class Spec:
 
     @property
     def run_dir(self) -> str:
-        """Where ``train:`` writes its run: ``train.run``, else ``$NNSPEC_RUNS/<name>``
-        (``runs/<name>`` by default, relative to the working directory like TensorBoard's)."""
-        if self.train and self.train.run:
-            return self.train.run
-        return os.path.join(os.environ.get("NNSPEC_RUNS", "runs"), self.name)
+        """Where ``train:`` writes its run: ``train.run`` if it is a path (has a slash),
+        else ``$NNSPEC_RUNS/<train.run or the spec's name>`` (``runs/…`` by default,
+        relative to the working directory like TensorBoard's)."""
+        root = os.environ.get("NNSPEC_RUNS", "runs")
+        run = self.train.run if self.train and self.train.run else self.name
+        return run if ("/" in run or os.sep in run) else os.path.join(root, run)  # a bare name lives under runs/
 
     @property
     def base_dir(self) -> str:

@@ -1,39 +1,77 @@
-"""Every spec example in README.md and docs/ renders (and its views succeed)."""
+"""Every example in README.md and docs/ runs: spec blocks render (their views
+succeed), Python blocks execute, ``nnspec …`` lines in bash blocks exit 0;
+the query reference names everything the grammar and the step tables define."""
 
 from __future__ import annotations
 
 import glob
 import os
 import re
+import shlex
 import shutil
 
 import pytest
 
 import nnspec
+from nnspec.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 
-def _examples():
+def _blocks(lang: str):
     for path in DOCS:
         text = open(path, encoding="utf-8").read()
-        for i, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, flags=re.S)):
-            if "nnspec: 1" in block:
-                yield pytest.param(block, id=f"{os.path.basename(path)}-{i}")
+        for i, block in enumerate(re.findall(rf"```{lang}\n(.*?)```", text, flags=re.S)):
+            yield pytest.param(block, id=f"{os.path.basename(path)}-{lang}-{i}")
 
 
-@pytest.mark.parametrize("block", list(_examples()))
-def test_doc_spec_renders(block, tmp_path):
-    shutil.copy(os.path.join(ROOT, "specs", "quickstart.pt"), tmp_path)  # examples may name it
-    spec = tmp_path / "spec.yaml"
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A working directory with the shipped specs, as a user's checkout has them."""
+    shutil.copytree(os.path.join(ROOT, "specs"), tmp_path / "specs")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NNSPEC_RUNS", str(tmp_path / "runs"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("block", [b for b in _blocks("yaml") if "nnspec: 1" in b.values[0]])
+def test_doc_spec_renders(block, project):
+    spec = project / "specs" / "doc-example.yaml"  # beside the shipped specs: extends and checkpoints resolve
     spec.write_text(block)
-    dash = nnspec.render(str(spec), out=str(tmp_path / "out"))
+    dash = nnspec.render(str(spec), out=str(project / "out"))
     assert dash.ok, [v.error for v in dash.views]
 
 
+@pytest.mark.parametrize("block", list(_blocks("python")))
+def test_doc_python_runs(block, project):
+    exec(compile(block, "<doc example>", "exec"), {"__name__": "__doc_example__"})
+
+
+@pytest.mark.parametrize("block", list(_blocks("bash")))
+def test_doc_commands_run(block, project, monkeypatch):
+    monkeypatch.setenv("NNSPEC_RUNS", "runs")  # as a user's shell has it: runs/ in the working directory
+    for line in block.splitlines():
+        if line.startswith("nnspec "):
+            args = shlex.split(line.split(" > ")[0].split("#")[0])[1:]
+            assert main(args) == 0, line
+
+
 def test_there_are_examples():
-    assert len(list(_examples())) >= 2
+    assert len(list(_blocks("yaml"))) >= 4 and len(list(_blocks("python"))) >= 3
+
+
+def test_the_query_reference_covers_the_grammar():
+    from nnspec.query import MARKS, TRANSFORMS, grammar_text
+
+    guide = open(os.path.join(ROOT, "docs", "guide.md"), encoding="utf-8").read()
+    kinds = re.search(r"KIND: (.*)", grammar_text()).group(1)
+    for kind in re.findall(r'"(\w+)"', kinds) + ["input_grads", "graph", "summary", "function", "loss", "over steps"]:
+        assert f"`{kind}" in guide or f"{kind} of" in guide, kind
+    for name in list(TRANSFORMS) + list(MARKS):
+        assert f"`{name}" in guide, name
+    for op in re.findall(r'"([<>=!]+)"', re.search(r"COMPARE: (.*)", grammar_text()).group(1)):
+        assert f"`{op}`" in guide, op
 
 
 def test_gallery_entries_render():
