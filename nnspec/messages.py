@@ -646,3 +646,11 @@ def init_exists_hint() -> str:
 
 def module_not_called(path: str) -> str:
     return f"{path} was not called in this forward pass (a branch not taken?)"
+
+
+def view_needs_query() -> str:
+    return "this view has no query"
+
+
+def view_needs_query_hint() -> str:
+    return "add 'query: ...', or give it the id of a view in the spec it extends so that it merges into that view"

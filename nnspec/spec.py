@@ -162,6 +162,12 @@ def resolved(source, file: str | None = None, vars: dict | None = None, values_f
 def build(located: Located) -> Spec:
     """Validate ``located`` against the schema, then make the dataclasses."""
     errors = [_schema_error(located, e) for e in _validator().iter_errors(located.data)]
+    views = located.data.get("views", []) if isinstance(located.data, dict) else []
+    errors += [
+        SpecError(messages.view_needs_query(), located.span(("views", i)), messages.view_needs_query_hint())
+        for i, v in enumerate(views if isinstance(views, list) else [])
+        if isinstance(v, dict) and "query" not in v
+    ]
     if not isinstance(located.data, dict):
         raise SpecError(messages.not_a_mapping(), located.span(()))
     errors.sort(key=lambda e: (e.span.line, e.span.col) if e.span else (0, 0))
@@ -289,6 +295,8 @@ def _schema_error(located: Located, e) -> SpecError:
             messages.did_you_mean(close[0]) if close else None,
         )
     hint = messages.yaml_bool_hint() if _has_bool(e.instance) else None
+    if e.validator == "anyOf" and e.context:  # a value or a ${var}: the value's own problem says more
+        return SpecError(messages.schema_problem(where, e.context[0].message), located.span(path), hint)
     return SpecError(messages.schema_problem(where, e.message), located.span(path), hint)
 
 

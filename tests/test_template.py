@@ -190,3 +190,24 @@ def test_the_team_specs_render(tmp_path):
         assert all(v.error is None for v in dash.views), [v.error for v in dash.views if v.error]
         ids = [v.title for v in dash.views]
         assert any(t.endswith(" weights") for t in ids)
+
+
+def test_editors_see_no_false_errors_in_the_shipped_specs():
+    """What yaml-language-server does with the modeline: the raw file against the schema,
+    templated values (${lr}) and views that extend a base view by id included."""
+    import glob
+    import json
+
+    import jsonschema
+    import yaml
+
+    schema = json.load(open(os.path.join(ROOT, "nnspec", "schema.json")))
+    validator = jsonschema.Draft7Validator(schema)
+    paths = glob.glob(os.path.join(ROOT, "specs", "*.yaml")) + glob.glob(os.path.join(ROOT, "specs", "team", "*.yaml"))
+    for path in paths:
+        text = open(path).read()
+        assert text.startswith("# yaml-language-server: $schema="), path
+        target = text.split("$schema=", 1)[1].split("\n", 1)[0]
+        assert os.path.exists(os.path.join(os.path.dirname(path), target)), path
+        assert [e.message for e in validator.iter_errors(yaml.safe_load(text))] == [], path
+    assert list(validator.iter_errors({"nnspec": 1, "views": [{"query": "x", "max_marks": "lots"}]}))
