@@ -58,12 +58,16 @@ def _open(browser, path):
     return page, errors, blocked
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cnn", "transformer"])
+@pytest.mark.parametrize("name", ["quickstart", "cnn", "transformer", "health", "team/cnn"])
 def test_every_chart_draws_offline(browser, tmp_path, name):
     dash = nnspec.render(os.path.join(ROOT, "specs", f"{name}.yaml"), out=str(tmp_path))
-    page, errors, blocked = _open(browser, tmp_path / f"{name}.html")
-    cards = page.query_selector_all("section.card")
+    page, errors, blocked = _open(browser, tmp_path / f"{os.path.basename(name)}.html")
+    cards = page.query_selector_all("section.card:not(.checks)")
     assert len(cards) == len(dash.views)
+    checks = page.query_selector("section.checks")
+    assert (checks is not None) == bool(dash.checks)
+    if dash.checks:
+        assert checks.inner_text().count("PASS") == sum(c.passed for c in dash.checks)
     for card in cards:
         chart = card.query_selector("[data-spec]")
         assert chart is not None and chart.get_attribute("data-rendered") == "yes"
