@@ -7,7 +7,6 @@ transformer (4×128 tokens). Prints a Markdown table of ratios from one run.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -15,7 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import human_bytes, interleaved
+from bench.common import bench_args, human_bytes, interleaved, sync
 from nnspec import capture
 from nnspec.compiler import compile_plan
 from nnspec.compiler.explain import kept_bytes
@@ -37,17 +36,8 @@ def models(device):
     return {"ResNet-18-shaped CNN, 8×3×64×64": (cnn, x_cnn), "GPT-2-small-shaped, 4×128 tokens": (gpt, x_gpt)}
 
 
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    device = torch.device(args.device)
+    args, device = bench_args()
     rows = []
     for name, (model, x) in models(device).items():
         model.eval()

@@ -12,7 +12,6 @@ Needs ``tensorboard`` (``pip install -e '.[bench]'``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -23,7 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import human_bytes, interleaved
+from bench.common import bench_args, human_bytes, interleaved, sync
 from nnspec.models import ResNet
 from nnspec.record import Recorder
 from nnspec.spec import load_spec
@@ -44,11 +43,6 @@ def setup(device):
     y = torch.randint(0, 10, (8,), device=device)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     return model, x, y, opt
-
-
-def sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 class WatchLogger:
@@ -94,11 +88,7 @@ class WatchLogger:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default="cpu")
-    args = ap.parse_args()
-    device = torch.device(args.device)
+    args, device = bench_args()
     from torch.utils.tensorboard import SummaryWriter
 
     model, x, y, opt = setup(device)

@@ -26,3 +26,24 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def bench_args():
+    """``--repeats N --device cpu|cuda``, as every benchmark here takes them; returns (args, device)."""
+    import argparse
+
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args()
+    return args, torch.device(args.device)
+
+
+def sync(device):
+    """Wait for queued GPU work, so that a timing covers it."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
