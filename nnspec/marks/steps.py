@@ -67,7 +67,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     if colour:
         enc["color"] = alt.Color(f"{colour}:N", sort=list(dict.fromkeys(frame[colour])))
     y_title = data.label if y == "value" else (f"{y} of {data.label}" if stats else y)
-    log = alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined
+    log = _log_scale(frame, y) if mark.arg("log") else alt.Undefined
     layers = []
     if stats and mark.arg("y") is None:  # min..max and mean±std bands under the mean
         layers.append(base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", scale=log), y2="max:Q", **enc))
@@ -87,6 +87,13 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     panels = frame["layer"].nunique() if (data.options.get("runs") or stats) else 1
     chart = alt.layer(*layers).properties(**size(view, panels))
     return chart_frame, _panels(chart, frame, data, mark), []
+
+
+def _log_scale(frame: pd.DataFrame, y: str) -> alt.Scale:
+    """log=true: a log scale when every value is > 0 (norms, ratios), else symlog (zeros, signs)."""
+    values = pd.to_numeric(frame[y], errors="coerce")
+    finite = values[values.map(lambda v: v == v and abs(v) != float("inf"))]
+    return alt.Scale(type="log") if len(finite) and (finite > 0).all() else alt.Scale(type="symlog")
 
 
 def visit_ridgeline(data: Data, mark: Step, view: ViewSpec):
