@@ -202,6 +202,9 @@ def test_several_runs_side_by_side_and_what_a_run_lacks(tmp_path, capsys):
     assert loss.vega_lite()["layer"][-1]["encoding"]["color"]["field"] == "run"
     ridges = view(dash, 1).data
     assert sorted(set(ridges["run"])) == ["fast", "slow"]
+    by_layer = view(nnspec.render(iris_spec(["loss over steps | line(color=layer)"]), runs=runs))
+    enc = by_layer.vega_lite()["layer"][-1]["encoding"]
+    assert enc["color"]["field"] == "layer" and enc["strokeDash"]["field"] == "run"  # runs stay separate lines
     lacks = dash.views[2].error
     assert "run 'slow' has no record of grad fc1.weight | norm" in lacks and "add this view" in lacks
     path = tmp_path / "views.yaml"

@@ -66,6 +66,12 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     enc = {"x": x}
     if colour:
         enc["color"] = alt.Color(f"{colour}:N", sort=list(dict.fromkeys(frame[colour])))
+    if data.options.get("runs") and colour != "run":  # each run its own line: dashes and point shapes tell them apart
+        order = list(dict.fromkeys(frame["run"]))
+        enc["strokeDash"] = alt.StrokeDash("run:N", sort=order, legend=None)  # the shape legend names the runs
+        enc["shape"] = alt.Shape("run:N", sort=order)
+    if colour != "layer" and frame["layer"].nunique() > 1 and not data.options.get("runs") and not stats:
+        enc["detail"] = "layer:N"  # color= picked another column: still one line per layer
     y_title = data.label if y == "value" else (f"{y} of {data.label}" if stats else y)
     log = _log_scale(frame, y) if mark.arg("log") else alt.Undefined
     layers = []
