@@ -13,6 +13,8 @@ import math
 
 import torch
 
+from . import reduce_small
+
 STATS_FIELDS = (
     "numel",
     "mean",
@@ -103,6 +105,14 @@ def _finite_stats(t: torch.Tensor, n_total: int, nan, inf, total=None, scratch=N
 def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     """float64 vector in STATS_FIELDS order; moments over the finite values only."""
     t = _float(t)
+    if reduce_small.applies(t):
+        return reduce_small.stats(t)
+    return stats_torch(t, scratch)
+
+
+def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """``stats`` in torch ops, whatever the size."""
+    t = _float(t)
     zero = torch.zeros((), dtype=torch.float64, device=t.device)
     if t.device.type != "cpu":
         return _masked_stats(t, torch.isnan(t).sum().double(), torch.isinf(t).sum().double())
@@ -150,6 +160,14 @@ def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: 
     t = _float(t).reshape(-1)
     if t.device.type != "cpu":
         return histogram_sync_free(t, bins, range_)
+    if reduce_small.applies(t):
+        return reduce_small.histogram(t, bins, range_)
+    return histogram_torch(t, bins, range_, scratch)
+
+
+def histogram_torch(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: Scratch | None = None) -> dict:
+    """``histogram`` in torch ops on the CPU, whatever the size."""
+    t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
     mn, mx = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))

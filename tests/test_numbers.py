@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import nnspec
-from nnspec import reduce
+from nnspec import reduce, reduce_small
 from tests.fixtures.models import NaNModel, TinyCNN, TinyMLP
 from tests.helpers import spec, view
 
@@ -229,3 +229,33 @@ def test_sync_free_histogram_agrees(case):
     a, b = reduce.histogram(t, 13, rng), reduce.histogram_sync_free(t, 13, rng)
     for k in ("counts", "lo", "hi", "nan", "inf", "outside"):
         assert torch.equal(a[k].double(), b[k].double()), k
+
+
+@pytest.mark.parametrize("case", ["plain", "nonfinite", "range", "constant", "empty", "all_nan", "float64", "edges"])
+def test_small_tensor_path_gives_the_torch_paths_numbers(case):
+    # small CPU tensors go through NumPy (reduce_small): same bins exactly, same stats
+    torch.manual_seed(1)
+    t = torch.randn(3000)
+    rng = None
+    if case == "nonfinite":
+        t[::41] = float("nan")
+        t[7], t[8] = float("inf"), float("-inf")
+    if case == "range":
+        rng = (-0.7, 1.3)
+    if case == "constant":
+        t = torch.full((50,), -2.5)
+    if case == "empty":
+        t = torch.zeros(0)
+    if case == "all_nan":
+        t = torch.full((9,), float("nan"))
+    if case == "float64":
+        t = t.double() * 1e3
+    if case == "edges":  # values on bin edges: the bin is decided in float32 by both paths
+        t = torch.arange(-64, 65, dtype=torch.float32) / 8
+    assert reduce_small.applies(t)
+    a, b = reduce.histogram(t, 16, rng), reduce.histogram_torch(t, 16, rng)
+    for k in ("counts", "lo", "hi", "nan", "inf", "outside"):
+        assert torch.equal(a[k].double(), b[k].double()), k
+    s, u = reduce.stats_dict(reduce.stats(t)), reduce.stats_dict(reduce.stats_torch(t))
+    for k in s:
+        assert s[k] == pytest.approx(u[k], rel=1e-5, abs=1e-6, nan_ok=True), k
