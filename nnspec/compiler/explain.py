@@ -102,6 +102,13 @@ def explain(plan: Plan, shapes: dict | None = None) -> str:
             continue
         steps = [str(s) for s in vp.transforms] + [str(vp.mark) if vp.mark else "(natural mark)"]
         lines.append(f"  {i}. {vp.view.title}: {len(vp.layers)} layer(s) | {' | '.join(steps)}")
+    if plan.checks:
+        lines.append("checks (expect:):")
+        for i, vp in enumerate(plan.checks, start=1):
+            if vp.error is not None:
+                lines.append(f"  {i}. {vp.view.query}: ERROR {vp.error.message}")
+            else:
+                lines.append(f"  {i}. {vp.view.query}: {len(vp.layers)} layer(s)")
     return "\n".join(lines)
 
 
