@@ -34,14 +34,19 @@ class Captured:
     dtypes: dict = field(default_factory=dict)  # (kind, target) -> dtype
 
 
+def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
+    """The capture's index applied to ``t`` (``t`` itself without one)."""
+    if c.index is None:
+        return t
+    try:
+        return t[c.index.as_torch()]
+    except IndexError:
+        raise _IndexProblem(messages.index_out_of_range(c.target or "input", t.shape, str(c.index))) from None
+
+
 def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None):
     """Index, then reduce or keep a copy, on the tensor's own device."""
-    if c.index is not None:
-        try:
-            t = t[c.index.as_torch()]
-        except IndexError:
-            raise _IndexProblem(messages.index_out_of_range(c.target or "input", t.shape, str(c.index))) from None
-    t = t.detach()
+    t = select(c, t).detach()
     r = c.reduce
     if r is None:
         return t.clone()

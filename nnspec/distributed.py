@@ -13,6 +13,7 @@ import torch
 
 from . import messages
 from .errors import SpecError
+from .reduce_small import widen
 
 
 class Ranks:
@@ -54,7 +55,7 @@ class Ranks:
         lo, hi = -float(both[0]), float(both[1])
         if hi < lo:  # no finite value on any rank
             lo = hi = 0.0
-        return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
+        return widen(lo, hi)
 
     def gather(self, parts: list[torch.Tensor]) -> list[list[torch.Tensor]]:
         """Every rank's vectors, in one all_gather: result[i] = [rank 0's i-th, rank 1's i-th, …]."""

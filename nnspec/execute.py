@@ -15,10 +15,9 @@ import torch
 from . import messages, reduce
 from .compiler import ViewPlan
 from .errors import SpecError
+from .query import DEFAULT_BINS
 from .query_ast import Step
 from .reduce import STATS_FIELDS
-
-DEFAULT_BINS = 50
 
 
 @dataclass

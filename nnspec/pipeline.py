@@ -205,8 +205,14 @@ def summary(spec: Spec, model) -> str:
 
 # 4-5. capture and views -----------------------------------------------------
 def _capture(plan: Plan, model, batch, loss):
+    """The plan's captures, and the failure of the passes if they failed: then
+    only the parameters are captured, so views of parameters alone still render."""
     x, y = (batch.x, batch.y) if batch is not None else (None, None)
-    return capture.run(plan, model, x, y, loss)
+    try:
+        return capture.run(plan, model, x, y, loss), None
+    except NnspecError as e:
+        params_only = Plan(plan.spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
+        return capture.run(params_only, model), e
 
 
 def context(model, batch, runs=(), spec_name: str = "") -> Context:
@@ -282,13 +288,7 @@ def render(
         spec, model, inputs, runs=runs, vars=vars, values_files=values_files
     )
     opened = open_runs(spec, runs, trained)
-    failure = None
-    try:
-        captured = _capture(plan, model, batch, loss)  # 4.
-    except NnspecError as e:
-        failure = e  # views of parameters alone still render
-        params_only = Plan(spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
-        captured = capture.run(params_only, model)
+    captured, failure = _capture(plan, model, batch, loss)  # 4.
     bar = _progress_bar(sys.stderr) if progress else None
     try:
         ctx = context(model, batch, opened, spec.name)
@@ -333,12 +333,7 @@ def check(spec_source, model=None, inputs=None, runs=(), vars=None, values_files
     )
     if not plan.checks:
         return []
-    failure = None
-    try:
-        captured = _capture(plan, model, batch, loss)
-    except NnspecError as e:
-        failure = e
-        captured = capture.run(Plan(spec, (), tuple(c for c in plan.captures if c.kind == "param")), model)
+    captured, failure = _capture(plan, model, batch, loss)
     opened = open_runs(spec, runs, trained)
     try:
         return checks.evaluate(plan.checks, captured, context(model, batch, opened, spec.name), failure)

@@ -63,6 +63,7 @@ GRAPH_ARGS = ("depth", "fold", "direction", "color")
 # activation functions ``function`` can draw (torch.nn.functional names)
 FUNCTIONS = ("relu", "gelu", "tanh", "sigmoid", "silu", "elu", "leaky_relu", "softplus", "mish", "hardswish", "selu")
 MAX_BINS = 10_000
+DEFAULT_BINS = 50  # histogram(...) without bins=
 
 
 @cache

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from . import messages, partials
-from .capture import _first_tensor, _IndexProblem
+from .capture import _first_tensor, _IndexProblem, select
 from .compiler import Available, Capture, Plan, compile_plan
 from .distributed import Ranks, is_sharded, unwrap
 from .errors import SpecError
@@ -165,7 +165,7 @@ class Recorder:
 
     def _reduce(self, c: Capture, t: torch.Tensor) -> None:
         try:
-            t = _index(c, t)
+            t = select(c, t)
         except _IndexProblem as e:
             self._errors[c.key] = str(e)
             return
@@ -200,13 +200,13 @@ class Recorder:
                 if g is not None:  # no gradient this step (frozen, unused): no record, a gap in the line
                     records[c.key] = self._param_record(c, g)
             elif c.kind == "update":
-                self._snapshots[c.key] = _index(c, self._params[c.target].detach()).clone()
+                self._snapshots[c.key] = select(c, self._params[c.target].detach()).clone()
         if self._snapshots:
             self._pending = step
         return {k: v.cpu() for k, v in records.items()}
 
     def _param_record(self, c: Capture, t: torch.Tensor) -> torch.Tensor:
-        return partials.finish(c.reduce, partials.partial(c.reduce, _index(c, t), self._scratch))
+        return partials.finish(c.reduce, partials.partial(c.reduce, select(c, t), self._scratch))
 
     def _updates(self) -> tuple | None:
         """‖Δw‖/‖w‖ of the optimizer step(s) since the pending recorded step."""
@@ -216,7 +216,7 @@ class Recorder:
         for c in self.captures:
             if c.kind == "update":
                 before = self._snapshots.pop(c.key)
-                now = _index(c, self._params[c.target].detach())
+                now = select(c, self._params[c.target].detach())
                 ratio = torch.linalg.vector_norm((now - before).double()) / torch.linalg.vector_norm(before.double())
                 out[c.key] = ratio.reshape(1).cpu()
         step, self._pending = self._pending, None
@@ -243,15 +243,6 @@ def recording_plan(spec: Spec, model) -> Plan:
 
 def _over_steps_text(query: str) -> bool:
     return " over steps" in query or query.strip().startswith("loss")
-
-
-def _index(c: Capture, t: torch.Tensor) -> torch.Tensor:
-    if c.index is None:
-        return t
-    try:
-        return t[c.index.as_torch()]
-    except IndexError:
-        raise _IndexProblem(messages.index_out_of_range(c.target or "input", t.shape, str(c.index))) from None
 
 
 def _version() -> str:

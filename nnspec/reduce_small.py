@@ -19,6 +19,12 @@ import torch
 SMALL = 1 << 16  # elements; above this the torch ops' own speed wins
 
 
+def widen(lo: float, hi: float) -> tuple[float, float]:
+    """An automatic histogram range: one value alone gets the bin [v - 0.5, v + 0.5],
+    as ``reduce.histogram`` does in torch ops."""
+    return (lo - 0.5, hi + 0.5) if hi <= lo else (lo, hi)
+
+
 def applies(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and t.numel() <= SMALL and t.dtype in (torch.float32, torch.float64)
 
@@ -71,9 +77,7 @@ def _histogram(t: torch.Tensor, bins: int, range_: tuple | None) -> dict:
         vals = a[~(isnan | isinf)]
         mn, mx = (vals.min(), vals.max()) if vals.size else (kind(0), kind(0))
     if range_ is None:
-        lo, hi = float(mn), float(mx)
-        if hi <= lo:
-            lo, hi = lo - 0.5, hi + 0.5
+        lo, hi = widen(float(mn), float(mx))
     else:
         lo, hi = float(range_[0]), float(range_[1])
     scale = bins / (hi - lo)

@@ -94,27 +94,28 @@ class RunWriter:
     def write_step(self, step: int, loss: float | None, records: dict, late: tuple | None = None) -> None:
         """One recorded step (capture key -> vector), and records of an earlier
         step that became known only now (``late`` = (step, records): update ratios)."""
-        rows = [(step, self.ids[k], _blob(v)) for k, v in records.items()]
-        if late is not None:
-            rows += [(late[0], self.ids[k], _blob(v)) for k, v in late[1].items()]
+        rows = self._rows(step, records) + (self._rows(*late) if late is not None else [])
         loss = None if loss is None else float(loss)
+        self._commit(rows, (step, _real(loss), time.time()))
+
+    def write_late(self, step: int, records: dict) -> None:
+        if records:
+            self._commit(self._rows(step, records))
+
+    def _rows(self, step: int, records: dict) -> list:
+        return [(step, self.ids[k], _blob(v)) for k, v in records.items()]
+
+    def _commit(self, rows: list, step_row: tuple | None = None) -> None:
+        """One transaction: all of it is in the run, or none of it."""
         self.con.execute("BEGIN")
         try:
-            self.con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?)", (step, _real(loss), time.time()))
+            if step_row is not None:
+                self.con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?)", step_row)
             self.con.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", rows)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
-
-    def write_late(self, step: int, records: dict) -> None:
-        if records:
-            self.con.execute("BEGIN")
-            self.con.executemany(
-                "INSERT OR REPLACE INTO records VALUES (?, ?, ?)",
-                [(step, self.ids[k], _blob(v)) for k, v in records.items()],
-            )
-            self.con.execute("COMMIT")
 
     def close(self) -> None:
         if self.con is not None:
@@ -186,7 +187,14 @@ class Run:
         return [c for c in captures if series_key(c) not in self.series]
 
     def first_nonfinite(self) -> int | None:
-        """The first recorded step with a NaN or Inf in the loss or any record."""
+        """The first recorded step with a NaN or Inf in the loss or any record.
+
+        It reads every record, and each view over steps asks: read once per opening."""
+        if not hasattr(self, "_first_nonfinite"):
+            self._first_nonfinite = self._scan_nonfinite()
+        return self._first_nonfinite
+
+    def _scan_nonfinite(self) -> int | None:
         steps = [s for s, v in self.losses() if not math.isfinite(v)]
         kinds = dict(self.con.execute("SELECT id, reduce FROM series"))
         for step, sid, value in self.con.execute("SELECT step, series, value FROM records"):

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..compiler import Reduce, ViewPlan, with_captures
-from ..query import TRANSFORMS
+from ..query import DEFAULT_BINS, TRANSFORMS
 
 _OPS = ("stats", "histogram", "mean", "max", "min", "std", "norm", "dead_fraction", "nan_count", "inf_count")
-DEFAULT_BINS = 50
 
 
 def pushdown_reductions(vp: ViewPlan) -> ViewPlan:
