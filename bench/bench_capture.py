@@ -15,11 +15,11 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import bench_args, human_bytes, interleaved, sync
-from nnspec import capture
-from nnspec.compiler import compile_plan
+from nnspec.capture import run as capture
+from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.explain import kept_bytes
 from nnspec.models import GPT, ResNet
-from nnspec.spec import load_spec
+from nnspec.spec.load import load_spec
 
 QUERIES = {
     "stats": "activations of * | stats",

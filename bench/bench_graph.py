@@ -18,9 +18,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import interleaved
-from nnspec import graph as G
+from nnspec.backends.pytorch.trace import Tracer
+from nnspec.execute import layout as G
 from nnspec.models import GPT, ResNet
-from nnspec.trace import Tracer
 
 
 def capture_and_layout(model, x):
@@ -82,10 +82,10 @@ def main():
     t_layout = time.perf_counter() - t0
     import pandas as pd
 
-    from nnspec.execute import Data
+    from nnspec.execute.data import Data
     from nnspec.marks.graph import visit_graph
-    from nnspec.query_ast import Step
-    from nnspec.spec import ViewSpec
+    from nnspec.query.ast import Step
+    from nnspec.spec.load import ViewSpec
 
     nodes = pd.DataFrame(
         {

@@ -26,8 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.common import bench_args, human_bytes, interleaved, sync
 from nnspec.models import ResNet
-from nnspec.record import Recorder
-from nnspec.spec import load_spec
+from nnspec.runs.recorder import Recorder
+from nnspec.spec.load import load_spec
 
 BINS = 64
 VIEWS = [

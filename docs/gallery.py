@@ -15,8 +15,8 @@ import sys
 import vl_convert as vlc
 
 import nnspec
+from nnspec.output.convert import vl_version
 from nnspec.output.files import slug, write_atomic
-from nnspec.pipeline import vl_version
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,7 +63,7 @@ def render_entry(spec_name: str, query: str, title: str):
     """The entry's view rendered with its spec's model and input."""
     import dataclasses
 
-    from nnspec.spec import DEFAULT_MAX_MARKS, ViewSpec
+    from nnspec.spec.load import DEFAULT_MAX_MARKS, ViewSpec
 
     spec = nnspec.load_spec(os.path.join(ROOT, "specs", spec_name))
     view = ViewSpec(query=query, title=title, max_marks=MAX_MARKS.get(title, DEFAULT_MAX_MARKS))

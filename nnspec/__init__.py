@@ -9,9 +9,15 @@ Torch and Altair load on first use, so importing nnspec stays cheap.
 
 from __future__ import annotations
 
-from .errors import InternalError, ModelError, NnspecError, Span, SpecError
+from nnspec._version import __version__ as __version__
+from nnspec.errors import (
+    InternalError,
+    ModelError,
+    NnspecError,
+    Span,
+    SpecError,
+)
 
-__version__ = "0.1.0"
 __all__ = [
     "InternalError",
     "ModelError",
@@ -34,14 +40,14 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     ``runs=`` names recorded runs whose views over steps to draw side by side.
     ``vars=`` sets spec variables, as ``--set`` does.
     """
-    from .pipeline import render as _render
+    from nnspec.pipeline import render as _render
 
     return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs, vars=vars)
 
 
 def __getattr__(name):
     if name == "Recorder":  # loads torch: only when asked for
-        from .record import Recorder
+        from nnspec.runs.recorder import Recorder
 
         return Recorder
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
@@ -67,12 +73,12 @@ def show(model, query: str, inputs=None, loss: str | None = None, title: str | N
 
 def plan(spec, model=None, inputs=None):
     """Compile a spec into its capture Plan; ``.explain()`` prints it."""
-    from .pipeline import plan as _plan
+    from nnspec.pipeline import plan as _plan
 
     return _plan(spec, model=model, inputs=inputs)
 
 
 def load_spec(source, file=None, vars=None):
-    from .spec import load_spec as _load
+    from nnspec.spec.load import load_spec as _load
 
     return _load(source, file, vars=vars)

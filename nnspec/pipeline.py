@@ -1,4 +1,4 @@
-"""The pipeline driver (DESIGN.md §1). Each numbered stage returns its result,
+"""The pipeline driver (docs/design.md §1). Each numbered stage returns its result,
 so tests and ``nnspec plan`` can look at any of them.
 
     spec.yaml ─1. load─▶ Spec
@@ -13,109 +13,37 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from . import capture, checks, messages
-from .compiler import Available, Capture, Plan, compile_plan, expand_repeats
-from .errors import InternalError, NnspecError, SpecError, format_error
-from .execute import Context, gather, run_transforms
-from .inputs import Batch, load_input, make_loss
-from .marks import draw
-from .modelload import build_model
-from .spec import Spec, load_spec
-from .train import train
-
-FORMATS = ("html", "json", "png", "svg", "pdf")
-
-
-@dataclass
-class ViewResult:
-    title: str
-    query: str
-    description: str = ""
-    data: object = None  # pandas.DataFrame
-    chart: object = None  # altair chart
-    error: str | None = None
-    notes: list = field(default_factory=list)
-    slug: str = ""
-    group: str | None = None  # a repeated view's copies share it
-    columns: int | None = None
-    _vl: dict | None = field(default=None, repr=False)
-
-    def vega_lite(self) -> dict | None:
-        if self.chart is None:
-            return None
-        if self._vl is None:  # to_dict validates the whole chart: do it once
-            try:
-                self._vl = self.chart.to_dict()
-            except Exception as e:
-                raise InternalError(f"Altair rejected the chart nnspec built for '{self.title}': {e}") from e
-        return self._vl
-
-    def to_json(self, indent: int | None = None) -> str:
-        """Deterministic Vega-Lite JSON (sorted keys; compact unless ``indent``)."""
-        seps = (",", ":") if indent is None else (",", ": ")
-        return json.dumps(self.vega_lite(), indent=indent, sort_keys=True, allow_nan=False, separators=seps) + "\n"
-
-
-@dataclass
-class Dashboard:
-    spec: Spec
-    plan: Plan
-    views: list[ViewResult]
-    files: list[str] = field(default_factory=list)
-    footer: str = ""
-    checks: list = field(default_factory=list)  # checks.CheckResult of each expect: entry
-
-    @property
-    def ok(self) -> bool:
-        return all(v.error is None for v in self.views)
-
-    @property
-    def checks_ok(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """Jupyter: the dashboard inline and offline, and a PNG for viewers that run no script."""
-        from .output.notebook import mimebundle
-
-        return mimebundle(self)
-
-    def html(self) -> str:
-        from .output.html import page
-
-        cards = [
-            {
-                "title": v.title,
-                "query": v.query,
-                "description": v.description,
-                "notes": v.notes,
-                "error": v.error,
-                "spec": _without_title(v.vega_lite()),
-                "group": v.group,
-                "columns": v.columns,
-            }
-            for v in self.views
-        ]
-        checks = [{"text": c.text, "passed": c.passed, "line": c.line()} for c in self.checks]
-        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer, checks)
-
-
-def _without_title(spec: dict | None) -> dict | None:
-    """The card shows the title and notes already; the chart need not repeat them."""
-    return None if spec is None else {k: v for k, v in spec.items() if k != "title"}
-
-
-def vl_version() -> str:
-    import altair as alt
-    import vl_convert as vlc
-
-    want = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
-    have = vlc.get_vegalite_versions()
-    return want if want in have else have[-1]
+from nnspec.backends import backend_for
+from nnspec.backends.base import module_at
+from nnspec.capture import messages as capture_messages
+from nnspec.capture import run as capture
+from nnspec.compiler import messages as compiler_messages
+from nnspec.compiler.compile import compile_plan
+from nnspec.compiler.plan import Available, Capture, Plan
+from nnspec.compiler.repeat import expand_repeats
+from nnspec.errors import (
+    InternalError,
+    NnspecError,
+    SpecError,
+    format_error,
+)
+from nnspec.execute import checks
+from nnspec.execute import messages as execute_messages
+from nnspec.execute.data import Context
+from nnspec.execute.gather import gather
+from nnspec.execute.transforms import run_transforms
+from nnspec.inputs.batch import Batch, load_input, make_loss
+from nnspec.inputs.model import build_model
+from nnspec.marks import draw
+from nnspec.output import messages as output_messages
+from nnspec.output.dashboard import Dashboard, ViewResult
+from nnspec.output.write import FORMATS, write_outputs
+from nnspec.runs.train import train
+from nnspec.spec.load import Spec, load_spec
 
 
 # 2. model and input ---------------------------------------------------------
@@ -132,9 +60,13 @@ def _batch(spec: Spec, inputs) -> Batch | None:
 def _loss_problem(spec: Spec, loss, batch):
     """Why gradient views cannot run (a function of the view's span), or None."""
     if loss is None:
-        return lambda span: SpecError(messages.needs_loss("gradients"), span, messages.needs_loss_hint())
+        return lambda span: SpecError(
+            capture_messages.needs_loss("gradients"), span, capture_messages.needs_loss_hint()
+        )
     if loss.needs_target and batch is not None and batch.y is None:
-        err = SpecError(messages.loss_needs_target(loss.name), spec.loss_span, messages.loss_needs_target_hint())
+        err = SpecError(
+            capture_messages.loss_needs_target(loss.name), spec.loss_span, capture_messages.loss_needs_target_hint()
+        )
         return lambda span: err
     return None
 
@@ -164,7 +96,7 @@ def prepare(
     trained = None
     if trains:
         if batch is None:
-            raise SpecError(messages.no_input(), spec.train.span, messages.no_input_hint())
+            raise SpecError(compiler_messages.no_input(), spec.train.span, compiler_messages.no_input_hint())
         trained = train(model, batch.x, batch.y, loss, spec, plan)
     return spec, model, batch, loss, plan, trained
 
@@ -193,11 +125,11 @@ class ExplainedPlan:
 
 def summary(spec: Spec, model) -> str:
     """``nnspec layers --shapes``: the summary table as text, from one traced forward pass."""
-    from .structure import summary_frame, summary_text
+    from nnspec.execute.structure import summary_frame, summary_text
 
     batch = _batch(spec, None)
     if batch is None:
-        raise SpecError(messages.no_input(), None, messages.no_input_hint())
+        raise SpecError(compiler_messages.no_input(), None, compiler_messages.no_input_hint())
     plan = Plan(spec, (), (Capture("trace", ""),))
     captured = capture.run(plan, model, batch.x)
     return summary_text(summary_frame(captured.values[Capture("trace", "").key], model))
@@ -223,7 +155,7 @@ def context(model, batch, runs=(), spec_name: str = "") -> Context:
 
 def open_runs(spec: Spec, runs, trained) -> list:
     """The runs views over steps read: those named (--run), or the one training just wrote."""
-    from .runs import Run
+    from nnspec.runs.store import Run
 
     dirs = list(runs) or ([trained.run] if trained is not None else [])
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
@@ -252,7 +184,7 @@ def run_views(
         except NnspecError as e:
             res.error = format_error(e)
         except Exception as e:  # our bug: this view fails, the others still render
-            res.error = format_error(InternalError(messages.internal_view_error(f"{type(e).__name__}: {e}")))
+            res.error = format_error(InternalError(execute_messages.internal_view_error(f"{type(e).__name__}: {e}")))
         if res.error is not None:
             res.data = res.chart = None
             res.notes = []
@@ -283,7 +215,7 @@ def render(
     side; without them a spec with ``train:`` trains and draws its own run."""
     bad = [f for f in formats if f not in FORMATS]
     if bad:
-        raise SpecError(messages.unknown_format(bad[0], FORMATS))
+        raise SpecError(output_messages.unknown_format(bad[0], FORMATS))
     spec, model, batch, loss, plan, trained = prepare(
         spec, model, inputs, runs=runs, vars=vars, values_files=values_files
     )
@@ -299,7 +231,7 @@ def render(
             r.close()
     footer = _footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
     dash = Dashboard(spec, plan, views, footer=footer, checks=results)
-    from .output.files import slug
+    from nnspec.output.files import slug
 
     taken: set[str] = set()
     for v in views:
@@ -310,10 +242,10 @@ def render(
 
 
 def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
-    from . import __version__
+    from nnspec._version import __version__
 
-    n = sum(p.numel() for p in model.parameters())
-    parts = [f"model {spec.model.factory or type(model).__name__} ({n:,} parameters)"]
+    be = backend_for(model)
+    parts = [f"model {spec.model.factory or module_at(be, '').type} ({be.size():,} parameters)"]
     if batch is not None:
         parts.append(f"input {tuple(batch.x.shape)}" + "".join(f"; {note}" for note in batch.notes))
     if spec.loss:
@@ -321,7 +253,7 @@ def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
     if trained is not None:
         parts.append(trained.note(spec.train))
     if runs:
-        parts.append(messages.note_runs(list(runs)))
+        parts.append(output_messages.note_runs(list(runs)))
     parts.append(f"nnspec {__version__}")
     return " · ".join(parts)
 
@@ -340,46 +272,3 @@ def check(spec_source, model=None, inputs=None, runs=(), vars=None, values_files
     finally:
         for r in opened:
             r.close()
-
-
-# 6. outputs -------------------------------------------------------------------
-def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
-    try:
-        return _write_outputs(dash, out, formats)
-    except OSError as e:
-        raise NnspecError(messages.cannot_write(e.filename or out, e.strerror or str(e))) from None
-
-
-def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
-    from .output.files import write_atomic
-
-    written = []
-    for v in dash.views:
-        if v.chart is None:
-            continue
-        spec = v.vega_lite()
-        if "json" in formats:
-            written.append(write_atomic(os.path.join(out, f"{v.slug}.vl.json"), v.to_json()))
-        for fmt in ("png", "svg", "pdf"):
-            if fmt not in formats:
-                continue
-            try:
-                image = _convert(spec, fmt)
-            except ValueError as e:  # vl-convert could not draw our chart: our bug, this view fails alone
-                v.error = format_error(InternalError(messages.internal_view_error(str(e).splitlines()[0])))
-                v.chart = v.data = None
-                break
-            written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), image))
-    if "html" in formats:  # last, so that it shows a view that failed to export as failed
-        written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
-    return written
-
-
-def _convert(spec: dict, fmt: str):
-    import vl_convert as vlc
-
-    if fmt == "png":
-        return vlc.vegalite_to_png(spec, vl_version=vl_version(), scale=2)
-    if fmt == "svg":
-        return vlc.vegalite_to_svg(spec, vl_version=vl_version())
-    return vlc.vegalite_to_pdf(spec, vl_version=vl_version())

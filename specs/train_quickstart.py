@@ -10,9 +10,9 @@ import os
 
 import torch
 
-from nnspec.inputs import load_input
+from nnspec.inputs.batch import load_input
 from nnspec.models import MLP
-from nnspec.spec import load_spec
+from nnspec.spec.load import load_spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

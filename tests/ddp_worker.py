@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import nnspec
-from nnspec import reduce
+from nnspec.numerics import reduce
 from tests.fixtures.models import TinyMLP
 from tests.helpers import spec
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 
 def spec(views, factory="tests.fixtures.models:make_tiny_mlp", inp=None, loss="mse", **extra) -> dict:
     d = {
@@ -41,9 +44,117 @@ def iris_spec(views, loss="cross_entropy", hidden: int = 6) -> dict:
 
 def model_and_batch(d: dict):
     """The model and batch nnspec builds for spec dict ``d``, for hand computations."""
-    from nnspec.inputs import load_input
-    from nnspec.modelload import build_model
-    from nnspec.spec import load_spec
+    from nnspec.inputs.batch import load_input
+    from nnspec.inputs.model import build_model
+    from nnspec.spec.load import load_spec
 
     s = load_spec(d)
     return build_model(s), load_input(s.input, ".")
+
+
+# Golden Vega-Lite documents, compared so that they hold on any machine.
+#
+# float32 carries ~7 significant digits: the same torch build on another x86 CPU
+# (other SIMD widths, other threading) sums reductions in another order and
+# differs at ~1e-7 relative, which the goldens' 9 printed digits show. rel_tol
+# 1e-5 is 100x that noise and still catches any change a reader could see;
+# abs_tol 1e-6 covers values that cancel to ~0, whose relative noise is large.
+GOLDEN_REL_TOL = 1e-5
+GOLDEN_ABS_TOL = 1e-6
+
+# Altair names an inline data set "data-" + the MD5 of its rows: float noise renames it.
+_DATASET_NAME = re.compile(r"data-[0-9a-f]{32}")
+
+
+def canonical_dataset_names(doc):
+    """``doc`` with Altair's content-hashed data set names renamed ``data-0``,
+    ``data-1``, … in the order the document first refers to them.
+
+    References (``"data": {"name": …}``) are numbered before the ``datasets``
+    dictionaries that define them: a layered chart has no top-level ``data``,
+    and its sorted keys put ``datasets`` (ordered by hash, so by the floats)
+    before ``layer``. Data sets nothing refers to are numbered last, in the
+    order they are listed."""
+    names: dict[str, str] = {}
+
+    def number(text: str) -> None:
+        for name in _DATASET_NAME.findall(text):
+            names.setdefault(name, f"data-{len(names)}")
+
+    def collect(x, deferred: list) -> None:
+        if isinstance(x, dict):
+            for k, v in x.items():
+                number(k)
+                if k == "datasets" and isinstance(v, dict):
+                    deferred.append(v)
+                else:
+                    collect(v, deferred)
+        elif isinstance(x, list):
+            for v in x:
+                collect(v, deferred)
+        elif isinstance(x, str):
+            number(x)
+
+    deferred: list = []
+    collect(doc, deferred)
+    for datasets in deferred:
+        for k in datasets:
+            number(k)
+        collect(list(datasets.values()), [])
+
+    def rename(x):
+        if isinstance(x, dict):
+            return {rename(k): rename(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [rename(v) for v in x]
+        if isinstance(x, str):
+            return _DATASET_NAME.sub(lambda m: names[m.group(0)], x)
+        return x
+
+    return rename(doc)
+
+
+def _json_path(path: str, key) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if re.fullmatch(r"[A-Za-z_$][A-Za-z0-9_$]*", key) else f"{path}[{key!r}]"
+
+
+def json_difference(expected, actual, rel_tol=GOLDEN_REL_TOL, abs_tol=GOLDEN_ABS_TOL, path="$") -> str | None:
+    """The first difference between two parsed JSON documents, as ``"<JSON path>:
+    expected X, got Y"``, or None. Structure is compared exactly (keys, list
+    lengths, strings, bools, ints, null, and which numbers are floats); floats
+    with ``math.isclose(rel_tol, abs_tol)``. Apply canonical_dataset_names first."""
+    if isinstance(expected, bool) or isinstance(actual, bool) or type(expected) is not type(actual):
+        if type(expected) is type(actual) and expected == actual:
+            return None
+        return f"{path}: expected {type(expected).__name__} {expected!r}, got {type(actual).__name__} {actual!r}"
+    if isinstance(expected, float):
+        if math.isclose(expected, actual, rel_tol=rel_tol, abs_tol=abs_tol) or (
+            math.isnan(expected) and math.isnan(actual)
+        ):
+            return None
+        return f"{path}: expected {expected!r}, got {actual!r} (beyond rel_tol={rel_tol:g}, abs_tol={abs_tol:g})"
+    if isinstance(expected, dict):
+        for k in expected:
+            if k not in actual:
+                return f"{_json_path(path, k)}: expected {expected[k]!r:.200}, got no such key"
+        for k in actual:
+            if k not in expected:
+                return f"{_json_path(path, k)}: expected no such key, got {actual[k]!r:.200}"
+        for k in expected:
+            diff = json_difference(expected[k], actual[k], rel_tol, abs_tol, _json_path(path, k))
+            if diff:
+                return diff
+        return None
+    if isinstance(expected, list):
+        if len(expected) != len(actual):
+            return f"{path}: expected a list of {len(expected)}, got a list of {len(actual)}"
+        for i, (e, a) in enumerate(zip(expected, actual)):
+            diff = json_difference(e, a, rel_tol, abs_tol, _json_path(path, i))
+            if diff:
+                return diff
+        return None
+    if expected != actual:  # str, int, None
+        return f"{path}: expected {expected!r}, got {actual!r}"
+    return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import nnspec
-from nnspec.cli import main
+from nnspec.cli.main import main
 from nnspec.pipeline import check
 from tests.helpers import spec
 

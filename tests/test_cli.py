@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from nnspec.cli import main
+from nnspec.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = os.path.join(ROOT, "specs", "quickstart.yaml")

@@ -13,7 +13,7 @@ import shutil
 import pytest
 
 import nnspec
-from nnspec.cli import main
+from nnspec.cli.main import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
@@ -44,8 +44,22 @@ def test_doc_spec_renders(block, project):
 
 
 @pytest.mark.parametrize("block", list(_blocks("python")))
-def test_doc_python_runs(block, project):
+def test_doc_python_runs(block, project, monkeypatch):
+    # every dashboard the block makes, also those it does not keep in a variable
+    # (README: `nnspec.render(spec, model=…)`, `nnspec.show(…)`, which renders through nnspec.render)
+    dashboards = []
+    render = nnspec.render
+
+    def kept(*args, **kwargs):
+        dashboards.append(render(*args, **kwargs))
+        return dashboards[-1]
+
+    monkeypatch.setattr(nnspec, "render", kept)
     exec(compile(block, "<doc example>", "exec"), {"__name__": "__doc_example__"})
+    if "nnspec.render(" in block or "nnspec.show(" in block:
+        assert dashboards, "the example renders nothing"
+    for dash in dashboards:
+        assert dash.views and dash.ok, [(v.query, v.error) for v in dash.views if v.error]
 
 
 @pytest.mark.parametrize("block", list(_blocks("bash")))
@@ -62,7 +76,7 @@ def test_there_are_examples():
 
 
 def test_the_query_reference_covers_the_grammar():
-    from nnspec.query import MARKS, TRANSFORMS, grammar_text
+    from nnspec.query.parser import MARKS, TRANSFORMS, grammar_text
 
     guide = open(os.path.join(ROOT, "docs", "guide.md"), encoding="utf-8").read()
     kinds = re.search(r"KIND: (.*)", grammar_text()).group(1)

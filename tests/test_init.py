@@ -8,7 +8,7 @@ import os
 import pytest
 
 import nnspec
-from nnspec.cli import main
+from nnspec.cli.main import main
 from tests.conftest import ROOT
 
 FACTORIES = [
@@ -35,7 +35,7 @@ def test_init_output_renders(factory, tmp_path, monkeypatch):
     text = open(out).read()
     assert text.startswith("# yaml-language-server: $schema=nnspec.schema.json\n")
     schema = json.load(open(tmp_path / "nnspec.schema.json"))
-    assert schema == json.loads(json.dumps(nnspec.spec.schema()))
+    assert schema == json.loads(json.dumps(nnspec.spec.load.schema()))
     dash = nnspec.render(out)
     assert [v.error for v in dash.views if v.error] == []
     assert [v.title for v in dash.views][:2] == ["Architecture", "Layer summary"]

@@ -8,8 +8,8 @@ import torch
 
 import nnspec
 from nnspec.errors import SpecError
-from nnspec.inputs import load_input
-from nnspec.spec import load_spec
+from nnspec.inputs.batch import load_input
+from nnspec.spec.load import load_spec
 from tests.helpers import iris_spec, model_and_batch, spec, view
 
 

@@ -188,7 +188,7 @@ def test_pca_matches_numpy_and_reports_variance():
 
 
 def test_layers_shapes_cli(capsys):
-    from nnspec.cli import main
+    from nnspec.cli.main import main
 
     assert main(["layers", "--shapes", "specs/transformer.yaml"]) == 0
     out = capsys.readouterr().out

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import nnspec
-from nnspec import reduce, reduce_small
+from nnspec.numerics import reduce
+from nnspec.numerics import small as reduce_small
 from tests.fixtures.models import NaNModel, TinyCNN, TinyMLP
 from tests.helpers import spec, view
 

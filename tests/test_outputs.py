@@ -99,16 +99,16 @@ def test_encoding_columns_checked():
 
 
 def test_a_view_vl_convert_cannot_draw_fails_alone(tmp_path, monkeypatch):
-    from nnspec import pipeline
+    from nnspec.output import write
 
-    real = pipeline._convert
+    real = write.convert
 
     def flaky(spec, fmt):
         if "histogram" in str(spec.get("title", "")):
             raise ValueError("Vega-Lite to PNG conversion failed: boom")
         return real(spec, fmt)
 
-    monkeypatch.setattr(pipeline, "_convert", flaky)
+    monkeypatch.setattr(write, "convert", flaky)
     views = [
         {"title": "heat", "query": "weights of fc1 | heatmap"},
         {"title": "histogram", "query": "weights of fc2 | histogram"},

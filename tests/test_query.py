@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from nnspec import messages
 from nnspec.errors import Span, SpecError
-from nnspec.query import parse
-from nnspec.query_ast import Glob, RegexSelector, TypeSelector
+from nnspec.query import messages
+from nnspec.query.ast import Glob, RegexSelector, TypeSelector
+from nnspec.query.parser import parse
+from nnspec.spec import messages as spec_messages
 
 
 @pytest.mark.parametrize(
@@ -61,13 +62,13 @@ def _error(text, span=None) -> SpecError:
 
 def test_unknown_step_suggests():
     e = _error("weights of fc1 | histgram")
-    assert e.hint == messages.did_you_mean("histogram")
+    assert e.hint == spec_messages.did_you_mean("histogram")
     assert e.span.col == 18
 
 
 def test_unknown_source_suggests():
     e = _error("weigts of fc1")
-    assert e.hint == messages.did_you_mean("weights")
+    assert e.hint == spec_messages.did_you_mean("weights")
 
 
 def test_parse_error_column_inside_the_yaml_file():

@@ -7,9 +7,9 @@ import os
 import pytest
 import torch
 
-from nnspec import rules
-from nnspec.compiler import compile_view
-from nnspec.spec import load_spec
+from nnspec.compiler import rules
+from nnspec.compiler.compile import compile_view
+from nnspec.spec.load import load_spec
 from tests.fixtures.models import TinyMLP
 from tests.helpers import spec
 

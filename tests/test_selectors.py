@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from nnspec.compiler.selectors import resolve_modules, resolve_params
 from nnspec.errors import SpecError
 from nnspec.models import ResNet
-from nnspec.query import parse
-from nnspec.selectors import resolve_modules, resolve_params
+from nnspec.query.parser import parse
 
 
 @pytest.fixture(scope="module")

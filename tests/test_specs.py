@@ -39,8 +39,8 @@ def test_same_spec_same_bytes(tmp_path):
 def test_quickstart_numbers():
     dash = nnspec.render(os.path.join(ROOT, "specs", "quickstart.yaml"))
 
-    from nnspec.modelload import build_model
-    from nnspec.spec import load_spec
+    from nnspec.inputs.model import build_model
+    from nnspec.spec.load import load_spec
 
     model = build_model(load_spec(os.path.join(ROOT, "specs", "quickstart.yaml")))
     heat = dash.views[0].data

@@ -8,9 +8,9 @@ import textwrap
 import pytest
 
 import nnspec
-from nnspec.cli import main
+from nnspec.cli.main import main
 from nnspec.errors import SpecError
-from nnspec.spec import load_spec
+from nnspec.spec.load import load_spec
 from tests.conftest import ROOT
 
 MODEL = 'model: {factory: "tests.fixtures.models:make_tiny_mlp"}\ninput: {random: {shape: [4, 4]}}\nloss: sum\n'
@@ -201,7 +201,7 @@ def test_editors_see_no_false_errors_in_the_shipped_specs():
     import jsonschema
     import yaml
 
-    schema = json.load(open(os.path.join(ROOT, "nnspec", "schema.json")))
+    schema = json.load(open(os.path.join(ROOT, "nnspec", "spec", "schema.json")))
     validator = jsonschema.Draft7Validator(schema)
     paths = glob.glob(os.path.join(ROOT, "specs", "*.yaml")) + glob.glob(os.path.join(ROOT, "specs", "team", "*.yaml"))
     for path in paths:

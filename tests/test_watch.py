@@ -7,7 +7,7 @@ import threading
 import time
 
 import nnspec
-from nnspec.watch import watch
+from nnspec.cli.watch import watch
 
 MODEL = 'model: {factory: "tests.fixtures.models:make_tiny_mlp"}\n'
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import BACKWARD_KINDS, Capture, Plan
+from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan
 
 _ELEMENT = 4  # bytes of a float32 element, what a kept tensor usually is
 

@@ -7,18 +7,23 @@ budget: larger tensors are aggregated first and the subtitle says so.
 
 from __future__ import annotations
 
-from .. import messages
-from ..errors import InternalError, SpecError
-from ..execute import Data
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .bars import visit_bar, visit_histogram, visit_line, visit_scatter
-from .common import finish
-from .graph import visit_graph
-from .heatmap import visit_heatmap
-from .images import visit_attention, visit_images
-from .steps import SERIES_KINDS, visit_ridgeline, visit_steps_line
-from .tables import visit_box, visit_table
+from nnspec.errors import InternalError, SpecError
+from nnspec.execute.data import Data
+from nnspec.marks import messages
+from nnspec.marks.bars import (
+    visit_bar,
+    visit_histogram,
+    visit_line,
+    visit_scatter,
+)
+from nnspec.marks.common import finish
+from nnspec.marks.graph import visit_graph
+from nnspec.marks.heatmap import visit_heatmap
+from nnspec.marks.images import visit_attention, visit_images
+from nnspec.marks.steps import SERIES_KINDS, visit_ridgeline, visit_steps_line
+from nnspec.marks.tables import visit_box, visit_table
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 VISITORS = {
     "heatmap": visit_heatmap,

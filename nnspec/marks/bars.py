@@ -7,12 +7,20 @@ import math
 import altair as alt
 import pandas as pd
 
-from .. import messages, reduce
-from ..errors import SpecError
-from ..execute import Data, transform_histogram
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import check_columns, facet, inline, size, tooltip
+from nnspec.errors import SpecError
+from nnspec.execute.data import Data
+from nnspec.execute.transforms import transform_histogram
+from nnspec.marks import messages
+from nnspec.marks.common import (
+    check_columns,
+    facet,
+    inline,
+    size,
+    tooltip,
+)
+from nnspec.numerics import reduce
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 
 def visit_histogram(data: Data, mark: Step, view: ViewSpec):

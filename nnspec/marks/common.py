@@ -7,10 +7,10 @@ import math
 import altair as alt
 import pandas as pd
 
-from .. import messages
-from ..errors import SpecError
-from ..query_ast import Step
-from ..spec import ViewSpec
+from nnspec.errors import SpecError
+from nnspec.marks import messages
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 DIVERGING = "blueorange"
 SEQUENTIAL = "viridis"

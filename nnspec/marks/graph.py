@@ -10,12 +10,13 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .. import messages
-from ..errors import SpecError
-from ..execute import Data
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import inline
+from nnspec.errors import SpecError
+from nnspec.execute.data import Data
+from nnspec.marks import messages
+from nnspec.marks.common import inline
+from nnspec.query import messages as query_messages
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 BOX = {"TB": (150, 30, 60, 170), "LR": (150, 30, 190, 48)}  # box w, h; px per rank, px per slot
 
@@ -27,7 +28,7 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     options = data.options | dict(mark.args)
     color_by = options.get("color", "type")
     if color_by not in ("type", "params") and "stat" not in nodes:
-        raise SpecError(messages.bad_argument("graph", "color", color_by, "type, params or a query"), mark.span)
+        raise SpecError(query_messages.bad_argument("graph", "color", color_by, "type, params or a query"), mark.span)
     direction = options.get("direction", "TB")
     box_w, box_h, per_rank, per_slot = BOX[direction]
     xs, ys = nodes["x"], nodes["y"]

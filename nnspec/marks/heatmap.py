@@ -7,12 +7,20 @@ import math
 import altair as alt
 import pandas as pd
 
-from .. import messages, reduce
-from ..errors import SpecError
-from ..execute import Data, fit_blocks
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import check_columns, color_scale, facet, inline
+from nnspec.errors import SpecError
+from nnspec.execute import messages as execute_messages
+from nnspec.execute.data import Data
+from nnspec.execute.transforms import fit_blocks
+from nnspec.marks import messages
+from nnspec.marks.common import (
+    check_columns,
+    color_scale,
+    facet,
+    inline,
+)
+from nnspec.numerics import reduce
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 
 def _as_2d(layer: str, t, mark: Step):
@@ -22,9 +30,9 @@ def _as_2d(layer: str, t, mark: Step):
         return t.reshape(1, 1)
     if t.dim() != 2:
         raise SpecError(
-            messages.needs_2d(mark.name, layer, t.shape),
+            execute_messages.needs_2d(mark.name, layer, t.shape),
             mark.span,
-            messages.needs_2d_hint(t.shape),
+            execute_messages.needs_2d_hint(t.shape),
         )
     return t
 
@@ -43,7 +51,7 @@ def heatmap_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
             values, bad = reduce.block_mean(t, rows, cols)
             r_edges = reduce._edges(t.shape[0], rows, "cpu").tolist()
             c_edges = reduce._edges(t.shape[1], cols, "cpu").tolist()
-            notes.append(f"{layer}: " + messages.note_block_mean(tuple(t.shape), (rows, cols)))
+            notes.append(f"{layer}: " + execute_messages.note_block_mean(tuple(t.shape), (rows, cols)))
         v = values.reshape(-1).tolist()
         r_idx = [r for r in range(rows) for _ in range(cols)]
         c_idx = [c for _ in range(rows) for c in range(cols)]

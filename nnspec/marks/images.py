@@ -9,12 +9,20 @@ import altair as alt
 import pandas as pd
 import torch
 
-from .. import messages, reduce
-from ..errors import SpecError
-from ..execute import Data, fit_blocks
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import check_columns, color_scale, inline, tooltip
+from nnspec.errors import SpecError
+from nnspec.execute import messages as execute_messages
+from nnspec.execute.data import Data
+from nnspec.execute.transforms import fit_blocks
+from nnspec.marks import messages
+from nnspec.marks.common import (
+    check_columns,
+    color_scale,
+    inline,
+    tooltip,
+)
+from nnspec.numerics import reduce
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 MIN_TILE_CELLS = 16
 
@@ -51,7 +59,7 @@ def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFram
         tiles, labels = tiles[:keep], labels[:keep]
         rows, cells = fit_blocks((h, w), max(1, per_layer // keep))
         if (rows, cells) != (h, w):
-            notes.append(f"{layer}: " + messages.note_block_mean((h, w), (rows, cells)) + " per tile")
+            notes.append(f"{layer}: " + execute_messages.note_block_mean((h, w), (rows, cells)) + " per tile")
         c = cols or min(keep, max(1, round(math.sqrt(keep * 1.5))))
         # room above each tile for its label (~12 px), in cells of the final size
         px = _cell_px(c * (cells + 1), math.ceil(keep / c) * (rows + 2))
@@ -84,7 +92,7 @@ def _cell_px(grid_w: int, grid_h: int) -> float:
 
 def visit_images(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
-        raise SpecError(messages.step_needs_tensors("images"), mark.span)
+        raise SpecError(execute_messages.step_needs_tensors("images"), mark.span)
     frame, notes, grids = images_frame(data, view.max_marks, mark.arg("cols"))
     check_columns(mark, frame)
     nonfinite = int((~frame["value"].map(math.isfinite)).sum())
@@ -158,7 +166,7 @@ def attention_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
                 f["key_label"] = [f"{c}:{tokens[c]}" for c in f["key"]]
             frames.append(f)
         if (rows, cols) != (lq, lk):
-            notes.append(f"{layer}: " + messages.note_block_mean((lq, lk), (rows, cols)) + " per head")
+            notes.append(f"{layer}: " + execute_messages.note_block_mean((lq, lk), (rows, cols)) + " per head")
         bad = int((~torch.isfinite(w)).sum())
         if bad:
             notes.append(f"{layer}: " + messages.note_nonfinite_values(bad))

@@ -11,12 +11,18 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from .. import messages
-from ..errors import SpecError
-from ..execute import Data
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import FACET_COLUMNS, check_columns, inline, size, tooltip
+from nnspec.errors import SpecError
+from nnspec.execute.data import Data
+from nnspec.marks import messages
+from nnspec.marks.common import (
+    FACET_COLUMNS,
+    check_columns,
+    inline,
+    size,
+    tooltip,
+)
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 SERIES_KINDS = ("series", "stats_series", "histogram_series")
 RED = "#c0392b"

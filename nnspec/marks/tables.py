@@ -7,12 +7,19 @@ import math
 import altair as alt
 import pandas as pd
 
-from .. import messages, reduce
-from ..errors import SpecError
-from ..execute import Data, stats_table
-from ..query_ast import Step
-from ..spec import ViewSpec
-from .common import check_columns, inline, size, tooltip
+from nnspec.errors import SpecError
+from nnspec.execute import messages as execute_messages
+from nnspec.execute.data import Data, stats_table
+from nnspec.marks import messages
+from nnspec.marks.common import (
+    check_columns,
+    inline,
+    size,
+    tooltip,
+)
+from nnspec.numerics import reduce
+from nnspec.query.ast import Step
+from nnspec.spec.load import ViewSpec
 
 
 def box_frame(data: Data) -> pd.DataFrame:
@@ -50,7 +57,7 @@ def _quantile(sorted_t, p: float) -> float:
 
 def visit_box(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
-        raise SpecError(messages.step_needs_tensors("box"), mark.span)
+        raise SpecError(execute_messages.step_needs_tensors("box"), mark.span)
     frame = box_frame(data)
     check_columns(mark, frame)
     x = alt.X("layer:N", sort=None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .files import write_atomic
+from nnspec.output.files import write_atomic
 
 
 def cache_dir() -> str:

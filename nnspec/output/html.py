@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import json
 
-from .bundle import javascript_bundle
+from nnspec.output.bundle import javascript_bundle
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f6f7f9;color:#1d2330}

@@ -41,7 +41,7 @@ def stacked_png(dash, scale: float = 1.0) -> bytes | None:
     """Every drawn view in one Vega-Lite vconcat (each keeps its title), as a PNG."""
     import vl_convert as vlc
 
-    from ..pipeline import vl_version
+    from nnspec.output.convert import vl_version
 
     parts, datasets = [], {}
     for v in dash.views:

@@ -1,0 +1,88 @@
+"""Messages of compiling queries against a model (selectors, sources, checks): every one a function, kept beside the stage that raises it.
+
+Tests assert against these functions, not against copied strings.
+"""
+
+from __future__ import annotations
+
+from nnspec.text import names
+
+
+def no_input() -> str:
+    return "this spec needs an input for its forward pass, and has none"
+
+
+def no_input_hint() -> str:
+    return "add 'input: {random: {shape: [8, 3, 32, 32]}}', a dataset or a file, or pass inputs="
+
+
+def no_attention() -> str:
+    return "the model has no nn.MultiheadAttention module to take attention weights from"
+
+
+def attention_hint(paths) -> str:
+    return f"attention modules: {names(paths)}"
+
+
+def needs_train() -> str:
+    return "'over steps' needs a training run, and the spec has no 'train:' and no run was given"
+
+
+def needs_train_hint() -> str:
+    return "add 'train: {steps: 200, optimizer: {name: adam, lr: 0.01}}', or render a recorded run: --run runs/NAME"
+
+
+def over_steps_must_reduce(step: str | None, reductions) -> str:
+    what = f"'{step}' cannot come here" if step else "the view keeps whole tensors"
+    *some, last = reductions
+    return (
+        f"{what}: a view over steps records a few numbers per layer and step; start its steps with "
+        f"{', '.join(some)} or {last}"
+    )
+
+
+def no_match(selector: str) -> str:
+    return f"no module matches '{selector}'"
+
+
+def no_match_hint(close) -> str:
+    close = list(close)
+    if not close:
+        return "run 'nnspec layers SPEC' to list the module paths"
+    return f"did you mean {' or '.join(repr(c) for c in close)}? ('nnspec layers SPEC' lists them all)"
+
+
+def no_params(kind: str, selector: str) -> str:
+    return f"'{selector}' matches modules, but none has {kind}"
+
+
+def bad_regex(pattern: str, why: str) -> str:
+    return f"invalid regular expression /{pattern}/: {why}"
+
+
+def unknown_type(name: str) -> str:
+    return f"no module of type '{name}' in the model"
+
+
+def max_marks_over(n: int, limit: int) -> str:
+    return f"max_marks={n} is above the limit of {limit}"
+
+
+def update_ratio_needs_steps() -> str:
+    return "update_ratio is ‖Δw‖/‖w‖ of one optimizer step: it needs weights over steps"
+
+
+def update_ratio_needs_steps_hint() -> str:
+    return "write e.g. 'weights of * over steps | update_ratio | line'"
+
+
+def comparison_outside_expect() -> str:
+    return "a comparison ('< 0.5') belongs in an expect: check, not in a view"
+
+
+def comparison_outside_expect_hint() -> str:
+    return "move this line under 'expect:', or drop the comparison to draw the values"
+
+
+def check_needs_comparison() -> str:
+    return "a check needs a comparison at the end, e.g. '| dead_fraction < 0.5'"

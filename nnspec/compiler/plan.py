@@ -1,0 +1,133 @@
+"""The Plan's types: what compile produces and every later stage reads.
+
+    Capture   one thing collected during the passes (a tensor slice or its reduction)
+    ViewPlan  one view's query resolved: its layers, captures, remaining transforms and mark
+    Plan      every view's ViewPlan and the deduplicated captures of one render
+
+Kept apart from the compile driver and its rules (as sqlglot keeps
+``expressions.py`` apart from ``optimizer/``), so a rule never imports the driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nnspec.errors import NnspecError
+from nnspec.numerics.reductions import REDUCTIONS
+from nnspec.query.ast import Index, Query, Step
+from nnspec.spec.load import Spec, ViewSpec
+
+CAPTURE_KINDS = (
+    "param", "grad", "activation", "input", "output_grad", "input_grad", "trace", "attention",
+    "update",  # a parameter's change over one optimizer step (views over steps)
+)  # fmt: skip
+BACKWARD_KINDS = ("grad", "output_grad", "input_grad")
+
+
+@dataclass(frozen=True, slots=True)
+class Reduce:
+    """A reduction pushed into the capture: one of numerics' REDUCTIONS, with its histogram's bins and range."""
+
+    op: str
+    abs: bool = False
+    bins: int | None = None
+    range: tuple | None = None
+
+    def __post_init__(self):
+        if self.op not in REDUCTIONS:
+            raise ValueError(f"reduction {self.op!r}: expected one of {', '.join(REDUCTIONS)}")
+
+    def __str__(self) -> str:
+        text = ("abs | " if self.abs else "") + self.op
+        if self.op == "histogram":
+            text += f"(bins={self.bins}" + (f", range={list(self.range)}" if self.range else "") + ")"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    """One thing collected during the passes: a tensor slice or its reduction."""
+
+    kind: str
+    target: str  # module path or parameter path; "" for input_grad
+    index: Index | None = None
+    reduce: Reduce | None = None
+
+    def __post_init__(self):
+        if self.kind not in CAPTURE_KINDS:
+            raise ValueError(f"capture kind {self.kind!r}: expected one of {', '.join(CAPTURE_KINDS)}")
+
+    @property
+    def series_key(self) -> str:
+        """How a run names what it recorded, e.g. ``grad fc1.weight | norm``."""
+        return f"{self.kind} {self.target or 'input'}{self.index or ''} | {self.reduce}"
+
+    @property
+    def key(self) -> tuple:
+        return (
+            self.kind,
+            self.target,
+            str(self.index) if self.index else "",
+            str(self.reduce or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ViewPlan:
+    view: ViewSpec
+    query: Query | None
+    layers: tuple[str, ...] = ()
+    captures: tuple[Capture, ...] = ()
+    transforms: tuple[Step, ...] = ()
+    mark: Step | None = None
+    error: NnspecError | None = None
+    colour: ViewPlan | None = None  # graph(color="activations of * | std"): the query that colours nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    spec: Spec
+    views: tuple[ViewPlan, ...]
+    captures: tuple[Capture, ...]  # for the one forward/backward pass of a render
+    recorded: tuple[Capture, ...] = ()  # for views over steps: what a run records at each recorded step
+    checks: tuple[ViewPlan, ...] = ()  # the spec's expect: entries
+
+    @property
+    def forward(self) -> bool:
+        return any(c.kind != "param" for c in self.captures)
+
+    @property
+    def backward(self) -> bool:
+        return any(c.kind in BACKWARD_KINDS for c in self.captures)
+
+    @property
+    def hooked(self) -> tuple[str, ...]:
+        """Modules that get a forward hook, in first-use order."""
+        seen: dict[str, None] = {}
+        for c in self.captures:
+            if c.kind in ("activation", "input", "output_grad", "attention"):
+                seen[c.target] = None
+            elif c.kind == "trace":
+                seen["* (trace)"] = None
+        return tuple(seen)
+
+    def explain(self, shapes: dict | None = None) -> str:
+        from nnspec.compiler.explain import explain
+
+        return explain(self, shapes)
+
+
+@dataclass(frozen=True, slots=True)
+class Available:
+    """What the passes can use: an input batch, and a usable loss (or why not)."""
+
+    has_input: bool = True
+    loss_problem: object = None  # None, or Span -> SpecError
+    runs: bool = False  # a run to read: the spec trains, or --run names one (views over steps need it)
+
+
+def with_captures(vp: ViewPlan, captures, transforms) -> ViewPlan:
+    return replace(vp, captures=tuple(captures), transforms=tuple(transforms))
+
+
+ALL_AVAILABLE = Available()  # an input, a loss and runs: what tests and `nnspec plan` assume

@@ -1,0 +1,141 @@
+"""Resolve selectors against a model: module paths and parameter paths.
+
+Rules (docs/guide.md §8, "Choices made where the design was silent"):
+- an exact path matches that module (container or leaf) or that parameter;
+- a glob with ``*``/``?`` (fnmatch: ``*`` crosses dots) and a ``/regex/``
+  (full match) match leaf modules, and parameter paths for parameter sources;
+- ``type(Name)`` matches every module whose class (or a base class) is Name;
+- a matched module gives a parameter source every parameter under it;
+- ``except`` removes matches; results keep the model's order, without repeats.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+
+from nnspec.backends import backend_for
+from nnspec.backends.base import Backend, Module, walk
+from nnspec.compiler import messages
+from nnspec.errors import SpecError
+from nnspec.query.ast import (
+    Glob,
+    RegexSelector,
+    Selector,
+    TypeSelector,
+)
+from nnspec.spec import messages as spec_messages
+
+
+def _wild(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
+
+
+def modules(be: Backend) -> list[Module]:
+    """Every module but the root, in the model's order."""
+    return list(walk(be.modules()))
+
+
+def _match_atom_modules(atom, be: Backend) -> list[str]:
+    mods = modules(be)
+    if isinstance(atom, TypeSelector):
+        return [m.path for m in mods if atom.name in m.types]
+    if isinstance(atom, RegexSelector):
+        rx = _compile(atom)
+        return [m.path for m in mods if m.leaf and rx.fullmatch(m.path)]
+    if _wild(atom.pattern):
+        return [m.path for m in mods if m.leaf and fnmatch.fnmatchcase(m.path, atom.pattern)]
+    return [m.path for m in mods if m.path == atom.pattern]
+
+
+def _match_atom_params(atom, be: Backend) -> list[str]:
+    names = be.param_names()
+    if isinstance(atom, RegexSelector):
+        rx = _compile(atom)
+        direct = [n for n in names if rx.fullmatch(n)]
+    elif isinstance(atom, Glob):
+        direct = [n for n in names if fnmatch.fnmatchcase(n, atom.pattern)]
+    else:
+        direct = []
+    under = set()
+    for path in _match_atom_modules(atom, be):
+        under.update(n for n in names if n.startswith(path + "."))
+    return [n for n in names if n in under or n in direct]
+
+
+def _compile(atom: RegexSelector):
+    try:
+        return re.compile(atom.pattern)
+    except re.error as e:
+        raise SpecError(messages.bad_regex(atom.pattern, str(e)), atom.span) from None
+
+
+def _resolve(selector: Selector, be: Backend, match, universe: list[str]) -> list[str]:
+    chosen: set[str] = set()
+    for atom in selector.include:
+        found = match(atom, be)
+        if not found:
+            raise _no_match(atom, be, universe)
+        chosen.update(found)
+    for atom in selector.exclude:
+        chosen.difference_update(match(atom, be))
+    return [n for n in universe if n in chosen]
+
+
+def resolve_modules(selector: Selector, model) -> list[str]:
+    """Module paths a selector picks, in model order (``model``: a model or its backend)."""
+    be = backend_for(model)
+    return _resolve(selector, be, _match_atom_modules, [m.path for m in modules(be)])
+
+
+def resolve_params(kind: str, selector: Selector, model) -> list[str]:
+    """Parameter paths a selector picks for ``weights``/``biases``/``params``/``grads``."""
+    be = backend_for(model)
+    universe = list(be.param_names())
+    names = _resolve(selector, be, _match_atom_params, universe)
+    leaf = {"weights": "weight", "biases": "bias"}.get(kind)
+    picked = [n for n in names if leaf is None or leaf in n.rsplit(".", 1)[-1]]
+    if not picked:
+        raise SpecError(messages.no_params(kind, str(selector)), selector.span)
+    return picked
+
+
+def attention_modules(model) -> list[str]:
+    """Paths of the modules whose attention weights nnspec can capture."""
+    return [m.path for m in modules(backend_for(model)) if m.attention]
+
+
+def resolve_attention(selector: Selector, model) -> list[str]:
+    """Attention modules a selector picks; globs match them even though they are not leaves."""
+    be = backend_for(model)
+    universe = attention_modules(be)
+    if not universe:
+        raise SpecError(messages.no_attention(), selector.span)
+
+    def match(atom, be):
+        if isinstance(atom, TypeSelector):
+            return [p for p in _match_atom_modules(atom, be) if p in universe]
+        if isinstance(atom, RegexSelector):
+            return [p for p in universe if _compile(atom).fullmatch(p)]
+        return [p for p in universe if fnmatch.fnmatchcase(p, atom.pattern)]
+
+    try:
+        return _resolve(selector, be, match, universe)
+    except SpecError as e:
+        raise SpecError(e.message, e.span, messages.attention_hint(universe)) from None
+
+
+def _no_match(atom, be: Backend, universe) -> SpecError:
+    if isinstance(atom, TypeSelector):
+        types = sorted({m.type for m in modules(be)})
+        close = difflib.get_close_matches(atom.name, types, n=1)
+        return SpecError(
+            messages.unknown_type(atom.name),
+            atom.span,
+            spec_messages.did_you_mean(close[0]) if close else None,
+        )
+    text = str(atom)
+    paths = [m.path for m in modules(be)] + list(be.param_names())
+    close = difflib.get_close_matches(text, paths, n=3, cutoff=0.5)
+    return SpecError(messages.no_match(text), atom.span, messages.no_match_hint(close))

@@ -1,0 +1,76 @@
+"""Captured values of one view ──▶ ``Data``: tensors by layer, a reduced table,
+a structure (graph, summary, function curves) or a series over steps."""
+
+from __future__ import annotations
+
+from nnspec.compiler import messages as compiler_messages
+from nnspec.compiler.plan import ViewPlan
+from nnspec.errors import SpecError
+from nnspec.execute import functions, messages, structure
+from nnspec.execute.data import Context, Data, histogram_data, scalar_table, stats_table
+from nnspec.execute.series import over_steps
+from nnspec.execute.transforms import run_transforms
+
+
+def gather(vp: ViewPlan, captured, context: Context | None = None) -> Data:
+    """The captures of one view as Data; capture problems become notes or errors."""
+    data = _gather(vp, captured, context or Context())
+    data.source = vp.query.source.kind
+    data.context = context or Context()
+    return data
+
+
+def _gather(vp: ViewPlan, captured, context: Context) -> Data:
+    src = vp.query.source
+    if vp.query.over_steps:
+        return over_steps(vp, context)
+    if src.kind in ("graph", "summary", "function"):
+        return _structure(vp, captured, context)
+    notes: list[str] = []
+    values = {}
+    for layer, c in zip(vp.layers, vp.captures):
+        if c.key in captured.errors:
+            problem = captured.errors[c.key]
+            if c.index is not None and "index" in problem:
+                raise SpecError(problem, c.index.span)
+            notes.append(problem)
+            continue
+        notes.extend(captured.notes.get(c.key, ()))
+        values[layer] = captured.values[c.key]
+    if not values:
+        raise SpecError(
+            notes[0] if notes else compiler_messages.no_match(str(vp.query.source)),
+            vp.query.source.span,
+        )
+    reduction = vp.captures[0].reduce
+    if reduction is None:
+        return Data("tensors", tensors=values, notes=notes)
+    if reduction.op == "stats":
+        return Data("stats", table=stats_table(values), notes=notes)
+    if reduction.op == "histogram":
+        return histogram_data(values, notes)
+    return Data("scalar", table=scalar_table(values), notes=notes, label=f"{vp.query.source.kind} | {reduction}")
+
+
+def _structure(vp: ViewPlan, captured, context: Context) -> Data:
+    src = vp.query.source
+    trace = captured.values[vp.captures[0].key] if vp.captures else None
+    if src.kind == "graph":
+        # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
+        options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
+        nodes, edges, notes = structure.graph_frames(trace, context.model, options, src.span)
+        if vp.colour is not None:
+            per_layer = run_transforms(gather(vp.colour, captured, context), vp.colour.transforms)
+            if per_layer.kind != "scalar":
+                raise SpecError(messages.colour_needs_values(vp.colour.view.query), src.span)
+            nodes["stat"] = structure.node_values(nodes, per_layer.table)
+            notes.append(messages.note_colour(vp.colour.view.query))
+        return Data("graph", table=nodes, edges=edges, notes=notes, options=options)
+    if src.kind == "summary":
+        return Data("summary", table=structure.summary_frame(trace, context.model))
+    names = src.arg("names")
+    fns = functions.used_functions(context.model, trace) if "*" in names else functions.named(names)
+    if not fns:
+        raise SpecError(messages.no_functions(), src.span)
+    lo, hi = src.arg("over", (-5.0, 5.0))
+    return Data("function", table=functions.curves(fns, lo, hi))

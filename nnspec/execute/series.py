@@ -1,0 +1,118 @@
+"""Views over steps: the records of one or more runs as tidy tables.
+
+    series            step, layer, value, run               (a value per layer and step)
+    stats_series      step, layer, STATS_FIELDS, run
+    histogram_series  step, layer, bin_start, bin_end, count, nan, inf, run  (nan, inf: of the whole step)
+
+The first step at which a run saw a NaN or Inf (in its loss or in any record)
+goes into ``Data.options["nonfinite"]`` so that every series chart marks it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from nnspec.backends import backend_for
+from nnspec.compiler import messages as compiler_messages
+from nnspec.compiler.plan import ViewPlan
+from nnspec.errors import SpecError
+from nnspec.execute import messages
+from nnspec.execute.data import Context, Data
+from nnspec.numerics.partials import HISTOGRAM_HEAD
+from nnspec.numerics.reduce import STATS_FIELDS
+
+
+def over_steps(vp: ViewPlan, context: Context) -> Data:
+    src = vp.query.source
+    lo, hi = vp.query.over
+    if not context.runs:
+        raise SpecError(compiler_messages.needs_train(), src.span, compiler_messages.needs_train_hint())
+    kind = _kind(vp)
+    frames, notes, nonfinite = [], [], {}
+    several = len(context.runs) > 1
+    for run in context.runs:
+        missing = run.missing(vp.captures)
+        if missing:
+            same = run.meta.get("spec_name") == context.spec_name
+            raise SpecError(
+                messages.run_lacks(run.name, [c.series_key for c in missing], run.meta.get("spec_name", "?"), same),
+                src.span,
+                messages.run_lacks_hint(),
+            )
+        frame = _loss(run, lo, hi) if src.kind == "loss" else _records(run, vp, kind, lo, hi)
+        notes += _nonfinite_notes(frame, kind, run.name if several else "")
+        frame["run"] = run.name
+        frames.append(frame)
+        if context.model is not None and run.meta.get("model_hash") not in (
+            None,
+            backend_for(context.model).fingerprint(),
+        ):
+            notes.append(messages.note_other_model(run.name))
+        bad = run.first_nonfinite()
+        if bad is not None:
+            nonfinite[run.name] = bad
+            notes.append((f"{run.name}: " if several else "") + messages.note_first_nonfinite_step(bad))
+    table = pd.concat(frames, ignore_index=True)
+    if table.empty:
+        raise SpecError(messages.no_steps_in_range(lo, hi), src.span)
+    label = "loss" if src.kind == "loss" else f"{src.kind} | {vp.captures[0].reduce}"
+    return Data(kind, table=table, notes=notes, label=label, options={"nonfinite": nonfinite, "runs": several})
+
+
+def _kind(vp: ViewPlan) -> str:
+    if vp.query.source.kind == "loss":
+        return "series"
+    op = vp.captures[0].reduce.op
+    return {"stats": "stats_series", "histogram": "histogram_series"}.get(op, "series")
+
+
+def _loss(run, lo, hi) -> pd.DataFrame:
+    rows = run.losses(lo, hi)
+    return pd.DataFrame({"step": [s for s, _ in rows], "layer": "loss", "value": [v for _, v in rows]})
+
+
+def _records(run, vp: ViewPlan, kind: str, lo, hi) -> pd.DataFrame:
+    frames = []
+    for layer, c in zip(vp.layers, vp.captures):
+        rows = run.records(c, lo, hi)
+        if kind == "stats_series":
+            frame = pd.DataFrame([dict(zip(STATS_FIELDS, v.tolist())) for _, v in rows], columns=STATS_FIELDS)
+            for k in ("numel", "nan", "inf"):
+                frame[k] = frame[k].astype("int64")
+        elif kind == "histogram_series":
+            frame = _bins(rows, HISTOGRAM_HEAD)
+        else:
+            frame = pd.DataFrame({"value": [float(v[0]) for _, v in rows]})
+        if kind != "histogram_series":
+            frame.insert(0, "step", [s for s, _ in rows])
+        frame.insert(1, "layer", layer)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _bins(rows, head) -> pd.DataFrame:
+    out = []
+    for step, v in rows:
+        lo, hi, nan, inf = (float(x) for x in v[:4])
+        counts = v[len(head) :]
+        width = (hi - lo) / len(counts)
+        for i, count in enumerate(counts.tolist()):
+            end = hi if i == len(counts) - 1 else lo + (i + 1) * width
+            out.append((step, lo + i * width, end, int(count), int(nan), int(inf)))
+    return pd.DataFrame(out, columns=["step", "bin_start", "bin_end", "count", "nan", "inf"])
+
+
+def _nonfinite_notes(frame: pd.DataFrame, kind: str, run: str) -> list[str]:
+    """Stats and histograms count NaN/Inf apart from the values they draw: say where."""
+    if kind == "series" or frame.empty:
+        return []
+    per = frame.groupby(["layer", "step"], sort=False)[["nan", "inf"]].max().reset_index()
+    bad = per[(per["nan"] > 0) | (per["inf"] > 0)]
+    prefix = f"{run}: " if run else ""
+    return [
+        prefix
+        + messages.note_nonfinite_steps(
+            layer, len(rows), int(per[per.layer == layer].shape[0]), int(rows["step"].min())
+        )
+        for layer, rows in bad.groupby("layer", sort=False)
+    ]

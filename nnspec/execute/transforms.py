@@ -1,0 +1,224 @@
+"""Stage 4b: captured tensors ──transforms──▶ Data (tensors, or a small table).
+
+Tables follow DESIGN.md §4: stats ``layer, numel, mean, std, min, max,
+absmean, zero_frac, nan, inf``; histogram ``layer, bin_start, bin_end,
+count``; a reduced scalar per layer ``layer, value``.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import torch
+
+from nnspec.compiler import messages as compiler_messages
+from nnspec.errors import SpecError
+from nnspec.execute import messages
+from nnspec.execute.data import Data, histogram_data, scalar_table, stats_table
+from nnspec.numerics import reduce
+from nnspec.query import messages as query_messages
+from nnspec.query.ast import Step
+from nnspec.query.parser import DEFAULT_BINS
+
+
+def run_transforms(data: Data, steps: tuple[Step, ...], mark: Step | None = None) -> Data:
+    if data.source == "input_grads" and not steps and mark is None and data.kind == "tensors":
+        return saliency(data)
+    for step in steps:
+        fn = globals().get(f"transform_{step.name}")
+        if fn is None:
+            raise SpecError(query_messages.unknown_step(step.name, TRANSFORM_NAMES), step.span)
+        if data.kind != "tensors":
+            raise SpecError(messages.step_needs_tensors(step.name), step.span)
+        out = fn(data, step)
+        out.source, out.context = out.source or data.source, out.context or data.context
+        data = out
+    return data
+
+
+def _each(data: Data, fn) -> Data:
+    return Data(
+        "tensors",
+        tensors={k: fn(k, t) for k, t in data.tensors.items()},
+        notes=data.notes,
+    )
+
+
+def transform_abs(data: Data, step: Step) -> Data:
+    return _each(data, lambda k, t: t.abs())
+
+
+def _reduce(data: Data, step: Step) -> Data:
+    dim = step.arg("dim")
+    if dim is None:
+        values = {k: reduce.scalar(t, step.name) for k, t in data.tensors.items()}
+        return Data("scalar", table=scalar_table(values), notes=data.notes, label=step.name)
+
+    def along(layer, t):
+        if not -t.dim() <= dim < t.dim():
+            raise SpecError(messages.dim_out_of_range(step.name, dim, layer, t.shape), step.span)
+        return reduce.scalar(t, step.name, dim)
+
+    return _each(data, along)
+
+
+transform_mean = transform_max = transform_min = transform_std = transform_norm = _reduce
+transform_dead_fraction = transform_nan_count = transform_inf_count = _reduce
+
+
+def transform_update_ratio(data: Data, step: Step) -> Data:
+    raise SpecError(
+        compiler_messages.update_ratio_needs_steps(), step.span, compiler_messages.update_ratio_needs_steps_hint()
+    )
+
+
+def transform_flatten(data: Data, step: Step) -> Data:
+    return _each(data, lambda k, t: t.reshape(t.shape[0], -1) if t.dim() > 2 else t)
+
+
+def transform_stats(data: Data, step: Step) -> Data:
+    return Data(
+        "stats",
+        table=stats_table({k: reduce.stats(t) for k, t in data.tensors.items()}),
+        notes=data.notes,
+    )
+
+
+def transform_histogram(data: Data, step: Step) -> Data:
+    bins = step.arg("bins", DEFAULT_BINS)
+    rng = step.arg("range")
+    hists = {k: reduce.histogram(t, bins, tuple(rng) if rng else None) for k, t in data.tensors.items()}
+    return histogram_data(hists, list(data.notes))
+
+
+def transform_downsample(data: Data, step: Step) -> Data:
+    limit = step.arg("max", 10_000)
+    out = {}
+    for layer, t in data.tensors.items():
+        t2 = t.reshape(1, -1) if t.dim() == 1 else t
+        if t2.dim() != 2:
+            raise SpecError(
+                messages.needs_2d("downsample", layer, t.shape),
+                step.span,
+                messages.needs_2d_hint(t.shape),
+            )
+        rows, cols = fit_blocks(t2.shape, limit)
+        if (rows, cols) != tuple(t2.shape):
+            data.notes.append(f"{layer}: " + messages.note_block_mean(t2.shape, (rows, cols)))
+            t2, _ = reduce.block_mean(t2, rows, cols)
+        out[layer] = t2.reshape(-1) if t.dim() == 1 else t2
+    return Data("tensors", tensors=out, notes=data.notes)
+
+
+def transform_sample(data: Data, step: Step) -> Data:
+    n = step.arg("n", 1000)
+    g = torch.Generator().manual_seed(step.arg("seed", 0))
+    out = {}
+    for layer, t in data.tensors.items():
+        flat = t.reshape(-1)
+        if flat.numel() > n:
+            data.notes.append(f"{layer}: " + messages.note_sampled(n, flat.numel()))
+            flat = flat[torch.randperm(flat.numel(), generator=g)[:n].sort().values]
+        out[layer] = flat
+    return Data("tensors", tensors=out, notes=data.notes)
+
+
+def transform_channels(data: Data, step: Step) -> Data:
+    """One 2-D map per channel: every dimension before the last two becomes the channel."""
+    return _each(data, lambda k, t: t.reshape(-1, t.shape[-2], t.shape[-1]) if t.dim() >= 3 else t)
+
+
+def transform_pca(data: Data, step: Step) -> Data:
+    """Principal components of each layer's samples (first dimension = samples)."""
+    k = step.arg("k", 2)
+    frames, notes = [], list(data.notes)
+    for layer, t in data.tensors.items():
+        if t.dim() < 2 or t.shape[0] < 2:
+            raise SpecError(messages.pca_needs_samples(layer, t.shape), step.span)
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise SpecError(messages.pca_nonfinite(layer, bad), step.span)
+        scores, ratio = pca(t.reshape(t.shape[0], -1), k)
+        frame = pd.DataFrame({"layer": layer, "sample": range(t.shape[0])})
+        for i in range(scores.shape[1]):
+            frame[f"pc{i + 1}"] = scores[:, i].tolist()
+        labels = _sample_labels(data.context, t.shape[0])
+        if labels is not None:
+            frame["label"] = labels
+        frames.append(frame)
+        explained = ", ".join(f"pc{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio.tolist()))
+        notes.append(f"{layer}: explained variance {explained}")
+    return Data("pca", table=pd.concat(frames, ignore_index=True), notes=notes, context=data.context)
+
+
+def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores on the first ``k`` components and their share of the variance.
+
+    SVD of the centred float64 matrix; each component's sign is fixed so that
+    its largest loading is positive (SVD alone leaves it arbitrary).
+    """
+    x = x.double()
+    x = x - x.mean(dim=0, keepdim=True)
+    u, s, vh = torch.linalg.svd(x, full_matrices=False)
+    k = min(k, s.numel())
+    signs = torch.sign(vh[:k].gather(1, vh[:k].abs().argmax(dim=1, keepdim=True))).squeeze(1)
+    signs[signs == 0] = 1
+    scores = u[:, :k] * s[:k] * signs
+    total = (s**2).sum()
+    ratio = (s[:k] ** 2) / total if total > 0 else torch.zeros(k, dtype=torch.float64)
+    return scores, ratio
+
+
+def _sample_labels(ctx, n: int):
+    """The target of each sample (class names where there are), or the tokens
+    when the samples are the positions of one sequence."""
+    if ctx is None:
+        return None
+    if ctx.tokens and len(ctx.tokens) == n and (ctx.target is None or ctx.target.shape[0] != n):
+        return [f"{i}:{t}" for i, t in enumerate(ctx.tokens)]
+    if ctx.target is None or ctx.target.shape[0] != n:
+        return None
+    y = ctx.target.reshape(ctx.target.shape[0], -1)[:, 0] if ctx.target.dim() > 1 else ctx.target
+    if ctx.classes:
+        return [ctx.classes[int(i)] for i in y.tolist()]
+    return y.tolist()
+
+
+def saliency(data: Data) -> Data:
+    """``input_grads`` with no steps: |grad| max over channels per image, or mean
+    |grad| per feature for tabular input (named after the data set's columns)."""
+    (g,) = data.tensors.values()
+    if g.dim() == 4:
+        sal = g.abs().amax(dim=1)
+        note = "|gradient| of the loss w.r.t. each pixel, max over channels"
+        return Data(
+            "tensors", tensors={"input": sal}, notes=[*data.notes, note], source="saliency", context=data.context
+        )
+    if g.dim() == 2:
+        names = data.context.features if data.context and len(data.context.features) == g.shape[1] else ()
+        names = list(names) or [f"feature {i}" for i in range(g.shape[1])]
+        frame = pd.DataFrame({"feature": names, "value": g.abs().mean(dim=0).tolist()})
+        note = "mean |gradient| of the loss w.r.t. each input feature over the batch"
+        return Data("features", table=frame, notes=[*data.notes, note], label="mean |input grad|", context=data.context)
+    return data
+
+
+def fit_blocks(shape, limit: int) -> tuple[int, int]:
+    """The largest rows×cols grid ≤ limit cells that keeps the aspect ratio."""
+    r, c = int(shape[0]), int(shape[1])
+    if r * c <= limit:
+        return r, c
+    scale = (limit / (r * c)) ** 0.5
+    rows, cols = max(1, min(r, int(r * scale))), max(1, min(c, int(c * scale)))
+    while rows * cols > limit:
+        if rows >= cols and rows > 1:
+            rows -= 1
+        else:
+            cols -= 1
+    if rows == 1 and cols < c:  # a very wide matrix: use the room the rows leave
+        cols = min(c, limit)
+    if cols == 1 and rows < r:
+        rows = min(r, limit)
+    return rows, cols
+
+
+TRANSFORM_NAMES = tuple(n[len("transform_") :] for n in list(globals()) if n.startswith("transform_"))

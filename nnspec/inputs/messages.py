@@ -1,0 +1,87 @@
+"""Messages of building the model, loading inputs and losses: every one a function, kept beside the stage that raises it.
+
+Tests assert against these functions, not against copied strings.
+"""
+
+from __future__ import annotations
+
+from nnspec.text import names
+
+
+def ragged_tokens(lengths) -> str:
+    return f"token sequences must have one length; they have {names(lengths)}"
+
+
+def unknown_tokens(tokens) -> str:
+    return f"tokens not in the vocab: {names(dict.fromkeys(tokens))}"
+
+
+def no_model() -> str:
+    return "the spec names no model"
+
+
+def no_model_hint() -> str:
+    return "add 'model: {factory: pkg.module:callable}' or pass model= to nnspec.render"
+
+
+def bad_factory(factory: str, why: str) -> str:
+    return f"cannot import model factory '{factory}': {why}"
+
+
+def factory_failed(factory: str, why: str) -> str:
+    return f"model factory '{factory}' raised {why}"
+
+
+def not_a_module(factory: str, got: str) -> str:
+    return f"model factory '{factory}' returned {got}, not a torch.nn.Module"
+
+
+def checkpoint_unreadable(path: str, why: str) -> str:
+    return f"cannot load checkpoint '{path}': {why}"
+
+
+def checkpoint_mismatch(path: str, missing, unexpected, shapes) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {names(unexpected)}")
+    if shapes:
+        parts.append("wrong shape " + names(f"{k} {a} vs model {b}" for k, a, b in shapes))
+    return f"checkpoint '{path}' does not fit the model: " + "; ".join(parts)
+
+
+def no_cuda() -> str:
+    return "device: cuda was asked for but torch sees no CUDA device"
+
+
+def unknown_dataset(name: str, known) -> str:
+    return f"unknown data set '{name}' (local vega-datasets: {names(known, 20)})"
+
+
+def unknown_columns(missing, columns) -> str:
+    return f"no column {names(missing)} in the data set (columns: {names(columns, 20)})"
+
+
+def non_numeric_features(cols) -> str:
+    return f"features must be numeric; {names(cols)} are not"
+
+
+def input_file(path: str, why: str) -> str:
+    return f"cannot load input file '{path}': {why}"
+
+
+def unknown_loss(name: str) -> str:
+    return f"unknown loss '{name}': use mse, cross_entropy, sum or module:callable"
+
+
+def loss_failed(name: str, why: str) -> str:
+    return f"loss '{name}' failed: {why}"
+
+
+def no_tensor_output(layer: str) -> str:
+    return f"module {layer} returned no tensor"
+
+
+def note_dropped_rows(n: int) -> str:
+    return f"{n} rows with missing values dropped"

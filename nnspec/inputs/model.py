@@ -1,0 +1,137 @@
+"""Build the user's model from ``model:`` in a spec: import, seed, checkpoint, device."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+
+from nnspec.backends import backend_for
+from nnspec.backends.base import own_params
+from nnspec.errors import ModelError, SpecError
+from nnspec.inputs import messages
+from nnspec.spec.load import ModelSpec, Spec
+
+
+def import_callable(ref: str, base_dir: str, span=None):
+    """``pkg.module:callable`` or ``path/file.py:callable`` (relative to the spec's folder, then cwd)."""
+    mod_ref, _, attr = ref.rpartition(":")
+    try:
+        if mod_ref.endswith(".py"):
+            candidates = [os.path.join(base_dir, mod_ref), os.path.abspath(mod_ref)]
+            path = next((p for p in candidates if os.path.isfile(p)), None)
+            if path is None:
+                raise FileNotFoundError(f"no file {mod_ref} (looked in {base_dir} and {os.getcwd()})")
+            name = "nnspec_user_" + os.path.splitext(os.path.basename(path))[0]
+            spec = importlib.util.spec_from_file_location(name, path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            spec.loader.exec_module(module)
+        else:
+            for folder in (os.getcwd(), base_dir):  # the user's own packages, as `python -m` would see them
+                if folder not in sys.path:
+                    sys.path.append(folder)
+            module = importlib.import_module(mod_ref)
+        obj = module
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+        return obj
+    except Exception as e:  # the user's module may raise anything while importing
+        raise SpecError(messages.bad_factory(ref, f"{type(e).__name__}: {e}"), span) from e
+
+
+def resolve_device(name: str):
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise SpecError(messages.no_cuda())
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def build_model(spec: Spec):
+    """The model the spec names, seeded, with its checkpoint, on its device."""
+    import torch
+
+    m: ModelSpec = spec.model
+    if not m.factory:
+        raise SpecError(messages.no_model(), None, messages.no_model_hint())
+    factory = import_callable(m.factory, spec.base_dir, m.factory_span)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(m.seed)
+        try:
+            model = factory(*m.args, **m.kwargs)
+        except Exception as e:
+            raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
+    if backend_for(model) is None:
+        raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.factory_span)
+    if m.checkpoint:
+        load_checkpoint(model, _path(m.checkpoint, spec.base_dir), m.checkpoint_span, m.checkpoint)
+    return model.to(resolve_device(m.device))
+
+
+def _path(p: str, base_dir: str) -> str:
+    if os.path.isabs(p):
+        return p
+    here = os.path.join(base_dir, p)
+    return here if os.path.exists(here) else os.path.abspath(p)
+
+
+def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> None:
+    """Load a state_dict (weights_only); a misfit names the parameters concerned."""
+    import torch
+
+    shown = shown or path
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelError(messages.checkpoint_unreadable(shown, f"{type(e).__name__}: {e}"), span) from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(messages.checkpoint_unreadable(shown, "it holds no state_dict"), span)
+    be = backend_for(model)
+    own = be.state()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        (k, tuple(state[k].shape), tuple(v.shape))
+        for k, v in own.items()
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        raise ModelError(messages.checkpoint_mismatch(shown, missing, unexpected, shapes), span)
+    be.load_state(state)
+
+
+def layer_rows(model) -> list[dict]:
+    """One row per module: path, type, its own parameters' shapes and count."""
+    be = backend_for(model)
+    rows = []
+    for m in be.modules():
+        own = own_params(be, m.path)
+        rows.append(
+            {
+                "path": m.path or "(root)",
+                "type": m.type,
+                "params": ", ".join(f"{n} {p.shape}" for n, p in own),
+                "count": sum(p.numel for _, p in own),
+                "leaf": m.leaf,
+            }
+        )
+    return rows
+
+
+def layers_text(model) -> str:
+    """The ``nnspec layers`` table; shared parameters are counted once in the total."""
+    rows = layer_rows(model)
+    w_path = max(len(r["path"]) for r in rows)
+    w_type = max(len(r["type"]) for r in rows)
+    lines = [f"{'path':<{w_path}}  {'type':<{w_type}}  {'params':>10}  shapes"]
+    for r in rows:
+        lines.append(f"{r['path']:<{w_path}}  {r['type']:<{w_type}}  {r['count']:>10,}  {r['params']}")
+    total = backend_for(model).size()  # each shared tensor once
+    lines.append(f"{'total':<{w_path}}  {'':<{w_type}}  {total:>10,}")
+    return "\n".join(lines)

@@ -1,0 +1,295 @@
+"""Reductions that run where the tensor lives, inside hooks or after a pass.
+
+Each returns small tensors on the tensor's device and never calls ``.item()``
+on CUDA, so a hook adds no host synchronisation. On the CPU the costly
+counting ops (NaN, Inf) run only when a cheap sum says they are needed.
+
+STATS_FIELDS is the order of the vector ``stats`` returns. Which reductions
+the query language has, and how each is recorded, is ``reductions.REDUCTIONS``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from nnspec.numerics import small as reduce_small
+
+STATS_FIELDS = (
+    "numel",
+    "mean",
+    "std",
+    "min",
+    "max",
+    "absmean",
+    "zero_frac",
+    "nan",
+    "inf",
+)
+
+
+def _float(t: torch.Tensor) -> torch.Tensor:
+    t = t.detach()
+    return t if t.is_floating_point() else t.float()
+
+
+_CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact
+
+
+class Scratch:
+    """Reusable work buffers for one capture run.
+
+    A fresh large tensor per hook costs page faults worth 1-2 ns per element
+    on the CPU, more than the reductions themselves; one buffer per dtype and
+    device, grown to the largest activation, avoids that.
+    """
+
+    def __init__(self):
+        self._buffers: dict = {}
+
+    def get(self, n: int, dtype, device) -> torch.Tensor:
+        key = (dtype, str(device))
+        buf = self._buffers.get(key)
+        if buf is None or buf.numel() < n:
+            buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
+        return buf[:n]
+
+
+def _buffer(scratch, like: torch.Tensor, dtype=None) -> torch.Tensor | None:
+    if scratch is None:
+        return None
+    return scratch.get(like.numel(), dtype or like.dtype, like.device)
+
+
+def _exact_count(ones: torch.Tensor) -> torch.Tensor:
+    """Sum of a 0/1 float tensor, exact at any size (chunks, then float64)."""
+    flat = ones.reshape(-1)
+    if flat.numel() <= _CHUNK:
+        return flat.sum().double()
+    return torch.stack([c.sum() for c in flat.split(_CHUNK)]).double().sum()
+
+
+def _finite_stats(t: torch.Tensor, n_total: int, nan, inf, total=None, scratch=None) -> torch.Tensor:
+    """Stats of an all-finite tensor ``t`` (n_total counts NaN/Inf too).
+
+    Five cheap passes: sum, aminmax, a BLAS dot for the sum of squares, sign(),
+    and a dot with the signs for the sum of |x|; the zero count is the sum of
+    |sign|. float64 accumulation is avoided on purpose: on the CPU it costs
+    10-20× a float32 pass.
+    """
+    n = t.numel()
+    if n == 0:
+        nanv = torch.tensor(math.nan, dtype=torch.float64, device=t.device)
+        z = torch.zeros((), dtype=torch.float64, device=t.device)
+        return torch.stack([z + n_total, nanv, nanv, nanv, nanv, nanv, nanv, nan, inf])
+    flat = t.reshape(-1)
+    if flat.dtype != torch.float32 and flat.dtype != torch.float64:
+        flat = flat.float()
+    s = (flat.sum() if total is None else total).double()
+    mn, mx = torch.aminmax(flat)
+    sumsq = torch.dot(flat, flat).double()
+    signs = torch.sign(flat, out=_buffer(scratch, flat))
+    abssum = torch.dot(flat, signs).double()
+    nonzero = _exact_count(signs.abs_())
+    mean = s / n
+    var = (sumsq - s * mean) / max(n - 1, 1)
+    if flat.device.type == "cpu" and bool(var <= 1e-4 * sumsq / n):
+        # |mean| ≫ std: E[x²]-E[x]² cancels; take the two-pass value instead
+        var = torch.linalg.vector_norm(flat - mean.to(flat.dtype)).double() ** 2 / max(n - 1, 1)
+    std = torch.sqrt(var.clamp(min=0)) if n > 1 else var * math.nan
+    parts = [mean.new_tensor(float(n_total)), mean, std, mn.double(), mx.double(), abssum / n, (n - nonzero) / n]
+    return torch.stack(parts + [nan.double(), inf.double()])
+
+
+def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """float64 vector in STATS_FIELDS order; moments over the finite values only."""
+    t = _float(t)
+    if reduce_small.applies(t):
+        return reduce_small.stats(t)
+    return stats_torch(t, scratch)
+
+
+def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
+    """``stats`` in torch ops, whatever the size."""
+    t = _float(t)
+    zero = torch.zeros((), dtype=torch.float64, device=t.device)
+    if t.device.type != "cpu":
+        return _masked_stats(t, torch.isnan(t).sum().double(), torch.isinf(t).sum().double())
+    total = t.sum()
+    if bool(torch.isfinite(total)):  # a finite sum means no NaN and no Inf
+        return _finite_stats(t, t.numel(), zero, zero, total, scratch)
+    nan = torch.isnan(t).sum().double()
+    inf = torch.isinf(t).sum().double()
+    return _finite_stats(t[torch.isfinite(t)], t.numel(), nan, inf)
+
+
+def _masked_stats(t: torch.Tensor, nan, inf) -> torch.Tensor:
+    ok = torch.isfinite(t)
+    n = ok.sum().double()
+    f = torch.where(ok, t, 0.0)
+    mean = f.sum(dtype=torch.float64) / n
+    big = torch.finfo(t.dtype).max
+    mn = torch.where(ok, t, big).amin().double()
+    mx = torch.where(ok, t, -big).amax().double()
+    dev = torch.where(ok, t - mean.to(t.dtype), 0.0)
+    std = torch.linalg.vector_norm(dev, dtype=torch.float64) / torch.sqrt(n - 1)
+    absmean = torch.linalg.vector_norm(f, 1, dtype=torch.float64) / n
+    zeros = (ok & (t == 0)).sum().double()
+    numel = torch.full((), float(t.numel()), dtype=torch.float64, device=t.device)
+    return torch.stack([numel, mean, std, mn, mx, absmean, zeros / n, nan, inf])
+
+
+def stats_dict(vec) -> dict:
+    """The stats vector as a row of the stats table (numel, nan, inf as ints)."""
+    values = [float(v) for v in vec]
+    row = dict(zip(STATS_FIELDS, values))
+    for k in ("numel", "nan", "inf"):
+        row[k] = int(row[k])
+    return row
+
+
+def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: Scratch | None = None) -> dict:
+    """Counts over ``bins`` equal bins, like ``numpy.histogram`` (last bin closed).
+
+    Without a range the bins span the finite min..max. NaN, Inf and values
+    outside a given range are counted separately, not dropped silently. Bin
+    indexes are computed in the tensor's precision, as ``torch.histc`` does:
+    a value within float rounding of an edge may land in the next bin.
+    """
+    t = _float(t).reshape(-1)
+    if t.device.type != "cpu":
+        return histogram_sync_free(t, bins, range_)
+    if reduce_small.applies(t):
+        return reduce_small.histogram(t, bins, range_)
+    return histogram_torch(t, bins, range_, scratch)
+
+
+def histogram_torch(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: Scratch | None = None) -> dict:
+    """``histogram`` in torch ops on the CPU, whatever the size."""
+    t = _float(t).reshape(-1)
+    nan = inf = t.new_zeros((), dtype=torch.int64)
+    vals = t
+    mn, mx = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
+    # min and max propagate NaN and show ±Inf, so finite ones mean all values are
+    if not bool(torch.isfinite(mn) & torch.isfinite(mx)):
+        finite = torch.isfinite(t)
+        nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
+        vals = t[finite]
+        mn, mx = torch.aminmax(vals) if vals.numel() else (t.new_zeros(()), t.new_zeros(()))
+    if range_ is None:
+        lo, hi = mn.double(), mx.double()
+        same = hi <= lo
+        lo, hi = torch.where(same, lo - 0.5, lo), torch.where(same, hi + 0.5, hi)
+    else:
+        lo = torch.tensor(float(range_[0]), dtype=torch.float64, device=t.device)
+        hi = torch.tensor(float(range_[1]), dtype=torch.float64, device=t.device)
+    scale = bins / (hi - lo)
+    # pos = (x - lo) * scale, as torch.histc and histogram_sync_free compute it;
+    # values equal to hi land at index ``bins`` and are folded into the last bin
+    pos = _buffer(scratch, vals)
+    pos = torch.sub(vals, lo.to(vals.dtype), out=pos).mul_(scale.to(vals.dtype))
+    if range_ is not None:
+        pos.clamp_(0, bins)
+    small = torch.uint8 if bins < 255 else torch.int32  # small ints make bincount fast
+    idx = _buffer(scratch, vals, small)
+    idx = pos.to(small) if idx is None else idx.copy_(pos)
+    counts = torch.bincount(idx, minlength=bins + 1).to(torch.int64)
+    counts = torch.cat([counts[: bins - 1], counts[bins - 1 : bins + 1].sum().reshape(1)])
+    outside = counts.new_zeros(())
+    if range_ is not None:  # clamped into the edge bins above: take them back out
+        below, above = (vals < lo.to(vals.dtype)).sum(), (vals > hi.to(vals.dtype)).sum()
+        counts[0] -= below
+        counts[-1] -= above
+        outside = below + above
+    return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
+
+
+def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple | None = None) -> dict:
+    """``histogram`` without a host synchronisation (for CUDA): no boolean
+    indexing, no ``bincount`` (which sizes its output from the data), no
+    ``.item()``. Non-finite and outside values go to a spare bin."""
+    t = _float(t).reshape(-1)
+    ok = torch.isfinite(t)
+    nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
+    if range_ is None:
+        big = torch.finfo(t.dtype).max
+        lo = torch.where(ok, t, big).amin().double() if t.numel() else t.new_zeros((), dtype=torch.float64)
+        hi = torch.where(ok, t, -big).amax().double() if t.numel() else t.new_zeros((), dtype=torch.float64)
+        none = hi < lo  # no finite value at all
+        lo, hi = torch.where(none, 0.0, lo), torch.where(none, 0.0, hi)
+        same = hi <= lo
+        lo, hi = torch.where(same, lo - 0.5, lo), torch.where(same, hi + 0.5, hi)
+    else:
+        lo = torch.full((), float(range_[0]), dtype=torch.float64, device=t.device)
+        hi = torch.full((), float(range_[1]), dtype=torch.float64, device=t.device)
+    lo_t, hi_t = lo.to(t.dtype), hi.to(t.dtype)
+    inside = ok & (t >= lo_t) & (t <= hi_t)
+    pos = ((t - lo_t) * (bins / (hi - lo)).to(t.dtype)).clamp(0, bins - 1)
+    idx = torch.where(inside, pos, float(bins)).to(torch.int64)
+    counts = torch.zeros(bins + 1, dtype=torch.int64, device=t.device).scatter_add_(0, idx, torch.ones_like(idx))
+    outside = (ok & ~inside).sum()
+    return {"counts": counts[:bins], "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
+
+
+def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
+    """mean, max, min, std, norm (L2), dead_fraction, nan_count or inf_count of
+    ``t``, over all elements or (the first five) along ``dim``."""
+    t = _float(t)
+    if op == "dead_fraction":
+        return 1.0 - ever_active(t).double().mean()
+    if op == "nan_count":
+        return torch.isnan(t).sum().double()
+    if op == "inf_count":
+        return torch.isinf(t).sum().double()
+    if op == "norm":
+        return torch.linalg.vector_norm(t, dim=dim)
+    if op in ("max", "min") and dim is not None:
+        return getattr(t, "a" + op)(dim=dim)
+    if op in ("max", "min"):
+        return getattr(t, "a" + op)()
+    fn = getattr(t, op)
+    return fn() if dim is None else fn(dim=dim)
+
+
+def ever_active(t: torch.Tensor) -> torch.Tensor:
+    """Per unit, whether it was > 0 for any sample: the first dimension is the
+    batch, every position of the others a unit (a tensor of < 2 dimensions:
+    each element a unit). NaN counts as not active."""
+    units = t.reshape(t.shape[0], -1) if t.dim() >= 2 else t.reshape(1, -1)
+    return (units > 0).any(dim=0)
+
+
+def block_mean(t: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of each of rows×cols near-equal blocks of a 2-D tensor, and the count
+    of non-finite values per block (a block holding any shows as non-finite).
+
+    Block sums go through ``index_add_``, one pass per axis: no float64 copy
+    of the whole tensor, which costs more than the rest on the CPU.
+    """
+    t = _float(t)
+    r_edges = _edges(t.shape[0], rows, t.device)
+    c_edges = _edges(t.shape[1], cols, t.device)
+    sizes = torch.outer(torch.diff(r_edges).double(), torch.diff(c_edges).double())
+    if t.device.type == "cpu" and bool(torch.isfinite(t.sum())):
+        return _block_sum(t, r_edges, c_edges) / sizes, torch.zeros_like(sizes)
+    ok = torch.isfinite(t)
+    sums = _block_sum(torch.where(ok, t, 0.0), r_edges, c_edges)
+    bad = _block_sum((~ok).to(t.dtype), r_edges, c_edges)
+    return sums / sizes, bad
+
+
+def _edges(n: int, k: int, device) -> torch.Tensor:
+    return torch.div(torch.arange(k + 1, device=device) * n, k, rounding_mode="floor")
+
+
+def _block_ids(edges: torch.Tensor, n: int) -> torch.Tensor:
+    """For each index 0..n-1, the block it belongs to."""
+    return torch.bucketize(torch.arange(n, device=edges.device), edges[1:], right=True)
+
+
+def _block_sum(x: torch.Tensor, r_edges: torch.Tensor, c_edges: torch.Tensor) -> torch.Tensor:
+    rows, cols = len(r_edges) - 1, len(c_edges) - 1
+    # rows in the tensor's precision (a few dozen terms per sum), columns in float64
+    by_row = x.new_zeros(rows, x.shape[1]).index_add_(0, _block_ids(r_edges, x.shape[0]), x).double()
+    return by_row.new_zeros(rows, cols).index_add_(1, _block_ids(c_edges, x.shape[1]), by_row)

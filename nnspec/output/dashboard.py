@@ -1,0 +1,90 @@
+"""Stage 6's types: a rendered view (``ViewResult``) and the ``Dashboard`` of a
+spec, which writes itself as one offline HTML page or a notebook mimebundle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from nnspec.compiler.plan import Plan
+from nnspec.errors import InternalError
+from nnspec.output.convert import vl_version
+from nnspec.spec.load import Spec
+
+
+@dataclass
+class ViewResult:
+    title: str
+    query: str
+    description: str = ""
+    data: object = None  # pandas.DataFrame
+    chart: object = None  # altair chart
+    error: str | None = None
+    notes: list = field(default_factory=list)
+    slug: str = ""
+    group: str | None = None  # a repeated view's copies share it
+    columns: int | None = None
+    _vl: dict | None = field(default=None, repr=False)
+
+    def vega_lite(self) -> dict | None:
+        if self.chart is None:
+            return None
+        if self._vl is None:  # to_dict validates the whole chart: do it once
+            try:
+                self._vl = self.chart.to_dict()
+            except Exception as e:
+                raise InternalError(f"Altair rejected the chart nnspec built for '{self.title}': {e}") from e
+        return self._vl
+
+    def to_json(self, indent: int | None = None) -> str:
+        """Deterministic Vega-Lite JSON (sorted keys; compact unless ``indent``)."""
+        seps = (",", ":") if indent is None else (",", ": ")
+        return json.dumps(self.vega_lite(), indent=indent, sort_keys=True, allow_nan=False, separators=seps) + "\n"
+
+
+@dataclass
+class Dashboard:
+    spec: Spec
+    plan: Plan
+    views: list[ViewResult]
+    files: list[str] = field(default_factory=list)
+    footer: str = ""
+    checks: list = field(default_factory=list)  # checks.CheckResult of each expect: entry
+
+    @property
+    def ok(self) -> bool:
+        return all(v.error is None for v in self.views)
+
+    @property
+    def checks_ok(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Jupyter: the dashboard inline and offline, and a PNG for viewers that run no script."""
+        from nnspec.output.notebook import mimebundle
+
+        return mimebundle(self)
+
+    def html(self) -> str:
+        from nnspec.output.html import page
+
+        cards = [
+            {
+                "title": v.title,
+                "query": v.query,
+                "description": v.description,
+                "notes": v.notes,
+                "error": v.error,
+                "spec": _without_title(v.vega_lite()),
+                "group": v.group,
+                "columns": v.columns,
+            }
+            for v in self.views
+        ]
+        checks = [{"text": c.text, "passed": c.passed, "line": c.line()} for c in self.checks]
+        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer, checks)
+
+
+def _without_title(spec: dict | None) -> dict | None:
+    """The card shows the title and notes already; the chart need not repeat them."""
+    return None if spec is None else {k: v for k, v in spec.items() if k != "title"}

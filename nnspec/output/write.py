@@ -1,0 +1,45 @@
+"""Stage 6: a Dashboard ──▶ files under ``out``: dashboard.html, *.vl.json,
+*.png/svg/pdf. Every write is atomic (a temp file, then a rename)."""
+
+from __future__ import annotations
+
+import os
+
+from nnspec.errors import InternalError, NnspecError, format_error
+from nnspec.execute import messages as execute_messages
+from nnspec.output import messages
+from nnspec.output.convert import convert
+from nnspec.output.dashboard import Dashboard
+from nnspec.output.files import write_atomic
+
+FORMATS = ("html", "json", "png", "svg", "pdf")
+
+
+def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
+    try:
+        return _write_outputs(dash, out, formats)
+    except OSError as e:
+        raise NnspecError(messages.cannot_write(e.filename or out, e.strerror or str(e))) from None
+
+
+def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
+    written = []
+    for v in dash.views:
+        if v.chart is None:
+            continue
+        spec = v.vega_lite()
+        if "json" in formats:
+            written.append(write_atomic(os.path.join(out, f"{v.slug}.vl.json"), v.to_json()))
+        for fmt in ("png", "svg", "pdf"):
+            if fmt not in formats:
+                continue
+            try:
+                image = convert(spec, fmt)
+            except ValueError as e:  # vl-convert could not draw our chart: our bug, this view fails alone
+                v.error = format_error(InternalError(execute_messages.internal_view_error(str(e).splitlines()[0])))
+                v.chart = v.data = None
+                break
+            written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), image))
+    if "html" in formats:  # last, so that it shows a view that failed to export as failed
+        written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
+    return written

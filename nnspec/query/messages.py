@@ -1,0 +1,55 @@
+"""Messages of parsing queries: every one a function, kept beside the stage that raises it.
+
+Tests assert against these functions, not against copied strings.
+"""
+
+from __future__ import annotations
+
+from nnspec.text import names
+
+
+def parse_error(expected) -> str:
+    return f"cannot parse query here; expected {names(expected, 10)}"
+
+
+def unknown_step(name: str, kind_names) -> str:
+    return f"unknown step '{name}' (transforms and marks: {names(kind_names, 30)})"
+
+
+def mark_not_last(name: str) -> str:
+    return f"mark '{name}' must be the last step of the query"
+
+
+def unknown_argument(step: str, name: str, allowed) -> str:
+    allowed = list(allowed)
+    what = f"allowed: {names(allowed)}" if allowed else "it takes none"
+    return f"'{step}' has no argument '{name}' ({what})"
+
+
+def bad_argument(step: str, name: str, value, want: str) -> str:
+    return f"'{step}': {name}={value!r} must be {want}"
+
+
+def unknown_function(name: str, known) -> str:
+    return f"unknown function '{name}' (functions: {names(known, 12)}, or *)"
+
+
+def bad_step_range(lo, hi) -> str:
+    return f"step range [{lo}:{hi}] is empty: the first step must be below the last"
+
+
+def not_over_steps(kind: str, recordable) -> str:
+    *some, last = recordable
+    return f"'{kind}' cannot be recorded over steps: only {', '.join(some)} and {last} can"
+
+
+def loss_needs_over_steps() -> str:
+    return "'loss' is a series over training steps"
+
+
+def loss_needs_over_steps_hint() -> str:
+    return "write 'loss over steps' (or 'loss over steps[100:]')"
+
+
+def check_has_mark(mark: str) -> str:
+    return f"a check compares numbers and draws nothing: drop '| {mark}'"

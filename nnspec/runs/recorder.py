@@ -1,0 +1,257 @@
+"""The recorder: what a spec's views over steps need, recorded at every
+``record_every``-th step of a training loop (the user's own, or ``train:``'s).
+
+    rec = nnspec.Recorder("specs/health.yaml", model, run="runs/exp1")
+    for step, (x, y) in enumerate(loader):
+        loss = loss_fn(model(x), y); loss.backward()
+        rec.step(step, loss=loss)          # after backward, before opt.step()
+        opt.step(); opt.zero_grad()
+    rec.close()
+
+Per recorded step s:
+    forward of s     hooks armed (only now) reduce activations on the device
+    rec.step(s)      .grad and parameters reduced; records written in one transaction
+    next rec.step    ‖w_now − w_s‖/‖w_s‖ for update_ratio (the optimizer step in between)
+Between recorded steps no hook is registered at all.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import torch
+
+from nnspec.inputs import messages as inputs_messages
+from nnspec.runs import messages
+from nnspec.numerics import partials
+from nnspec.backends import backend_for
+from nnspec.capture.run import _IndexProblem, first_tensor, select
+from nnspec.compiler.plan import Available, Capture, Plan
+from nnspec.compiler.compile import compile_plan
+from nnspec.runs.distributed import Ranks, is_sharded, unwrap
+from nnspec.errors import SpecError
+from nnspec.numerics.reduce import Scratch
+from nnspec.runs.store import RunWriter
+from nnspec.spec.load import Spec, load_spec
+
+FORWARD_KINDS = ("activation", "input", "output_grad")
+DEFAULT_EVERY = 10
+
+
+class Recorder:
+    """Records the views over steps of ``spec`` for ``model`` into the run ``run``."""
+
+    def __init__(
+        self,
+        spec,
+        model,
+        run: str,
+        record_every: int | None = None,
+        overwrite: bool = False,
+        last_step: int | None = None,
+        plan: Plan | None = None,
+    ):
+        """``last_step`` is recorded too; ``overwrite`` replaces a run that a
+        spec's ``train:`` wrote (never one a Recorder wrote); ``plan``: the
+        render's own (its broken views are its business, not the recorder's)."""
+        self.spec = spec if isinstance(spec, Spec) else load_spec(spec)
+        self.model = unwrap(model)
+        self.backend = backend_for(self.model)
+        self.plan = plan or recording_plan(self.spec, self.model)
+        self.captures = self.plan.recorded
+        self.every = record_every or (self.spec.train.record_every if self.spec.train else DEFAULT_EVERY)
+        self.last_step = last_step
+        self.ranks = Ranks.detect()
+        if is_sharded(self.model) and any(c.kind in ("param", "grad", "update") for c in self.captures):
+            raise SpecError(messages.fsdp_params())
+        self.writer = None
+        if self.ranks is None or self.ranks.writes:
+            meta = {
+                "nnspec": _version(),
+                "spec_name": self.spec.name,
+                "spec_hash": self.spec.hash,
+                "model_hash": self.backend.fingerprint(),
+                "source": "train" if last_step is not None else "recorder",
+                "record_every": self.every,
+                "world_size": self.ranks.world if self.ranks else 1,
+            }
+            self.writer = RunWriter(run, meta, self.captures, replace="train" if overwrite else None)
+        self.run = run
+        self._armed: ExitStack | None = None  # the hooks of a recorded step's forward pass
+        self._parts: dict = {}  # capture key -> partial (this rank's, on the device)
+        self._errors: dict = {}
+        self._snapshots: dict = {}  # update capture key -> the parameter at the pending step
+        self._pending: int | None = None  # the recorded step whose update ratios are still open
+        self._scratch = Scratch()
+        self.closed = False
+        self._arm()  # the first forward may be a recorded step
+
+    # -- the loop's side ---------------------------------------------------------
+    def due(self, step: int) -> bool:
+        return step % self.every == 0 or step == self.last_step
+
+    def step(self, step: int, loss=None) -> None:
+        """Call once per training step, after ``backward()`` and before ``optimizer.step()``."""
+        if self.closed:
+            raise SpecError(messages.recorder_closed())
+        late = self._updates()
+        if self.due(step):
+            records = self._collect(step)
+            value = self._loss(loss)
+            if self.writer is not None:
+                self.writer.write_step(step, value, records, late)
+            late = None
+        elif late is not None and self.writer is not None:
+            self.writer.write_late(*late)
+        self._disarm()
+        if self.due(step + 1):
+            self._arm()
+
+    def close(self) -> None:
+        """Write what is still open, remove every hook; the model is as it was."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            late = self._updates()
+            if late is not None and self.writer is not None:
+                self.writer.write_late(*late)
+        finally:
+            self._disarm()
+            if self.writer is not None:
+                self.writer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- hooks, armed only for the forward pass of a recorded step ------------------
+    def _arm(self) -> None:
+        if self._armed is not None:
+            return
+        self._parts, self._errors = {}, {}
+        by_module: dict[str, list[Capture]] = {}
+        for c in self.captures:
+            if c.kind in FORWARD_KINDS:
+                by_module.setdefault(c.target, []).append(c)
+        armed = ExitStack()
+        armed.enter_context(self.backend.hooks({path: self._hook(path, caps) for path, caps in by_module.items()}))
+        self._armed = armed
+
+    def _disarm(self) -> None:
+        if self._armed is not None:
+            self._armed.close()
+            self._armed = None
+
+    def _hook(self, path: str, caps: list[Capture]):
+        def hook(args, kwargs, output):
+            out, _ = first_tensor(self.backend, output)
+            for c in caps:
+                if c.key in self._parts or c.key in self._errors:
+                    continue  # a module called twice: its first call is recorded
+                t = first_tensor(self.backend, args)[0] if c.kind == "input" else out
+                if t is None:
+                    self._errors[c.key] = inputs_messages.no_tensor_output(path)
+                elif c.kind == "output_grad":
+                    if t.requires_grad:
+                        self.backend.on_grad(t, self._grad_hook(c))
+                else:
+                    self._reduce(c, t)
+
+        return hook
+
+    def _grad_hook(self, c: Capture):
+        def hook(grad):
+            self._reduce(c, grad)
+
+        return hook
+
+    def _reduce(self, c: Capture, t: torch.Tensor) -> None:
+        try:
+            t = select(c, t)
+        except _IndexProblem as e:
+            self._errors[c.key] = str(e)
+            return
+        agree = self.ranks.agree_range if self.ranks is not None and c.kind in FORWARD_KINDS else None
+        self._parts[c.key] = partials.partial(c.reduce, t, self._scratch, agree)
+
+    # -- at rec.step ------------------------------------------------------------------
+    def _collect(self, step: int) -> dict:
+        """This step's records: activations from the hooks (merged across ranks), then
+        gradients and parameters (the same on every DDP rank: rank 0 reduces them)."""
+        if self._errors:
+            key, problem = next(iter(self._errors.items()))
+            self.close()
+            raise SpecError(messages.record_failed(step, problem))
+        forward = [c for c in self.captures if c.kind in FORWARD_KINDS]
+        missing = [c for c in forward if c.key not in self._parts]
+        if missing:
+            self.close()
+            raise SpecError(messages.not_recorded(step, missing[0].target), None, messages.not_recorded_hint())
+        parts = [self._parts[c.key] for c in forward]
+        merged = self.ranks.gather(parts) if self.ranks is not None else [[p] for p in parts]
+        records = {}
+        for c, ps in zip(forward, merged):
+            records[c.key] = partials.finish(c.reduce, partials.combine(c.reduce, ps)).cpu()
+        if self.writer is None:
+            return records
+        for c in self.captures:
+            if c.kind == "param":
+                records[c.key] = self._param_record(c, self.backend.tensor(c.target))
+            elif c.kind == "grad":
+                g = self.backend.tensor(c.target).grad
+                if g is not None:  # no gradient this step (frozen, unused): no record, a gap in the line
+                    records[c.key] = self._param_record(c, g)
+            elif c.kind == "update":
+                self._snapshots[c.key] = select(c, self.backend.tensor(c.target).detach()).clone()
+        if self._snapshots:
+            self._pending = step
+        return {k: v.cpu() for k, v in records.items()}
+
+    def _param_record(self, c: Capture, t: torch.Tensor) -> torch.Tensor:
+        return partials.finish(c.reduce, partials.partial(c.reduce, select(c, t), self._scratch))
+
+    def _updates(self) -> tuple | None:
+        """‖Δw‖/‖w‖ of the optimizer step(s) since the pending recorded step."""
+        if self._pending is None:
+            return None
+        out = {}
+        for c in self.captures:
+            if c.kind == "update":
+                before = self._snapshots.pop(c.key)
+                now = select(c, self.backend.tensor(c.target).detach())
+                ratio = torch.linalg.vector_norm((now - before).double()) / torch.linalg.vector_norm(before.double())
+                out[c.key] = ratio.reshape(1).cpu()
+        step, self._pending = self._pending, None
+        return step, out
+
+    def _loss(self, loss) -> float | None:
+        if loss is None:
+            return None
+        value = loss.detach().double().reshape(()) if isinstance(loss, torch.Tensor) else torch.tensor(float(loss))
+        if self.ranks is not None:  # the mean of every rank's loss
+            (values,) = self.ranks.gather([value.reshape(1)])
+            return float(torch.stack(values).mean())
+        return float(value)
+
+
+def recording_plan(spec: Spec, model) -> Plan:
+    """The spec's views over steps compiled against ``model``; the first broken one is an error."""
+    plan = compile_plan(spec, model, available=Available(runs=True))
+    for vp in plan.views:
+        if vp.error is not None and _over_steps_text(vp.view.query):
+            raise vp.error
+    return plan
+
+
+def _over_steps_text(query: str) -> bool:
+    return " over steps" in query or query.strip().startswith("loss")
+
+
+def _version() -> str:
+    from nnspec._version import __version__
+
+    return __version__

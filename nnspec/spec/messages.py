@@ -1,0 +1,116 @@
+"""Messages of reading, templating and validating spec files: every one a function, kept beside the stage that raises it.
+
+Tests assert against these functions, not against copied strings.
+"""
+
+from __future__ import annotations
+
+from nnspec.text import names
+
+
+def did_you_mean(name: str) -> str:
+    return f"did you mean '{name}'?"
+
+
+def yaml_syntax(problem: str) -> str:
+    return f"invalid YAML: {problem}"
+
+
+def empty_spec() -> str:
+    return "the spec file is empty; it needs at least 'nnspec: 1', 'model' and 'views'"
+
+
+def not_a_mapping() -> str:
+    return "a spec must be a YAML mapping with keys nnspec, model, views, …"
+
+
+def cannot_read(path: str, why: str) -> str:
+    return f"cannot read spec file '{path}': {why}"
+
+
+def duplicate_key(key: str) -> str:
+    return f"key '{key}' appears twice in the same mapping"
+
+
+def unknown_key(key: str, where: str, allowed) -> str:
+    return f"unknown key '{key}' in {where} (allowed: {names(allowed, 12)})"
+
+
+def missing_key(key: str, where: str) -> str:
+    return f"{where} is missing the required key '{key}'"
+
+
+def input_kinds() -> str:
+    return "input needs exactly one of 'random', 'dataset' (with 'features'), 'file' or 'tokens'"
+
+
+def bad_choice(where: str, value, choices) -> str:
+    return f"{where}: {value!r} is not one of {names(choices)}"
+
+
+def bad_const(where: str, value, want) -> str:
+    if where == "nnspec":
+        return f"nnspec: {value!r} is not a format this version reads; use 'nnspec: {want}'"
+    return f"{where} must be {want!r}, got {value!r}"
+
+
+def schema_problem(where: str, detail: str) -> str:
+    return f"{where}: {detail}"
+
+
+def yaml_bool_hint() -> str:
+    return "YAML reads unquoted on, off, yes, no, true and false as booleans: quote them ('on')"
+
+
+def max_marks_range(value: int, limit: int) -> str:
+    return f"max_marks must be between 1 and {limit}, got {value}"
+
+
+def extends_not_path(value) -> str:
+    return f"extends: expected a path to a spec file, got {value!r}"
+
+
+def extends_cycle(chain: list) -> str:
+    import os
+
+    return "extends makes a cycle: " + " → ".join(os.path.relpath(p) if os.path.isabs(p) else p for p in chain)
+
+
+def vars_not_mapping() -> str:
+    return "vars: expected a mapping of names to default values"
+
+
+def values_file_not_mapping(path: str) -> str:
+    return f"'{path}' (-f): expected a mapping of var names to values"
+
+
+def bad_set(text: str) -> str:
+    return f"--set '{text}': expected name=value"
+
+
+def bad_set_hint() -> str:
+    return "e.g. --set layer=fc2 or --set lr=0.01 (the value is read as YAML)"
+
+
+def unknown_var(name: str, known: list) -> str:
+    return f"unknown variable '${{{name}}}'" + (f" (vars: {', '.join(known)})" if known else " (the spec has no vars)")
+
+
+def unknown_var_hint(name: str) -> str:
+    return f"define it under 'vars:', pass --set {name}=..., or write ${{{name}:-default}}"
+
+
+def bad_repeat() -> str:
+    return "repeat: expected one variable and a list of values or a selector, e.g. {layer: [fc1, fc2]}"
+
+
+def bad_repeat_hint() -> str:
+    return 'write repeat: {layer: [fc1, fc2]} or repeat: {layer: "type(Conv2d)"}, then use ${layer} in the view'
+
+
+def view_needs_query() -> str:
+    return "this view has no query"
+
+
+def view_needs_query_hint() -> str:
+    return "add 'query: ...', or give it the id of a view in the spec it extends so that it merges into that view"

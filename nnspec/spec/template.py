@@ -1,0 +1,356 @@
+"""Templating a spec (DESIGN.md §2), on the parsed tree, never on the text.
+
+file ─yamlpos─▶ Node tree (every node keeps its file:line:col)
+     ─extends─▶ base trees deep-merged under it (maps merge, lists replace,
+                views merge by id), cycles named
+     ─vars────▶ spec `vars` < extended files' < -f files < --set / vars=
+     ─${…}────▶ interpolated: `${name}`, `${name:-default}`, `$$` for `$`;
+                a whole-value `${n}` keeps the value's type
+     ─repeat──▶ a view with `repeat: {var: [a, b]}` becomes one view per value
+                (`repeat: {var: "type(Conv2d)"}` waits for the model: ``expand_views``)
+     ─x-*─────▶ dropped (YAML anchors can hold shared fragments there)
+     ─▶ Located (data + spans by path) for the schema and the dataclasses
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field, replace
+
+import yaml
+
+from nnspec.errors import Span, SpecError
+from nnspec.spec import messages
+from nnspec.spec.yamlpos import Located, load
+
+
+@dataclass
+class Node:
+    value: object  # dict[str, Node] | list[Node] | a scalar
+    span: Span | None = None
+    key_span: Span | None = None
+    style: str | None = None  # the scalar's quote character, as YAML gave it
+    derived: bool = False  # its text came from interpolation (columns count in the resolved text)
+
+    def plain(self):
+        if isinstance(self.value, dict):
+            return {k: v.plain() for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain() for v in self.value]
+        return self.value
+
+
+@dataclass
+class Options:
+    """What the command line (or the API) adds: ``-f`` files and ``--set`` values."""
+
+    files: tuple = ()  # paths of YAML files of var values, in order
+    sets: dict = field(default_factory=dict)  # name (dotted for nested) -> value
+
+
+def resolve(located: Located, options: Options | None = None, base_dir: str | None = None) -> Located:
+    """The fully resolved spec: extends merged, vars applied, views repeated, x-* dropped."""
+    options = options or Options()
+    base_dir = base_dir or (os.path.dirname(os.path.abspath(located.file)) if _is_file(located.file) else os.getcwd())
+    root = to_node(located)
+    if not isinstance(root.value, dict):
+        return located
+    shown = os.path.dirname(located.file) if _is_file(located.file) else ""
+    _loaded = []
+    root = _extends(root, base_dir, [_chain_name(located.file)], shown, _loaded)
+    root = _strip_extensions(root)
+    values = _vars(root, options, base_dir)
+    root.value.pop("vars", None)
+    out = {}
+    for key, node in root.value.items():
+        out[key] = _views(node, values) if key == "views" else interpolate(node, values)
+    root = Node(out, root.span, root.key_span)
+    result = to_located(root, located.file)
+    result.sources = ([located.file] if _is_file(located.file) else []) + _loaded + list(options.files)
+    return result
+
+
+# -- Node trees and Located ------------------------------------------------------
+def to_node(located: Located) -> Node:
+    def walk(value, path):
+        span = located.values.get(path)
+        key_span = located.keys.get(path)
+        if isinstance(value, dict):
+            return Node({k: walk(v, path + (k,)) for k, v in value.items()}, span, key_span)
+        if isinstance(value, list):
+            return Node([walk(v, path + (i,)) for i, v in enumerate(value)], span, key_span)
+        return Node(value, span, key_span, located.styles.get(path))
+
+    return walk(located.data, ())
+
+
+def to_located(root: Node, file: str) -> Located:
+    out = Located(data=None, file=file)
+
+    def walk(node: Node, path):
+        if node.span is not None:
+            out.values[path] = node.span
+        if node.key_span is not None:
+            out.keys[path] = node.key_span
+        if isinstance(node.value, dict):
+            return {k: walk(v, path + (k,)) for k, v in node.value.items()}
+        if isinstance(node.value, list):
+            return [walk(v, path + (i,)) for i, v in enumerate(node.value)]
+        if node.derived and isinstance(node.value, str) and node.span is not None:
+            out.values[path] = Span(node.span.file, node.span.line, 1, node.value.split("\n", 1)[0])
+            out.styles[path] = None
+        else:
+            out.styles[path] = node.style
+        return node.value
+
+    out.data = walk(root, ())
+    return out
+
+
+def _is_file(name: str) -> bool:
+    return bool(name) and not name.startswith("<")
+
+
+def _chain_name(file: str) -> str:
+    return os.path.abspath(file) if _is_file(file) else file
+
+
+# -- extends -----------------------------------------------------------------------
+def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loaded=None) -> Node:
+    """``shown``: the directory as the user named it, for file names in errors."""
+    ext = root.value.pop("extends", None)
+    if ext is None:
+        return root
+    names = ext.value if isinstance(ext.value, list) else [ext]
+    merged: Node | None = None
+    for name_node in names:
+        name = name_node.value
+        if not isinstance(name, str):
+            raise SpecError(messages.extends_not_path(name), name_node.span)
+        path = os.path.abspath(os.path.join(base_dir, name))
+        if path in chain:
+            raise SpecError(messages.extends_cycle([*chain, path]), name_node.span)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise SpecError(messages.cannot_read(path, e.strerror or str(e)), name_node.span) from None
+        display = name if os.path.isabs(name) else os.path.normpath(os.path.join(shown, name))
+        if loaded is not None:
+            loaded.append(display)
+        base = to_node(load(text, display))
+        if not isinstance(base.value, dict):
+            raise SpecError(messages.not_a_mapping(), base.span)
+        base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display), loaded)
+        merged = base if merged is None else merge(merged, base)
+    return merge(merged, root)
+
+
+def merge(base: Node, over: Node, path: tuple = ()) -> Node:
+    """``over`` on top of ``base``: maps deep-merge, lists replace, views merge by id."""
+    if isinstance(base.value, dict) and isinstance(over.value, dict):
+        out = dict(base.value)
+        for k, v in over.value.items():
+            out[k] = merge(base.value[k], v, path + (k,)) if k in base.value else v
+        return Node(out, over.span, over.key_span or base.key_span)
+    if path == ("views",) and isinstance(base.value, list) and isinstance(over.value, list):
+        return Node(_merge_views(base.value, over.value), over.span, over.key_span or base.key_span)
+    return over
+
+
+def _view_id(node: Node):
+    if isinstance(node.value, dict) and "id" in node.value:
+        return node.value["id"].value
+    return None
+
+
+def _merge_views(base: list[Node], over: list[Node]) -> list[Node]:
+    out = list(base)
+    where = {_view_id(v): i for i, v in enumerate(out) if _view_id(v) is not None}
+    for v in over:
+        i = where.get(_view_id(v)) if _view_id(v) is not None else None
+        if i is None:
+            out.append(v)
+        else:
+            out[i] = merge(out[i], v, ("views", i))
+    return out
+
+
+def _strip_extensions(node: Node) -> Node:
+    """``x-*`` keys anywhere are the user's (anchors, notes): not part of the spec."""
+    if isinstance(node.value, dict):
+        kept = {k: _strip_extensions(v) for k, v in node.value.items() if not k.startswith("x-")}
+        return Node(kept, node.span, node.key_span)
+    if isinstance(node.value, list):
+        return Node([_strip_extensions(v) for v in node.value], node.span, node.key_span)
+    return node
+
+
+# -- vars ---------------------------------------------------------------------------
+def _vars(root: Node, options: Options, base_dir: str) -> dict:
+    """Helm's precedence: the spec's (and extended files') vars < -f files < --set."""
+    spec_vars = root.value.get("vars")
+    values: dict = {}
+    if spec_vars is not None:
+        if not isinstance(spec_vars.value, dict):
+            raise SpecError(messages.vars_not_mapping(), spec_vars.span)
+        values = spec_vars.plain()
+    for path in options.files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = to_node(load(f.read(), path)).plain()
+        except OSError as e:
+            raise SpecError(messages.cannot_read(path, e.strerror or str(e))) from None
+        if not isinstance(data, dict):
+            raise SpecError(messages.values_file_not_mapping(path), Span(path, 1, 1))
+        values = _deep_update(values, data)
+    for name, value in options.sets.items():
+        values = _deep_update(values, _dotted(name, value))
+    return values
+
+
+def _deep_update(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _deep_update(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+    return out
+
+
+def _dotted(name: str, value) -> dict:
+    head, _, rest = name.partition(".")
+    return {head: _dotted(rest, value) if rest else value}
+
+
+def parse_set(text: str) -> tuple[str, object]:
+    """``name=value`` from ``--set``; the value is read as YAML (``3`` is an int, ``[a, b]`` a list)."""
+    name, sep, raw = text.partition("=")
+    if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name.strip()):
+        raise SpecError(messages.bad_set(text), None, messages.bad_set_hint())
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return name.strip(), value
+
+
+# -- ${…} ---------------------------------------------------------------------------
+_REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
+
+
+def interpolate(node: Node, values: dict) -> Node:
+    if isinstance(node.value, dict):
+        return Node({k: interpolate(v, values) for k, v in node.value.items()}, node.span, node.key_span)
+    if isinstance(node.value, list):
+        return Node([interpolate(v, values) for v in node.value], node.span, node.key_span)
+    if not isinstance(node.value, str) or "$" not in node.value:
+        return node
+    value = substitute(node.value, values, node.span)
+    if isinstance(value, dict | list):  # a whole-value ${n} holding a map or a list
+        return _node_of(value, node.span, node.key_span)
+    return replace(node, value=value, derived=isinstance(value, str))
+
+
+def _node_of(value, span: Span | None, key_span: Span | None = None) -> Node:
+    if isinstance(value, dict):
+        return Node({k: _node_of(v, span) for k, v in value.items()}, span, key_span)
+    if isinstance(value, list):
+        return Node([_node_of(v, span) for v in value], span, key_span)
+    return Node(value, span, key_span)
+
+
+def substitute(text: str, values: dict, span: Span | None = None):
+    """``text`` with its references replaced; a whole-value ``${n}`` keeps n's type."""
+    whole = _REF.fullmatch(text)
+    if whole and whole.group(0) != "$$":
+        return _lookup(whole.group(1), whole.group(2), values, span)
+
+    def one(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        v = _lookup(m.group(1), m.group(2), values, span)
+        return (
+            v if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip().removesuffix("...").strip()
+        )
+
+    return _REF.sub(one, text)
+
+
+def _lookup(name: str, default: str | None, values: dict, span: Span | None):
+    v: object = values
+    for part in name.split("."):
+        if isinstance(v, dict) and part in v:
+            v = v[part]
+        else:
+            if default is not None:
+                return yaml.safe_load(default) if default.strip() else ""
+            close = difflib.get_close_matches(name, _names(values), n=1)
+            raise SpecError(
+                messages.unknown_var(name, _names(values)),
+                span,
+                messages.did_you_mean("${" + close[0] + "}") if close else messages.unknown_var_hint(name),
+            )
+    return v
+
+
+def _names(values: dict, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in values.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out += _names(v, prefix + k + ".")
+    return out
+
+
+# -- repeat -------------------------------------------------------------------------
+def _views(node: Node, values: dict) -> Node:
+    if not isinstance(node.value, list):
+        return interpolate(node, values)
+    out = []
+    for view in node.value:
+        rep = view.value.get("repeat") if isinstance(view.value, dict) else None
+        if rep is None:
+            out.append(interpolate(view, values))
+            continue
+        var, over = _repeat_var(rep, values)
+        if isinstance(over, str):  # a selector: expanded once the model exists (expand_views)
+            local = {**values, var: "${" + var + "}"}  # the repeat variable survives until then
+            kept = {k: interpolate(v, local) for k, v in view.value.items() if k != "repeat"}
+            kept["repeat"] = Node({var: Node(over, rep.value[var].span)}, rep.span, rep.key_span)
+            out.append(Node(kept, view.span, view.key_span))
+            continue
+        group = f"{len(out)}:{var}"
+        for item in over:
+            local = {**values, var: item}
+            copy = {k: interpolate(v, local) for k, v in view.value.items() if k != "repeat"}
+            copy["x-group"] = Node(group)  # the copies share a row (columns=)
+            if "id" in copy:  # ids stay unique: weights[fc1], weights[fc2]
+                copy["id"] = replace(copy["id"], value=f"{copy['id'].value}[{_text(item)}]")
+            out.append(Node(copy, view.span, view.key_span))
+    return Node(out, node.span, node.key_span)
+
+
+def expand_selector_repeat(query: str, title: str, description: str, var: str, paths) -> list[tuple]:
+    """(query, title, description) for each module path a repeat's selector matched."""
+    return [tuple(substitute(t, {var: p}) if "$" in t else t for t in (query, title, description)) for p in paths]
+
+
+def _text(value) -> str:
+    return (
+        value
+        if isinstance(value, str)
+        else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+    )
+
+
+def _repeat_var(rep: Node, values: dict) -> tuple[str, object]:
+    if not isinstance(rep.value, dict) or len(rep.value) != 1:
+        raise SpecError(messages.bad_repeat(), rep.span, messages.bad_repeat_hint())
+    ((var, over_node),) = rep.value.items()
+    over = interpolate(over_node, values).value
+    if isinstance(over, list):
+        return var, [v.plain() if isinstance(v, Node) else v for v in over]
+    if isinstance(over, str):
+        return var, over
+    raise SpecError(messages.bad_repeat(), over_node.span, messages.bad_repeat_hint())

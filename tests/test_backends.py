@@ -1,0 +1,118 @@
+"""The backend seam: the PyTorch backend against the module's own API, and no
+framework call outside nnspec/backends/."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from nnspec.backends import backend_for
+from nnspec.backends.base import PassFailed, module_at, own_params, params_under
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class Tied(nn.Module):
+    """GPT-2's pattern: the output projection is the embedding (one tensor, two names)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(10, 4)
+        self.block = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.attn = nn.MultiheadAttention(4, 2, batch_first=True)
+        self.lm_head = nn.Linear(4, 10, bias=False)
+        self.lm_head.weight = self.wte.weight
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, ids):
+        h = self.block(self.wte(ids))
+        h = self.attn(h, h, h)[0]
+        return self.lm_head(h) * self.scale
+
+
+def test_framework_calls_only_inside_backends():
+    banned = re.compile(
+        r"register_forward_hook|register_forward_pre_hook|register_module_forward_hook|"
+        r"\.register_hook\(|named_modules\(|named_parameters\(|named_children\(|\.eval\(\)|load_state_dict\("
+    )
+    offenders = []
+    for path in (ROOT / "nnspec").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("nnspec/backends/") or rel == "nnspec/models.py":
+            continue
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if banned.search(line):
+                offenders.append(f"{rel}:{i}: {line.strip()}")
+    assert offenders == []
+
+
+def test_modules_match_the_module_tree():
+    model = Tied()
+    be = backend_for(model)
+    assert [m.path for m in be.modules()] == [p for p, _ in model.named_modules()]
+    assert module_at(be, "block.0").type == "Linear" and module_at(be, "block.0").leaf
+    assert not module_at(be, "block").leaf
+    assert "Module" in module_at(be, "block.1").types  # bases, for type(Module)
+    assert [m.path for m in be.modules() if m.attention] == ["attn"]
+
+
+def test_tied_parameters_are_one_tensor_with_every_name():
+    model = Tied()
+    be = backend_for(model)
+    params = {p.path: p for p in be.params()}
+    assert list(params) == [n for n, _ in model.named_parameters()]  # each tensor once, model order
+    assert params["wte.weight"].names == ("wte.weight", "lm_head.weight")
+    assert be.tensor("lm_head.weight") is model.wte.weight
+    assert params["block.0.weight"].layout == ("out", "in") and params["block.0.weight"].role == "weight"
+    assert params["attn.in_proj_weight"].role == "weight" and params["attn.in_proj_bias"].role == "bias"
+    assert params["scale"].role == "other" and params["scale"].module == ""
+    assert be.size() == sum(p.numel() for p in model.parameters())
+    assert [n for n, _ in own_params(be, "lm_head")] == ["weight"]
+    assert sum(p.numel for _, p in params_under(be, "")) == be.size()
+
+
+def test_forward_calls_back_and_leaves_no_hook():
+    model = Tied()
+    be = backend_for(model)
+    seen = {}
+    ids = torch.randint(0, 10, (2, 5))
+    with be.guest():
+        done = be.forward(ids, {"block.0": lambda a, k, out: seen.setdefault("out", out.detach().clone())})
+    mine = {}
+    h = model.block[0].register_forward_hook(lambda m, a, out: mine.setdefault("out", out.detach().clone()))
+    model.eval()
+    model(ids)
+    h.remove()
+    torch.testing.assert_close(seen["out"], mine["out"])
+    assert done.ran[:4] == ["wte", "block.0", "block.1", "block"]  # in the order they finished
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_guest_restores_modes_and_flags_when_the_model_raises():
+    model = Tied().train()
+    model.block[0].weight.requires_grad_(False)
+    be = backend_for(model)
+    with pytest.raises(PassFailed) as e:
+        with be.guest(("block.0.weight",)):
+            assert not model.training and model.block[0].weight.requires_grad
+            be.forward(torch.zeros(2, 3))  # floats into an embedding: the model raises
+    assert e.value.ran == []  # wte raised: no module finished
+    assert model.training and all(m.training for m in model.modules())
+    assert not model.block[0].weight.requires_grad
+
+
+def test_backward_gives_exactly_the_wanted_gradients():
+    model = Tied()
+    be = backend_for(model)
+    ids = torch.randint(0, 10, (2, 5))
+    with be.guest(("scale",)):
+        out = be.forward(ids, grad=True).result
+        got = be.backward(out.sum(), {"scale": be.tensor("scale"), "unused": torch.ones(1, requires_grad=True)})
+    (want,) = torch.autograd.grad(model(ids).sum(), [model.scale])
+    torch.testing.assert_close(got["scale"], want)
+    assert got["unused"] is None and model.scale.grad is None
+
