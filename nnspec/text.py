@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-
-def names(items, limit: int = 8) -> str:
-    items = list(items)
-    shown = ", ".join(str(i) for i in items[:limit])
-    return shown + (f", … ({len(items) - limit} more)" if len(items) > limit else "")
+from collections.abc import Iterable
+from typing import SupportsIndex, SupportsInt
 
 
-def prod(xs) -> int:
+def names(items: Iterable[object], limit: int = 8) -> str:
+    listed = list(items)
+    shown = ", ".join(str(i) for i in listed[:limit])
+    return shown + (f", … ({len(listed) - limit} more)" if len(listed) > limit else "")
+
+
+def prod(xs: Iterable[SupportsInt | SupportsIndex]) -> int:
     out = 1
     for x in xs:
         out *= int(x)

@@ -115,4 +115,3 @@ def test_backward_gives_exactly_the_wanted_gradients():
     (want,) = torch.autograd.grad(model(ids).sum(), [model.scale])
     torch.testing.assert_close(got["scale"], want)
     assert got["unused"] is None and model.scale.grad is None
-

@@ -19,7 +19,7 @@ import torch
 from nnspec.backends import backend_for
 from nnspec.backends.base import Backend, PassFailed
 from nnspec.capture import messages
-from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan
+from nnspec.compiler.plan import BACKWARD_KINDS, HOOK_KINDS, Capture, Plan
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages as inputs_messages
 from nnspec.numerics import reduce
@@ -102,7 +102,7 @@ def _store(c: Capture, t, out: Captured) -> None:
 def _passes(plan: Plan, be: Backend, x, y, loss_fn, out: Captured) -> None:
     by_module: dict[str, list[Capture]] = {}
     for c in plan.captures:
-        if c.kind in ("activation", "input", "output_grad"):
+        if c.kind in HOOK_KINDS:
             by_module.setdefault(c.target, []).append(c)  # trace and attention have their own machinery
     x = be.to_device(x)
     y = be.to_device(y)

@@ -151,7 +151,7 @@ def _validate(args) -> int:
         try:
             spec = load_spec(path)
             for v in spec.views + spec.expect:
-                text = substitute(v.query, {v.repeat[0]: "x"}) if v.repeat else v.query  # a selector repeat
+                text = str(substitute(v.query, {v.repeat[0]: "x"})) if v.repeat else v.query  # a selector repeat
                 parse(text, query_span(v.query_span, v.query_quoted, text))
             print(f"{path}: ok ({len(spec.views)} views)")
         except NnspecError as e:

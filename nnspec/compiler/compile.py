@@ -23,7 +23,6 @@ from nnspec.query.parser import parse, query_span
 from nnspec.spec.load import MAX_MARKS_LIMIT, Spec, ViewSpec
 
 
-
 def compile_view(view: ViewSpec, model, rules, available: Available = ALL_AVAILABLE) -> ViewPlan:
     """One view's query, resolved against ``model`` and rewritten by ``rules``."""
     try:

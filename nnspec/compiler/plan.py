@@ -21,7 +21,8 @@ CAPTURE_KINDS = (
     "param", "grad", "activation", "input", "output_grad", "input_grad", "trace", "attention",
     "update",  # a parameter's change over one optimizer step (views over steps)
 )  # fmt: skip
-BACKWARD_KINDS = ("grad", "output_grad", "input_grad")
+BACKWARD_KINDS = ("grad", "output_grad", "input_grad")  # taken in the backward pass
+HOOK_KINDS = ("activation", "input", "output_grad")  # read in a module's capture callback
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +106,7 @@ class Plan:
         """Modules that get a forward hook, in first-use order."""
         seen: dict[str, None] = {}
         for c in self.captures:
-            if c.kind in ("activation", "input", "output_grad", "attention"):
+            if c.kind in HOOK_KINDS or c.kind == "attention":
                 seen[c.target] = None
             elif c.kind == "trace":
                 seen["* (trace)"] = None

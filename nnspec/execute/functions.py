@@ -4,16 +4,45 @@ computed by autograd on a grid."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from torch.nn import functional as F
 
 POINTS = 201
-MODULE_NAMES = {
-    "ReLU": "relu", "GELU": "gelu", "Tanh": "tanh", "Sigmoid": "sigmoid", "SiLU": "silu", "ELU": "elu",
-    "LeakyReLU": "leaky_relu", "Softplus": "softplus", "Mish": "mish", "Hardswish": "hardswish", "SELU": "selu",
-}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """One function ``function NAME`` draws: its torch callable, and the
+    ``torch.nn`` module classes that compute it (what ``function *`` looks for)."""
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    modules: tuple[str, ...]
+
+
+def _registry(*items: Activation) -> dict[str, Activation]:
+    return {a.name: a for a in items}
+
+
+# every name of nnspec.query.catalog.FUNCTIONS (tests/test_catalog.py keeps them equal)
+ACTIVATIONS: dict[str, Activation] = _registry(
+    Activation("relu", F.relu, ("ReLU",)),
+    Activation("gelu", F.gelu, ("GELU",)),
+    Activation("tanh", F.tanh, ("Tanh",)),
+    Activation("sigmoid", F.sigmoid, ("Sigmoid",)),
+    Activation("silu", F.silu, ("SiLU",)),
+    Activation("elu", F.elu, ("ELU",)),
+    Activation("leaky_relu", F.leaky_relu, ("LeakyReLU",)),
+    Activation("softplus", F.softplus, ("Softplus",)),
+    Activation("mish", F.mish, ("Mish",)),
+    Activation("hardswish", F.hardswish, ("Hardswish",)),
+    Activation("selu", F.selu, ("SELU",)),
+)
+MODULE_NAMES = {m: a.name for a in ACTIVATIONS.values() for m in a.modules}  # module class name -> function
 
 
 def used_functions(model, trace) -> dict:
@@ -26,8 +55,8 @@ def used_functions(model, trace) -> dict:
             label = name if name != "leaky_relu" else f"leaky_relu({m.negative_slope:g})"
             found.setdefault(label, m)
     for name in sorted(trace.functions if trace is not None else ()):
-        if hasattr(F, name) and not any(k.split("(")[0] == name for k in found):
-            found[name] = getattr(F, name)
+        if name in ACTIVATIONS and not any(k.split("(")[0] == name for k in found):
+            found[name] = ACTIVATIONS[name].fn
     return found
 
 
@@ -47,4 +76,4 @@ def curves(fns: dict, lo: float = -5.0, hi: float = 5.0, points: int = POINTS) -
 
 
 def named(names) -> dict:
-    return {n: getattr(F, n) for n in names}
+    return {n: ACTIVATIONS[n].fn for n in names}

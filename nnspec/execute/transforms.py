@@ -7,6 +7,8 @@ count``; a reduced scalar per layer ``layer, value``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import torch
 
@@ -15,24 +17,46 @@ from nnspec.errors import SpecError
 from nnspec.execute import messages
 from nnspec.execute.data import Data, histogram_data, scalar_table, stats_table
 from nnspec.numerics import reduce
+from nnspec.numerics.reductions import REDUCTIONS
+from nnspec.query import catalog
 from nnspec.query import messages as query_messages
 from nnspec.query.ast import Step
-from nnspec.query.parser import DEFAULT_BINS
+
+TransformFn = Callable[[Data, Step], Data]
+# every transform of the query language (nnspec.query.catalog.TRANSFORMS) by name;
+# tests/test_catalog.py keeps the two equal
+TRANSFORMS: dict[str, TransformFn] = {}
+
+
+def transform(name: str) -> Callable[[TransformFn], TransformFn]:
+    """Register the decorated function as the transform ``name``."""
+
+    def register(fn: TransformFn) -> TransformFn:
+        assert name not in TRANSFORMS, f"transform {name!r} registered twice"
+        TRANSFORMS[name] = fn
+        return fn
+
+    return register
 
 
 def run_transforms(data: Data, steps: tuple[Step, ...], mark: Step | None = None) -> Data:
     if data.source == "input_grads" and not steps and mark is None and data.kind == "tensors":
         return saliency(data)
     for step in steps:
-        fn = globals().get(f"transform_{step.name}")
+        fn = TRANSFORMS.get(step.name)
         if fn is None:
-            raise SpecError(query_messages.unknown_step(step.name, TRANSFORM_NAMES), step.span)
+            raise SpecError(query_messages.unknown_step(step.name, TRANSFORMS), step.span)
         if data.kind != "tensors":
             raise SpecError(messages.step_needs_tensors(step.name), step.span)
         out = fn(data, step)
         out.source, out.context = out.source or data.source, out.context or data.context
         data = out
     return data
+
+
+def _args(step: Step) -> dict:
+    """The step's arguments by name, the catalog's defaults filled in."""
+    return catalog.TRANSFORMS[step.name].bind(step.args)
 
 
 def _each(data: Data, fn) -> Data:
@@ -43,55 +67,65 @@ def _each(data: Data, fn) -> Data:
     )
 
 
+@transform("abs")
 def transform_abs(data: Data, step: Step) -> Data:
     return _each(data, lambda k, t: t.abs())
 
 
-def _reduce(data: Data, step: Step) -> Data:
-    dim = step.arg("dim")
+@transform("flatten")
+def transform_flatten(data: Data, step: Step) -> Data:
+    return _each(data, lambda k, t: t.reshape(t.shape[0], -1) if t.dim() > 2 else t)
+
+
+# -- reductions (numerics' REDUCTIONS): registered below, by what each gives
+def transform_values(data: Data, step: Step) -> Data:
+    """One value per layer, or with ``dim=`` a tensor reduced along that dimension."""
+    compute = REDUCTIONS[step.name].compute
+    dim = _args(step).get("dim")
     if dim is None:
-        values = {k: reduce.scalar(t, step.name) for k, t in data.tensors.items()}
+        values = {k: compute(t) for k, t in data.tensors.items()}
         return Data("scalar", table=scalar_table(values), notes=data.notes, label=step.name)
 
     def along(layer, t):
         if not -t.dim() <= dim < t.dim():
             raise SpecError(messages.dim_out_of_range(step.name, dim, layer, t.shape), step.span)
-        return reduce.scalar(t, step.name, dim)
+        return compute(t, dim=dim)
 
     return _each(data, along)
 
 
-transform_mean = transform_max = transform_min = transform_std = transform_norm = _reduce
-transform_dead_fraction = transform_nan_count = transform_inf_count = _reduce
-
-
-def transform_update_ratio(data: Data, step: Step) -> Data:
-    raise SpecError(
-        compiler_messages.update_ratio_needs_steps(), step.span, compiler_messages.update_ratio_needs_steps_hint()
-    )
-
-
-def transform_flatten(data: Data, step: Step) -> Data:
-    return _each(data, lambda k, t: t.reshape(t.shape[0], -1) if t.dim() > 2 else t)
-
-
 def transform_stats(data: Data, step: Step) -> Data:
+    compute = REDUCTIONS[step.name].compute
     return Data(
         "stats",
-        table=stats_table({k: reduce.stats(t) for k, t in data.tensors.items()}),
+        table=stats_table({k: compute(t) for k, t in data.tensors.items()}),
         notes=data.notes,
     )
 
 
 def transform_histogram(data: Data, step: Step) -> Data:
-    bins = step.arg("bins", DEFAULT_BINS)
-    rng = step.arg("range")
-    hists = {k: reduce.histogram(t, bins, tuple(rng) if rng else None) for k, t in data.tensors.items()}
+    compute, args = REDUCTIONS[step.name].compute, _args(step)
+    hists = {k: compute(t, **args) for k, t in data.tensors.items()}
     return histogram_data(hists, list(data.notes))
 
 
+@transform("update_ratio")
+def transform_update_ratio(data: Data, step: Step) -> Data:
+    """A change over an optimizer step: there is none in one forward/backward pass."""
+    raise SpecError(
+        compiler_messages.update_ratio_needs_steps(), step.span, compiler_messages.update_ratio_needs_steps_hint()
+    )
+
+
+_BY_WHAT_IT_GIVES = {"value": transform_values, "stats": transform_stats, "histogram": transform_histogram}
+for _name, _reduction in REDUCTIONS.items():
+    if _name not in TRANSFORMS:
+        TRANSFORMS[_name] = _BY_WHAT_IT_GIVES[_reduction.gives]
+
+
+@transform("downsample")
 def transform_downsample(data: Data, step: Step) -> Data:
-    limit = step.arg("max", 10_000)
+    limit = _args(step)["max"]
     out = {}
     for layer, t in data.tensors.items():
         t2 = t.reshape(1, -1) if t.dim() == 1 else t
@@ -109,9 +143,11 @@ def transform_downsample(data: Data, step: Step) -> Data:
     return Data("tensors", tensors=out, notes=data.notes)
 
 
+@transform("sample")
 def transform_sample(data: Data, step: Step) -> Data:
-    n = step.arg("n", 1000)
-    g = torch.Generator().manual_seed(step.arg("seed", 0))
+    args = _args(step)
+    n = args["n"]
+    g = torch.Generator().manual_seed(args["seed"])
     out = {}
     for layer, t in data.tensors.items():
         flat = t.reshape(-1)
@@ -122,14 +158,16 @@ def transform_sample(data: Data, step: Step) -> Data:
     return Data("tensors", tensors=out, notes=data.notes)
 
 
+@transform("channels")
 def transform_channels(data: Data, step: Step) -> Data:
     """One 2-D map per channel: every dimension before the last two becomes the channel."""
     return _each(data, lambda k, t: t.reshape(-1, t.shape[-2], t.shape[-1]) if t.dim() >= 3 else t)
 
 
+@transform("pca")
 def transform_pca(data: Data, step: Step) -> Data:
     """Principal components of each layer's samples (first dimension = samples)."""
-    k = step.arg("k", 2)
+    k = _args(step)["k"]
     frames, notes = [], list(data.notes)
     for layer, t in data.tensors.items():
         if t.dim() < 2 or t.shape[0] < 2:
@@ -220,5 +258,3 @@ def fit_blocks(shape, limit: int) -> tuple[int, int]:
         rows = min(r, limit)
     return rows, cols
 
-
-TRANSFORM_NAMES = tuple(n[len("transform_") :] for n in list(globals()) if n.startswith("transform_"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages
+from nnspec.paths import resolve_path
 from nnspec.spec import messages as spec_messages
 from nnspec.spec.load import InputSpec
 
@@ -71,7 +72,7 @@ def _dataset(inp: InputSpec, base_dir: str) -> Batch:
     o = inp.options
     name = o["dataset"]
     if name.endswith(".csv"):
-        path = name if os.path.isabs(name) else os.path.join(base_dir, name)
+        path = resolve_path(name, base_dir)
         if not os.path.exists(path):
             path = os.path.abspath(name)
         try:
@@ -135,7 +136,7 @@ def _file(inp: InputSpec, base_dir: str) -> Batch:
     import torch
 
     name = inp.options["file"]
-    path = name if os.path.isabs(name) else os.path.join(base_dir, name)
+    path = resolve_path(name, base_dir)
     if not os.path.exists(path):
         path = os.path.abspath(name)
     try:

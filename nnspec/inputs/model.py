@@ -11,6 +11,7 @@ from nnspec.backends import backend_for
 from nnspec.backends.base import own_params
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages
+from nnspec.paths import resolve_path
 from nnspec.spec.load import ModelSpec, Spec
 
 
@@ -68,15 +69,8 @@ def build_model(spec: Spec):
     if backend_for(model) is None:
         raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.factory_span)
     if m.checkpoint:
-        load_checkpoint(model, _path(m.checkpoint, spec.base_dir), m.checkpoint_span, m.checkpoint)
+        load_checkpoint(model, resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True), m.checkpoint_span, m.checkpoint)
     return model.to(resolve_device(m.device))
-
-
-def _path(p: str, base_dir: str) -> str:
-    if os.path.isabs(p):
-        return p
-    here = os.path.join(base_dir, p)
-    return here if os.path.exists(here) else os.path.abspath(p)
 
 
 def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> None:

@@ -7,6 +7,8 @@ budget: larger tensors are aggregated first and the subtitle says so.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nnspec.errors import InternalError, SpecError
 from nnspec.execute.data import Data
 from nnspec.marks import messages
@@ -25,7 +27,12 @@ from nnspec.marks.tables import visit_box, visit_table
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
 
-VISITORS = {
+Visitor = Callable[[Data, Step, ViewSpec], tuple]
+# one visitor per mark of the query language (nnspec.query.catalog.MARKS), by
+# name; tests/test_catalog.py keeps the two equal. ``draw`` sends a few data
+# kinds elsewhere: attention to visit_attention, series over steps to
+# visit_steps_line, histograms over steps to visit_ridgeline.
+VISITORS: dict[str, Visitor] = {
     "heatmap": visit_heatmap,
     "histogram": visit_histogram,
     "bar": visit_bar,

@@ -45,6 +45,7 @@ from nnspec.query.catalog import (
 )
 from nnspec.spec import messages as spec_messages
 
+
 @cache
 def grammar_text() -> str:
     """The grammar, ``nnspec/query/query.lark``: package data beside this module."""

@@ -26,7 +26,7 @@ from nnspec.runs import messages
 from nnspec.numerics import partials
 from nnspec.backends import backend_for
 from nnspec.capture.run import _IndexProblem, first_tensor, select
-from nnspec.compiler.plan import Available, Capture, Plan
+from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.compiler.compile import compile_plan
 from nnspec.runs.distributed import Ranks, is_sharded, unwrap
 from nnspec.errors import SpecError
@@ -34,7 +34,6 @@ from nnspec.numerics.reduce import Scratch
 from nnspec.runs.store import RunWriter
 from nnspec.spec.load import Spec, load_spec
 
-FORWARD_KINDS = ("activation", "input", "output_grad")
 DEFAULT_EVERY = 10
 
 
@@ -135,7 +134,7 @@ class Recorder:
         self._parts, self._errors = {}, {}
         by_module: dict[str, list[Capture]] = {}
         for c in self.captures:
-            if c.kind in FORWARD_KINDS:
+            if c.kind in HOOK_KINDS:
                 by_module.setdefault(c.target, []).append(c)
         armed = ExitStack()
         armed.enter_context(self.backend.hooks({path: self._hook(path, caps) for path, caps in by_module.items()}))
@@ -175,7 +174,7 @@ class Recorder:
         except _IndexProblem as e:
             self._errors[c.key] = str(e)
             return
-        agree = self.ranks.agree_range if self.ranks is not None and c.kind in FORWARD_KINDS else None
+        agree = self.ranks.agree_range if self.ranks is not None and c.kind in HOOK_KINDS else None
         self._parts[c.key] = partials.partial(c.reduce, t, self._scratch, agree)
 
     # -- at rec.step ------------------------------------------------------------------
@@ -186,7 +185,7 @@ class Recorder:
             key, problem = next(iter(self._errors.items()))
             self.close()
             raise SpecError(messages.record_failed(step, problem))
-        forward = [c for c in self.captures if c.kind in FORWARD_KINDS]
+        forward = [c for c in self.captures if c.kind in HOOK_KINDS]
         missing = [c for c in forward if c.key not in self._parts]
         if missing:
             self.close()

@@ -11,13 +11,24 @@ import difflib
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from nnspec.errors import Span, SpecError, SpecErrors
 from nnspec.spec import messages
-from nnspec.spec.yamlpos import Located, load
+from nnspec.spec.yamlpos import Located, Path, load
+
+if TYPE_CHECKING:
+    import jsonschema
+
+Checked: TypeAlias = dict[str, Any]
+"""A mapping that schema.json has accepted: the schema, not mypy, knows the shape of its values."""
+
+Source: TypeAlias = str | os.PathLike[str] | dict[str, Any]
+"""A spec file's path, or the spec itself as a dict (of any values: the schema checks them)."""
 
 DEFAULT_MAX_MARKS = 10_000
 MAX_MARKS_LIMIT = 100_000
@@ -26,8 +37,8 @@ MAX_MARKS_LIMIT = 100_000
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     factory: str | None
-    args: tuple = ()
-    kwargs: dict = field(default_factory=dict)
+    args: tuple[object, ...] = ()
+    kwargs: dict[str, object] = field(default_factory=dict)
     checkpoint: str | None = None
     device: str = "auto"
     seed: int = 0
@@ -39,10 +50,10 @@ class ModelSpec:
 @dataclass(frozen=True, slots=True)
 class InputSpec:
     kind: str  # random | dataset | file
-    options: dict
+    options: Checked
     span: Span | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in ("random", "dataset", "file", "tokens"):
             raise ValueError(f"input kind {self.kind!r}: expected random, dataset, file or tokens")
 
@@ -61,10 +72,11 @@ class ViewSpec:
     query_quoted: bool = False
     group: str | None = None  # copies of one repeated view share it (and a row)
     columns: int | None = None  # a repeated view's copies per row
-    repeat: tuple | None = None  # (var, selector text, span): one copy per module matched, once the model exists
+    # (var, selector text, span): one copy per module matched, once the model exists
+    repeat: tuple[str, str, Span | None] | None = None
     check: bool = False  # an expect: entry: its query ends in a comparison and draws nothing
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 1 <= self.max_marks <= MAX_MARKS_LIMIT:
             raise ValueError(messages.max_marks_range(self.max_marks, MAX_MARKS_LIMIT))
 
@@ -76,12 +88,12 @@ class TrainSpec:
     steps: int
     batch: int | None = None  # None: the whole input each step
     seed: int = 0
-    optimizer: dict = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
+    optimizer: Checked = field(default_factory=lambda: {"name": "adam", "lr": 1e-3})
     record_every: int = 10
     span: Span | None = None
     run: str | None = None  # the run's directory; None: runs/<spec name>
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.optimizer.get("name") not in OPTIMIZERS:
             raise ValueError(f"optimizer {self.optimizer.get('name')!r}: expected one of {', '.join(OPTIMIZERS)}")
 
@@ -101,7 +113,7 @@ class Spec:
     views: tuple[ViewSpec, ...]
     train: TrainSpec | None = None
     expect: tuple[ViewSpec, ...] = ()  # checks on query results (nnspec check)
-    data: dict = field(default_factory=dict, hash=False, compare=False, repr=False)  # as parsed
+    data: dict[str, object] = field(default_factory=dict, hash=False, compare=False, repr=False)  # as parsed
 
     @property
     def hash(self) -> str:
@@ -129,12 +141,18 @@ class Spec:
 
 
 @cache
-def schema() -> dict:
+def schema() -> dict[str, object]:
     """The draft-07 JSON Schema that ships with the package."""
-    return json.loads(resources.files("nnspec.spec").joinpath("schema.json").read_text())
+    document: dict[str, object] = json.loads(resources.files("nnspec.spec").joinpath("schema.json").read_text())
+    return document
 
 
-def load_spec(source, file: str | None = None, vars: dict | None = None, values_files=()) -> Spec:
+def load_spec(
+    source: Spec | Source,
+    file: str | None = None,
+    vars: Mapping[str, object] | None = None,
+    values_files: Iterable[str] = (),
+) -> Spec:
     """A Spec from a path, a YAML string (with ``file``) or a dict, templated:
     ``vars`` (like ``--set``) and ``values_files`` (like ``-f``) override the spec's vars."""
     if isinstance(source, Spec):
@@ -142,7 +160,12 @@ def load_spec(source, file: str | None = None, vars: dict | None = None, values_
     return build(resolved(source, file, vars, values_files))
 
 
-def resolved(source, file: str | None = None, vars: dict | None = None, values_files=()) -> Located:
+def resolved(
+    source: Source,
+    file: str | None = None,
+    vars: Mapping[str, object] | None = None,
+    values_files: Iterable[str] = (),
+) -> Located:
     """The spec's tree after templating (extends, vars, ${…}, repeat, x-*), with its spans."""
     from nnspec.spec.template import Options, resolve
 
@@ -173,8 +196,8 @@ def build(located: Located) -> Spec:
     errors.sort(key=lambda e: (e.span.line, e.span.col) if e.span else (0, 0))
     if errors:
         raise SpecErrors(_dedupe(errors))
-    d = located.data
-    m = d.get("model", {})
+    d: Checked = located.data
+    m: Checked = d.get("model", {})
     model = ModelSpec(
         factory=m.get("factory"),
         args=tuple(m.get("args", ())),
@@ -188,7 +211,7 @@ def build(located: Located) -> Spec:
     )
     inp = None
     if "input" in d:
-        i = d["input"]
+        i: Checked = d["input"]
         kind = next(k for k in ("random", "dataset", "file", "tokens") if k in i)
         inp = InputSpec(kind, dict(i), located.span(("input",)))
     views = tuple(_view(located, n, v) for n, v in enumerate(d["views"]))
@@ -207,7 +230,7 @@ def build(located: Located) -> Spec:
     )
 
 
-def _train(located: Located, t: dict) -> TrainSpec:
+def _train(located: Located, t: Checked) -> TrainSpec:
     optimizer = {"name": "adam", "lr": 1e-3} | dict(t.get("optimizer", {}))
     return TrainSpec(
         steps=t["steps"],
@@ -220,8 +243,8 @@ def _train(located: Located, t: dict) -> TrainSpec:
     )
 
 
-def _view(located: Located, n: int, v: dict) -> ViewSpec:
-    path = ("views", n)
+def _view(located: Located, n: int, v: Checked) -> ViewSpec:
+    path: Path = ("views", n)
     query = v["query"].strip()
     return ViewSpec(
         query=query,
@@ -241,7 +264,7 @@ def _view(located: Located, n: int, v: dict) -> ViewSpec:
 
 
 def _check(located: Located, i: int, text: str) -> ViewSpec:
-    path = ("expect", i)
+    path: Path = ("expect", i)
     return ViewSpec(
         query=text.strip(),
         title=text.strip(),
@@ -252,7 +275,7 @@ def _check(located: Located, i: int, text: str) -> ViewSpec:
     )
 
 
-def _repeat(located: Located, path, rep: dict | None):
+def _repeat(located: Located, path: Path, rep: Checked | None) -> tuple[str, str, Span | None] | None:
     if not rep:
         return None
     ((var, selector),) = rep.items()
@@ -260,17 +283,19 @@ def _repeat(located: Located, path, rep: dict | None):
 
 
 @cache
-def _validator():
+def _validator() -> jsonschema.Draft7Validator:
     import jsonschema
 
     return jsonschema.Draft7Validator(schema())
 
 
-def _schema_error(located: Located, e) -> SpecError:
+def _schema_error(located: Located, e: jsonschema.ValidationError) -> SpecError:
     """One jsonschema error as a SpecError located in the YAML file."""
-    path = tuple(e.absolute_path)
+    path: Path = tuple(e.absolute_path)
     where = ".".join(str(p) for p in path) or "spec"
     if e.validator == "additionalProperties":
+        # jsonschema sets both on the errors it yields (its stubs also allow a bool schema and `Unset`)
+        assert isinstance(e.schema, Mapping) and isinstance(e.instance, dict)
         allowed = sorted(e.schema.get("properties", {}))
         extra = sorted(k for k in e.instance if k not in allowed and not str(k).startswith("x-"))
         key = extra[0] if extra else ""
@@ -288,6 +313,7 @@ def _schema_error(located: Located, e) -> SpecError:
     if e.validator == "const":
         return SpecError(messages.bad_const(where, e.instance, e.validator_value), located.span(path))
     if e.validator == "enum":
+        assert isinstance(e.validator_value, list)  # the enum's choices, from schema.json
         close = difflib.get_close_matches(str(e.instance), [str(c) for c in e.validator_value], n=1)
         return SpecError(
             messages.bad_choice(where, e.instance, e.validator_value),
@@ -300,7 +326,7 @@ def _schema_error(located: Located, e) -> SpecError:
     return SpecError(messages.schema_problem(where, e.message), located.span(path), hint)
 
 
-def _has_bool(value) -> bool:
+def _has_bool(value: object) -> bool:
     """YAML 1.1 reads on/off/yes/no unquoted as booleans: a common surprise."""
     if isinstance(value, bool):
         return True
@@ -308,7 +334,8 @@ def _has_bool(value) -> bool:
 
 
 def _dedupe(errors: list[SpecError]) -> list[SpecError]:
-    seen, out = set(), []
+    seen: set[tuple[Span | None, str]] = set()
+    out: list[SpecError] = []
     for e in errors:
         key = (e.span, e.message)
         if key not in seen:

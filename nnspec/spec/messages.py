@@ -5,6 +5,8 @@ Tests assert against these functions, not against copied strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from nnspec.text import names
 
 
@@ -32,7 +34,7 @@ def duplicate_key(key: str) -> str:
     return f"key '{key}' appears twice in the same mapping"
 
 
-def unknown_key(key: str, where: str, allowed) -> str:
+def unknown_key(key: str, where: str, allowed: Iterable[object]) -> str:
     return f"unknown key '{key}' in {where} (allowed: {names(allowed, 12)})"
 
 
@@ -44,11 +46,11 @@ def input_kinds() -> str:
     return "input needs exactly one of 'random', 'dataset' (with 'features'), 'file' or 'tokens'"
 
 
-def bad_choice(where: str, value, choices) -> str:
+def bad_choice(where: str, value: object, choices: Iterable[object]) -> str:
     return f"{where}: {value!r} is not one of {names(choices)}"
 
 
-def bad_const(where: str, value, want) -> str:
+def bad_const(where: str, value: object, want: object) -> str:
     if where == "nnspec":
         return f"nnspec: {value!r} is not a format this version reads; use 'nnspec: {want}'"
     return f"{where} must be {want!r}, got {value!r}"
@@ -66,11 +68,11 @@ def max_marks_range(value: int, limit: int) -> str:
     return f"max_marks must be between 1 and {limit}, got {value}"
 
 
-def extends_not_path(value) -> str:
+def extends_not_path(value: object) -> str:
     return f"extends: expected a path to a spec file, got {value!r}"
 
 
-def extends_cycle(chain: list) -> str:
+def extends_cycle(chain: Sequence[str]) -> str:
     import os
 
     return "extends makes a cycle: " + " → ".join(os.path.relpath(p) if os.path.isabs(p) else p for p in chain)
@@ -92,7 +94,7 @@ def bad_set_hint() -> str:
     return "e.g. --set layer=fc2 or --set lr=0.01 (the value is read as YAML)"
 
 
-def unknown_var(name: str, known: list) -> str:
+def unknown_var(name: str, known: Sequence[str]) -> str:
     return f"unknown variable '${{{name}}}'" + (f" (vars: {', '.join(known)})" if known else " (the spec has no vars)")
 
 

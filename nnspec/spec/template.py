@@ -17,13 +17,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import TypeGuard
 
 import yaml
 
 from nnspec.errors import Span, SpecError
 from nnspec.spec import messages
-from nnspec.spec.yamlpos import Located, load
+from nnspec.spec.yamlpos import Located, Path, load
 
 
 @dataclass
@@ -34,20 +36,30 @@ class Node:
     style: str | None = None  # the scalar's quote character, as YAML gave it
     derived: bool = False  # its text came from interpolation (columns count in the resolved text)
 
-    def plain(self):
-        if isinstance(self.value, dict):
+    def plain(self) -> object:
+        if _is_map(self.value):
             return {k: v.plain() for k, v in self.value.items()}
-        if isinstance(self.value, list):
+        if _is_seq(self.value):
             return [v.plain() for v in self.value]
         return self.value
+
+
+def _is_map(value: object) -> TypeGuard[dict[str, Node]]:
+    """A mapping node's value: every dict in a Node tree maps str keys to Nodes (the builders below make it so)."""
+    return isinstance(value, dict)
+
+
+def _is_seq(value: object) -> TypeGuard[list[Node]]:
+    """A sequence node's value: every list in a Node tree holds Nodes."""
+    return isinstance(value, list)
 
 
 @dataclass
 class Options:
     """What the command line (or the API) adds: ``-f`` files and ``--set`` values."""
 
-    files: tuple = ()  # paths of YAML files of var values, in order
-    sets: dict = field(default_factory=dict)  # name (dotted for nested) -> value
+    files: tuple[str, ...] = ()  # paths of YAML files of var values, in order
+    sets: dict[str, object] = field(default_factory=dict)  # name (dotted for nested) -> value
 
 
 def resolve(located: Located, options: Options | None = None, base_dir: str | None = None) -> Located:
@@ -55,16 +67,17 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     options = options or Options()
     base_dir = base_dir or (os.path.dirname(os.path.abspath(located.file)) if _is_file(located.file) else os.getcwd())
     root = to_node(located)
-    if not isinstance(root.value, dict):
+    if not _is_map(root.value):
         return located
     shown = os.path.dirname(located.file) if _is_file(located.file) else ""
-    _loaded = []
+    _loaded: list[str] = []
     root = _extends(root, base_dir, [_chain_name(located.file)], shown, _loaded)
     root = _strip_extensions(root)
-    values = _vars(root, options, base_dir)
-    root.value.pop("vars", None)
-    out = {}
-    for key, node in root.value.items():
+    entries = _entries(root)
+    values = _vars(entries, options, base_dir)
+    entries.pop("vars", None)
+    out: dict[str, Node] = {}
+    for key, node in entries.items():
         out[key] = _views(node, values) if key == "views" else interpolate(node, values)
     root = Node(out, root.span, root.key_span)
     result = to_located(root, located.file)
@@ -74,7 +87,7 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
 
 # -- Node trees and Located ------------------------------------------------------
 def to_node(located: Located) -> Node:
-    def walk(value, path):
+    def walk(value: object, path: Path) -> Node:
         span = located.values.get(path)
         key_span = located.keys.get(path)
         if isinstance(value, dict):
@@ -89,14 +102,14 @@ def to_node(located: Located) -> Node:
 def to_located(root: Node, file: str) -> Located:
     out = Located(data=None, file=file)
 
-    def walk(node: Node, path):
+    def walk(node: Node, path: Path) -> object:
         if node.span is not None:
             out.values[path] = node.span
         if node.key_span is not None:
             out.keys[path] = node.key_span
-        if isinstance(node.value, dict):
+        if _is_map(node.value):
             return {k: walk(v, path + (k,)) for k, v in node.value.items()}
-        if isinstance(node.value, list):
+        if _is_seq(node.value):
             return [walk(v, path + (i,)) for i, v in enumerate(node.value)]
         if node.derived and isinstance(node.value, str) and node.span is not None:
             out.values[path] = Span(node.span.file, node.span.line, 1, node.value.split("\n", 1)[0])
@@ -117,13 +130,19 @@ def _chain_name(file: str) -> str:
     return os.path.abspath(file) if _is_file(file) else file
 
 
+def _entries(node: Node) -> dict[str, Node]:
+    """The entries of a node its caller knows to be a mapping."""
+    assert _is_map(node.value), "expected a mapping node"
+    return node.value
+
+
 # -- extends -----------------------------------------------------------------------
-def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loaded=None) -> Node:
-    """``shown``: the directory as the user named it, for file names in errors."""
-    ext = root.value.pop("extends", None)
+def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loaded: list[str] | None = None) -> Node:
+    """``root``: a mapping node. ``shown``: the directory as the user named it, for file names in errors."""
+    ext = _entries(root).pop("extends", None)
     if ext is None:
         return root
-    names = ext.value if isinstance(ext.value, list) else [ext]
+    names = ext.value if _is_seq(ext.value) else [ext]
     merged: Node | None = None
     for name_node in names:
         name = name_node.value
@@ -141,27 +160,27 @@ def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loade
         if loaded is not None:
             loaded.append(display)
         base = to_node(load(text, display))
-        if not isinstance(base.value, dict):
+        if not _is_map(base.value):
             raise SpecError(messages.not_a_mapping(), base.span)
         base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display), loaded)
         merged = base if merged is None else merge(merged, base)
-    return merge(merged, root)
+    return root if merged is None else merge(merged, root)  # `extends: []` extends nothing
 
 
-def merge(base: Node, over: Node, path: tuple = ()) -> Node:
+def merge(base: Node, over: Node, path: Path = ()) -> Node:
     """``over`` on top of ``base``: maps deep-merge, lists replace, views merge by id."""
-    if isinstance(base.value, dict) and isinstance(over.value, dict):
+    if _is_map(base.value) and _is_map(over.value):
         out = dict(base.value)
         for k, v in over.value.items():
             out[k] = merge(base.value[k], v, path + (k,)) if k in base.value else v
         return Node(out, over.span, over.key_span or base.key_span)
-    if path == ("views",) and isinstance(base.value, list) and isinstance(over.value, list):
+    if path == ("views",) and _is_seq(base.value) and _is_seq(over.value):
         return Node(_merge_views(base.value, over.value), over.span, over.key_span or base.key_span)
     return over
 
 
-def _view_id(node: Node):
-    if isinstance(node.value, dict) and "id" in node.value:
+def _view_id(node: Node) -> object:
+    if _is_map(node.value) and "id" in node.value:
         return node.value["id"].value
     return None
 
@@ -180,23 +199,23 @@ def _merge_views(base: list[Node], over: list[Node]) -> list[Node]:
 
 def _strip_extensions(node: Node) -> Node:
     """``x-*`` keys anywhere are the user's (anchors, notes): not part of the spec."""
-    if isinstance(node.value, dict):
+    if _is_map(node.value):
         kept = {k: _strip_extensions(v) for k, v in node.value.items() if not k.startswith("x-")}
         return Node(kept, node.span, node.key_span)
-    if isinstance(node.value, list):
+    if _is_seq(node.value):
         return Node([_strip_extensions(v) for v in node.value], node.span, node.key_span)
     return node
 
 
 # -- vars ---------------------------------------------------------------------------
-def _vars(root: Node, options: Options, base_dir: str) -> dict:
+def _vars(entries: dict[str, Node], options: Options, base_dir: str) -> dict[str, object]:
     """Helm's precedence: the spec's (and extended files') vars < -f files < --set."""
-    spec_vars = root.value.get("vars")
-    values: dict = {}
+    spec_vars = entries.get("vars")
+    values: dict[str, object] = {}
     if spec_vars is not None:
-        if not isinstance(spec_vars.value, dict):
+        if not _is_map(spec_vars.value):
             raise SpecError(messages.vars_not_mapping(), spec_vars.span)
-        values = spec_vars.plain()
+        values = {k: v.plain() for k, v in spec_vars.value.items()}
     for path in options.files:
         try:
             with open(path, encoding="utf-8") as f:
@@ -211,14 +230,15 @@ def _vars(root: Node, options: Options, base_dir: str) -> dict:
     return values
 
 
-def _deep_update(a: dict, b: dict) -> dict:
+def _deep_update(a: dict[str, object], b: dict[str, object]) -> dict[str, object]:
     out = dict(a)
     for k, v in b.items():
-        out[k] = _deep_update(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, dict) else v
+        old = out.get(k)
+        out[k] = _deep_update(old, v) if isinstance(old, dict) and isinstance(v, dict) else v
     return out
 
 
-def _dotted(name: str, value) -> dict:
+def _dotted(name: str, value: object) -> dict[str, object]:
     head, _, rest = name.partition(".")
     return {head: _dotted(rest, value) if rest else value}
 
@@ -239,10 +259,10 @@ def parse_set(text: str) -> tuple[str, object]:
 _REF = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_.]*)(?::-([^}]*))?\}")
 
 
-def interpolate(node: Node, values: dict) -> Node:
-    if isinstance(node.value, dict):
+def interpolate(node: Node, values: Mapping[str, object]) -> Node:
+    if _is_map(node.value):
         return Node({k: interpolate(v, values) for k, v in node.value.items()}, node.span, node.key_span)
-    if isinstance(node.value, list):
+    if _is_seq(node.value):
         return Node([interpolate(v, values) for v in node.value], node.span, node.key_span)
     if not isinstance(node.value, str) or "$" not in node.value:
         return node
@@ -252,7 +272,7 @@ def interpolate(node: Node, values: dict) -> Node:
     return replace(node, value=value, derived=isinstance(value, str))
 
 
-def _node_of(value, span: Span | None, key_span: Span | None = None) -> Node:
+def _node_of(value: object, span: Span | None, key_span: Span | None = None) -> Node:
     if isinstance(value, dict):
         return Node({k: _node_of(v, span) for k, v in value.items()}, span, key_span)
     if isinstance(value, list):
@@ -260,13 +280,13 @@ def _node_of(value, span: Span | None, key_span: Span | None = None) -> Node:
     return Node(value, span, key_span)
 
 
-def substitute(text: str, values: dict, span: Span | None = None):
+def substitute(text: str, values: Mapping[str, object], span: Span | None = None) -> object:
     """``text`` with its references replaced; a whole-value ``${n}`` keeps n's type."""
     whole = _REF.fullmatch(text)
     if whole and whole.group(0) != "$$":
         return _lookup(whole.group(1), whole.group(2), values, span)
 
-    def one(m: re.Match) -> str:
+    def one(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
         v = _lookup(m.group(1), m.group(2), values, span)
@@ -277,7 +297,7 @@ def substitute(text: str, values: dict, span: Span | None = None):
     return _REF.sub(one, text)
 
 
-def _lookup(name: str, default: str | None, values: dict, span: Span | None):
+def _lookup(name: str, default: str | None, values: Mapping[str, object], span: Span | None) -> object:
     v: object = values
     for part in name.split("."):
         if isinstance(v, dict) and part in v:
@@ -294,8 +314,8 @@ def _lookup(name: str, default: str | None, values: dict, span: Span | None):
     return v
 
 
-def _names(values: dict, prefix: str = "") -> list[str]:
-    out = []
+def _names(values: Mapping[str, object], prefix: str = "") -> list[str]:
+    out: list[str] = []
     for k, v in values.items():
         out.append(prefix + k)
         if isinstance(v, dict):
@@ -304,26 +324,27 @@ def _names(values: dict, prefix: str = "") -> list[str]:
 
 
 # -- repeat -------------------------------------------------------------------------
-def _views(node: Node, values: dict) -> Node:
-    if not isinstance(node.value, list):
+def _views(node: Node, values: Mapping[str, object]) -> Node:
+    if not _is_seq(node.value):
         return interpolate(node, values)
-    out = []
+    out: list[Node] = []
     for view in node.value:
-        rep = view.value.get("repeat") if isinstance(view.value, dict) else None
-        if rep is None:
+        fields = view.value
+        if not _is_map(fields) or "repeat" not in fields:
             out.append(interpolate(view, values))
             continue
-        var, over = _repeat_var(rep, values)
+        rep = fields["repeat"]
+        var, over, over_span = _repeat_var(rep, values)
         if isinstance(over, str):  # a selector: expanded once the model exists (expand_views)
             local = {**values, var: "${" + var + "}"}  # the repeat variable survives until then
-            kept = {k: interpolate(v, local) for k, v in view.value.items() if k != "repeat"}
-            kept["repeat"] = Node({var: Node(over, rep.value[var].span)}, rep.span, rep.key_span)
+            kept = {k: interpolate(v, local) for k, v in fields.items() if k != "repeat"}
+            kept["repeat"] = Node({var: Node(over, over_span)}, rep.span, rep.key_span)
             out.append(Node(kept, view.span, view.key_span))
             continue
         group = f"{len(out)}:{var}"
         for item in over:
             local = {**values, var: item}
-            copy = {k: interpolate(v, local) for k, v in view.value.items() if k != "repeat"}
+            copy = {k: interpolate(v, local) for k, v in fields.items() if k != "repeat"}
             copy["x-group"] = Node(group)  # the copies share a row (columns=)
             if "id" in copy:  # ids stay unique: weights[fc1], weights[fc2]
                 copy["id"] = replace(copy["id"], value=f"{copy['id'].value}[{_text(item)}]")
@@ -331,12 +352,19 @@ def _views(node: Node, values: dict) -> Node:
     return Node(out, node.span, node.key_span)
 
 
-def expand_selector_repeat(query: str, title: str, description: str, var: str, paths) -> list[tuple]:
+def expand_selector_repeat(
+    query: str, title: str, description: str, var: str, paths: Iterable[str]
+) -> list[tuple[str, str, str]]:
     """(query, title, description) for each module path a repeat's selector matched."""
-    return [tuple(substitute(t, {var: p}) if "$" in t else t for t in (query, title, description)) for p in paths]
+    return [(_fill(query, var, p), _fill(title, var, p), _fill(description, var, p)) for p in paths]
 
 
-def _text(value) -> str:
+def _fill(text: str, var: str, path: str) -> str:
+    """``text`` with ``${var}`` as the module ``path``."""
+    return _text(substitute(text, {var: path})) if "$" in text else text
+
+
+def _text(value: object) -> str:
     return (
         value
         if isinstance(value, str)
@@ -344,13 +372,14 @@ def _text(value) -> str:
     )
 
 
-def _repeat_var(rep: Node, values: dict) -> tuple[str, object]:
-    if not isinstance(rep.value, dict) or len(rep.value) != 1:
+def _repeat_var(rep: Node, values: Mapping[str, object]) -> tuple[str, list[object] | str, Span | None]:
+    """The repeat's variable, its values (or a selector's text) and where they are."""
+    if not _is_map(rep.value) or len(rep.value) != 1:
         raise SpecError(messages.bad_repeat(), rep.span, messages.bad_repeat_hint())
     ((var, over_node),) = rep.value.items()
     over = interpolate(over_node, values).value
     if isinstance(over, list):
-        return var, [v.plain() if isinstance(v, Node) else v for v in over]
+        return var, [v.plain() if isinstance(v, Node) else v for v in over], over_node.span
     if isinstance(over, str):
-        return var, over
+        return var, over, over_node.span
     raise SpecError(messages.bad_repeat(), over_node.span, messages.bad_repeat_hint())

@@ -8,13 +8,14 @@ of the value and (for mapping entries) of the key.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import yaml
 
 from nnspec.errors import Span, SpecError
 from nnspec.spec import messages
 
-Path = tuple  # of str keys and int indexes
+Path: TypeAlias = tuple[str | int, ...]  # of str keys and int indexes
 
 
 @dataclass
@@ -23,10 +24,10 @@ class Located:
 
     data: object
     file: str
-    values: dict = field(default_factory=dict)  # path -> Span of the value
-    keys: dict = field(default_factory=dict)  # path -> Span of the mapping key
-    styles: dict = field(default_factory=dict)  # path -> scalar style (quote char)
-    sources: list = field(default_factory=list)  # files it was built from (the spec, what it extends)
+    values: dict[Path, Span] = field(default_factory=dict)  # path -> Span of the value
+    keys: dict[Path, Span] = field(default_factory=dict)  # path -> Span of the mapping key
+    styles: dict[Path, str | None] = field(default_factory=dict)  # path -> scalar style (quote char)
+    sources: list[str] = field(default_factory=list)  # files it was built from (the spec, what it extends)
 
     def span(self, path: Path, key: bool = False) -> Span | None:
         """The span at ``path``, or of its nearest ancestor that has one
@@ -63,11 +64,12 @@ def load(text: str, file: str) -> Located:
     return out
 
 
-def _convert(node: yaml.Node, path: Path, out: Located):
+def _convert(node: yaml.Node, path: Path, out: Located) -> object:
     out.values[path] = _span(out.file, node)
     if isinstance(node, yaml.MappingNode):
-        result: dict = {}
-        for key_node, value_node in node.value:
+        result: dict[str, object] = {}
+        pairs: list[tuple[yaml.Node, yaml.Node]] = node.value
+        for key_node, value_node in pairs:
             if key_node.tag == "tag:yaml.org,2002:merge":  # << anchors
                 merged = _convert(value_node, path, out)
                 for k, v in merged.items() if isinstance(merged, dict) else ():
@@ -82,12 +84,14 @@ def _convert(node: yaml.Node, path: Path, out: Located):
             result[key] = _convert(value_node, path + (key,), out)
         return result
     if isinstance(node, yaml.SequenceNode):
-        return [_convert(v, path + (i,), out) for i, v in enumerate(node.value)]
+        items: list[yaml.Node] = node.value
+        return [_convert(v, path + (i,), out) for i, v in enumerate(items)]
+    assert isinstance(node, yaml.ScalarNode)  # compose makes only mapping, sequence and scalar nodes
     out.styles[path] = node.style
     return _scalar(node)
 
 
-def _scalar(node: yaml.Node):
+def _scalar(node: yaml.Node) -> object:
     return _CONSTRUCTOR.construct_object(node, deep=True)
 
 

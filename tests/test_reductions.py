@@ -1,0 +1,194 @@
+"""Each registered reduction against an independent NumPy computation, and
+the recorder's partial → combine → finish over chunks against the reduction
+of their concatenation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nnspec.compiler.plan import Reduce
+from nnspec.numerics import partials
+from nnspec.numerics.reduce import STATS_FIELDS
+from nnspec.numerics.reductions import HISTOGRAM_HEAD, REDUCTIONS
+from nnspec.numerics.small import SMALL, widen
+
+
+# -- NumPy references, in float64, of what each reduction documents ------------------------
+def _units(a: np.ndarray) -> np.ndarray:
+    """dead_fraction's units: every position after the first (batch) dimension."""
+    return a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(1, -1)
+
+
+def _stats(a: np.ndarray) -> np.ndarray:
+    """Moments over the finite values only; NaN and Inf counted apart."""
+    f = a[np.isfinite(a)]
+    row = [a.size, f.mean(), f.std(ddof=1), f.min(), f.max(), np.abs(f).mean(), (f == 0).mean()]
+    return np.array(row + [np.isnan(a).sum(), np.isinf(a).sum()], dtype=np.float64)
+
+
+def _histogram(a: np.ndarray, bins: int = 50, range: tuple | None = None) -> dict:
+    """Bins over the finite values (the last bin closed); NaN, Inf and values outside a given range counted apart."""
+    f = a[np.isfinite(a)]
+    lo, hi = range if range is not None else widen(float(f.min()), float(f.max()))
+    inside = f[(f >= lo) & (f <= hi)]
+    counts, _ = np.histogram(inside, bins=bins, range=(lo, hi))
+    return {
+        "counts": counts,
+        "lo": lo,
+        "hi": hi,
+        "nan": np.isnan(a).sum(),
+        "inf": np.isinf(a).sum(),
+        "outside": f.size - inside.size,
+    }
+
+
+REFERENCE = {
+    # NaN and ±Inf reach these as IEEE arithmetic has them, as NumPy's
+    "mean": lambda a, dim=None: np.mean(a, axis=dim),
+    "max": lambda a, dim=None: np.max(a, axis=dim),
+    "min": lambda a, dim=None: np.min(a, axis=dim),
+    "std": lambda a, dim=None: np.std(a, axis=dim, ddof=1),
+    "norm": lambda a, dim=None: np.sqrt(np.sum(a * a, axis=dim)),
+    # the share of units never > 0 over the batch; NaN counts as not active
+    "dead_fraction": lambda a: 1.0 - (_units(a) > 0).any(axis=0).mean(),
+    "nan_count": lambda a: np.isnan(a).sum(),
+    "inf_count": lambda a: np.isinf(a).sum(),
+    "stats": _stats,
+    "histogram": _histogram,
+    "update_ratio": lambda before, after: np.linalg.norm(after - before) / np.linalg.norm(before),
+}
+OF_A_TENSOR = [n for n, r in REDUCTIONS.items() if n != "update_ratio"]
+COMBINING = [n for n, r in REDUCTIONS.items() if r.combines]
+
+
+def test_every_reduction_has_a_reference():
+    assert set(REFERENCE) == set(REDUCTIONS)
+
+
+def _tensor(shape, dtype, dirty: bool) -> torch.Tensor:
+    """Seeded values around -1: some units never active, some exact zeros; ``dirty``: NaN, +Inf, -Inf too."""
+    g = torch.Generator().manual_seed(7)
+    t = torch.randn(*shape, generator=g, dtype=torch.float64) - 1.0
+    t[t < -2.5] = 0.0
+    if dirty:
+        flat = t.view(-1)
+        flat[3], flat[11], flat[-5] = float("nan"), float("inf"), float("-inf")
+    return t.to(dtype)
+
+
+SHAPES = {"small": (6, 5, 4), "large": (8, 3, SMALL // 16)}  # the NumPy path of stats/histogram, and torch's
+assert 8 * 3 * (SMALL // 16) > SMALL
+
+
+def _close(got, want, dtype):
+    rtol = 1e-5 if dtype == torch.float32 else 1e-10
+    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(want), rtol=rtol, atol=rtol, equal_nan=True)
+
+
+def _check(name: str, got, want, dtype) -> None:
+    if name == "histogram":
+        assert got["lo"] == pytest.approx(want["lo"]) and got["hi"] == pytest.approx(want["hi"])
+        for k in ("nan", "inf", "outside"):
+            assert int(got[k]) == want[k], k
+        counts = got["counts"].numpy()
+        assert counts.sum() == want["counts"].sum()
+        # bins are found in the tensor's precision: in float32 a value within rounding of an edge may cross it
+        assert np.abs(counts - want["counts"]).sum() <= (0 if dtype == torch.float64 else 2)
+    else:
+        _close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["finite", "nan-inf"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("size", list(SHAPES))
+@pytest.mark.parametrize("name", OF_A_TENSOR)
+def test_reduction_equals_numpy(name, size, dtype, dirty):
+    t = _tensor(SHAPES[size], dtype, dirty)
+    a = t.double().numpy()
+    with np.errstate(all="ignore"):
+        want = REFERENCE[name](a)
+    _check(name, REDUCTIONS[name].compute(t), want, dtype)
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+@pytest.mark.parametrize("name", [n for n, r in REDUCTIONS.items() if r.dim])
+def test_reduction_along_a_dim_equals_numpy(name, dim):
+    t = _tensor(SHAPES["small"], torch.float64, dirty=False)
+    got = REDUCTIONS[name].compute(t, dim=dim)
+    want = REFERENCE[name](t.numpy(), dim=dim)
+    assert tuple(got.shape) == want.shape
+    _close(got, want, torch.float64)
+
+
+@pytest.mark.parametrize(
+    "bins,range",
+    [(9, None), (7, (-1.0, 0.5)), (1, None), (50, (-10.0, 10.0))],
+)
+def test_histogram_arguments(bins, range):
+    t = _tensor(SHAPES["small"], torch.float64, dirty=True)
+    _check("histogram", REDUCTIONS["histogram"].compute(t, bins=bins, range=range), _histogram(t.numpy(), bins, range), torch.float64)
+
+
+def test_histogram_of_one_value_is_widened():
+    h = REDUCTIONS["histogram"].compute(torch.full((10,), 2.0), bins=4)
+    assert (float(h["lo"]), float(h["hi"])) == (1.5, 2.5)
+    assert h["counts"].tolist() == _histogram(np.full(10, 2.0), 4)["counts"].tolist()
+
+
+def test_update_ratio_equals_numpy():
+    g = torch.Generator().manual_seed(3)
+    before = torch.randn(5, 4, generator=g)
+    after = before - 0.01 * torch.randn(5, 4, generator=g)
+    got = REDUCTIONS["update_ratio"].compute(before, after)
+    _close(got, REFERENCE["update_ratio"](before.double().numpy(), after.double().numpy()), torch.float32)
+
+
+# -- partial → combine → finish ----------------------------------------------------------
+def _record(name: str, value) -> np.ndarray:
+    """The record a run stores for ``compute``'s result (the layout in numerics.reductions)."""
+    if REDUCTIONS[name].gives == "histogram":
+        head = [float(value[k]) for k in HISTOGRAM_HEAD]
+        return np.concatenate([head, value["counts"].numpy()])
+    return np.atleast_1d(np.asarray(value, dtype=np.float64))
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["finite", "nan-inf"])
+@pytest.mark.parametrize("take_abs", [False, True], ids=["", "abs"])
+@pytest.mark.parametrize("name", COMBINING)
+def test_three_chunks_combine_to_the_whole(name, take_abs, dirty):
+    whole = _tensor((9, 5, 4), torch.float64, dirty)
+    chunks = list(whole.split(3))  # three batches, as three ranks see them
+    seen = whole.abs() if take_abs else whole
+    finite = seen[torch.isfinite(seen)]
+    agree = lambda t: widen(float(finite.min()), float(finite.max()))  # noqa: E731 - DDP's agreed histogram range
+    r = Reduce(name, abs=take_abs, bins=9 if name == "histogram" else None)
+
+    parts = [partials.partial(r, c, agree_range=agree) for c in chunks]
+    got = partials.finish(r, partials.combine(r, parts)).numpy()
+
+    _close(got, partials.finish(r, partials.partial(r, whole, agree_range=agree)).numpy(), torch.float64)
+    kwargs = {"bins": 9} if name == "histogram" else {}
+    _close(got, _record(name, REDUCTIONS[name].compute(seen, **kwargs)), torch.float64)
+
+
+def test_a_histogram_with_a_range_combines_its_outside_counts():
+    whole = _tensor((9, 5, 4), torch.float64, dirty=True)
+    r = Reduce("histogram", bins=6, range=(-1.5, 0.5))
+    got = partials.finish(r, partials.combine(r, [partials.partial(r, c) for c in whole.split(3)]))
+    want = _histogram(whole.numpy(), 6, (-1.5, 0.5))
+    assert got[: len(HISTOGRAM_HEAD)].tolist() == [want[k] for k in HISTOGRAM_HEAD]
+    assert got[len(HISTOGRAM_HEAD) :].tolist() == want["counts"].tolist()
+
+
+def test_stats_records_are_in_stats_fields_order():
+    t = _tensor(SHAPES["small"], torch.float64, dirty=True)
+    r = Reduce("stats")
+    assert len(partials.finish(r, partials.partial(r, t))) == len(STATS_FIELDS)
+
+
+def test_update_ratio_is_not_recorded_from_one_tensor():
+    assert not REDUCTIONS["update_ratio"].combines and not REDUCTIONS["update_ratio"].pushdown
+    with pytest.raises(ValueError, match="update_ratio"):
+        partials.partial(Reduce("update_ratio"), torch.ones(3))
