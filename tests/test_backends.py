@@ -115,3 +115,33 @@ def test_backward_gives_exactly_the_wanted_gradients():
     (want,) = torch.autograd.grad(model(ids).sum(), [model.scale])
     torch.testing.assert_close(got["scale"], want)
     assert got["unused"] is None and model.scale.grad is None
+
+
+def test_a_view_the_backend_cannot_serve_fails_alone_with_the_reason():
+    """ONNX Runtime has no backward: its gradient views fail, saying so; the others draw."""
+    import nnspec
+    from nnspec.backends.base import Capabilities
+    from nnspec.backends.pytorch.backend import TorchBackend
+
+    class ForwardOnly(TorchBackend):
+        name = "forward-only"
+        capabilities = Capabilities(backward=False, why=(("backward", "it has no backward pass"),))
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    spec = {
+        "nnspec": 1,
+        "loss": "sum",
+        "views": [
+            {"query": "weights of 0 | heatmap"},
+            {"query": "grads of *.weight | norm"},
+            {"query": "activations of * | stats"},
+        ],
+    }
+    dash = nnspec.render(spec, model=ForwardOnly(model), inputs=torch.randn(5, 4))
+    weights, grads, acts = dash.views
+    assert weights.error is None and acts.error is None
+    assert "which the forward-only backend cannot run: it has no backward pass" in grads.error
+    torch.testing.assert_close(
+        torch.tensor(weights.data.sort_values(["row", "col"])["value"].to_numpy()).reshape(3, 4),
+        model[0].weight.detach().double(),
+    )

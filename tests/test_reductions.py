@@ -84,7 +84,9 @@ assert 8 * 3 * (SMALL // 16) > SMALL
 
 def _close(got, want, dtype):
     rtol = 1e-5 if dtype == torch.float32 else 1e-10
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), np.asarray(want), rtol=rtol, atol=rtol, equal_nan=True)
+    np.testing.assert_allclose(
+        np.asarray(got, dtype=np.float64), np.asarray(want), rtol=rtol, atol=rtol, equal_nan=True
+    )
 
 
 def _check(name: str, got, want, dtype) -> None:
@@ -128,7 +130,12 @@ def test_reduction_along_a_dim_equals_numpy(name, dim):
 )
 def test_histogram_arguments(bins, range):
     t = _tensor(SHAPES["small"], torch.float64, dirty=True)
-    _check("histogram", REDUCTIONS["histogram"].compute(t, bins=bins, range=range), _histogram(t.numpy(), bins, range), torch.float64)
+    _check(
+        "histogram",
+        REDUCTIONS["histogram"].compute(t, bins=bins, range=range),
+        _histogram(t.numpy(), bins, range),
+        torch.float64,
+    )
 
 
 def test_histogram_of_one_value_is_widened():

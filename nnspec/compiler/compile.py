@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from nnspec.backends import backend_for
+from nnspec.backends.base import Backend
 from nnspec.compiler import messages
 from nnspec.compiler.plan import ALL_AVAILABLE, BACKWARD_KINDS, Available, Capture, Plan, Reduce, ViewPlan
 from nnspec.compiler.rules import RULES
@@ -41,6 +43,7 @@ def compile_view(view: ViewSpec, model, rules, available: Available = ALL_AVAILA
             raise SpecError(messages.no_input(), query.source.span, messages.no_input_hint())
         if kinds & set(BACKWARD_KINDS) and available.loss_problem is not None:
             raise available.loss_problem(query.source.span)
+        _check_capable(backend_for(model), kinds, query)
         for rule in rules:
             vp = rule(vp)
         if query.over_steps:
@@ -48,6 +51,20 @@ def compile_view(view: ViewSpec, model, rules, available: Available = ALL_AVAILA
         return vp
     except NnspecError as e:
         return ViewPlan(view, None, error=e)
+
+
+def _check_capable(be: Backend, kinds: set[str], query: Query) -> None:
+    """A view needing a pass or a capture the backend cannot give fails here, alone, saying why."""
+    caps = be.capabilities
+    needs = (
+        ("forward", bool(kinds - {"param"}), caps.forward),
+        ("backward", bool(kinds & set(BACKWARD_KINDS)), caps.backward),
+        ("trace", "trace" in kinds, caps.trace),
+        ("attention", "attention" in kinds, caps.attention),
+    )
+    for what, needed, can in needs:
+        if needed and not can:
+            raise SpecError(messages.backend_cannot(be.name, what, caps.reason(what)), query.source.span)
 
 
 def _check_recordable(vp: ViewPlan) -> None:

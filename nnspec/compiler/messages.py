@@ -86,3 +86,7 @@ def comparison_outside_expect_hint() -> str:
 
 def check_needs_comparison() -> str:
     return "a check needs a comparison at the end, e.g. '| dead_fraction < 0.5'"
+
+
+def backend_cannot(backend: str, what: str, why: str) -> str:
+    return f"this view needs a {what} pass, which the {backend} backend cannot run: {why}"

@@ -34,7 +34,7 @@ class Reduce:
     bins: int | None = None
     range: tuple | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.op not in REDUCTIONS:
             raise ValueError(f"reduction {self.op!r}: expected one of {', '.join(REDUCTIONS)}")
 

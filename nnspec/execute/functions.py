@@ -11,6 +11,8 @@ import pandas as pd
 import torch
 from torch.nn import functional as F
 
+from nnspec.backends import backend_for
+
 POINTS = 201
 
 
@@ -49,9 +51,11 @@ def used_functions(model, trace) -> dict:
     """The activation functions a model uses: its activation modules (with
     their own settings, e.g. LeakyReLU's slope) and those it calls as functions."""
     found: dict = {}
-    for m in model.modules():
-        name = MODULE_NAMES.get(type(m).__name__)
+    be = backend_for(model)
+    for info in be.modules():
+        name = MODULE_NAMES.get(info.type)
         if name:
+            m = be.module_object(info.path)
             label = name if name != "leaky_relu" else f"leaky_relu({m.negative_slope:g})"
             found.setdefault(label, m)
     for name in sorted(trace.functions if trace is not None else ()):

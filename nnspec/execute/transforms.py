@@ -257,4 +257,3 @@ def fit_blocks(shape, limit: int) -> tuple[int, int]:
     if cols == 1 and rows < r:
         rows = min(r, limit)
     return rows, cols
-

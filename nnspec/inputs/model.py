@@ -69,7 +69,9 @@ def build_model(spec: Spec):
     if backend_for(model) is None:
         raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.factory_span)
     if m.checkpoint:
-        load_checkpoint(model, resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True), m.checkpoint_span, m.checkpoint)
+        load_checkpoint(
+            model, resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True), m.checkpoint_span, m.checkpoint
+        )
     return model.to(resolve_device(m.device))
 
 

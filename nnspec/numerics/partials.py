@@ -24,7 +24,9 @@ def _combining(r: Params) -> Reduction:
     return red
 
 
-def partial(r: Params, t: torch.Tensor, scratch: Scratch | None = None, agree_range: AgreeRange | None = None) -> torch.Tensor:
+def partial(
+    r: Params, t: torch.Tensor, scratch: Scratch | None = None, agree_range: AgreeRange | None = None
+) -> torch.Tensor:
     """The reduction of one rank's tensor, as a vector ``combine`` can merge.
 
     ``agree_range`` (DDP): a function from a tensor to the (lo, hi) every rank

@@ -135,7 +135,10 @@ def _histogram(
 
 def _update_ratio(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     """‖after − before‖ / ‖before‖ of a parameter over one optimizer step."""
-    return torch.linalg.vector_norm((after - before).double()) / torch.linalg.vector_norm(before.double())
+    ratio: torch.Tensor = torch.linalg.vector_norm((after - before).double()) / torch.linalg.vector_norm(
+        before.double()
+    )
+    return ratio
 
 
 # -- partials: one rank's tensor at one step -----------------------------------------------

@@ -105,6 +105,10 @@ class TorchBackend:
         """A parameter's live tensor, by any of its names."""
         return self.model.get_parameter(name)
 
+    def module_object(self, path: str) -> torch.nn.Module:
+        """The framework's own module at ``path`` (a callable: ``function *`` draws its curve)."""
+        return self.model.get_submodule(path)
+
     def device(self) -> torch.device:
         return next((p.device for p in self.model.parameters()), torch.device("cpu"))
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.overrides import TorchFunctionMode
 
+from nnspec.query.catalog import FUNCTIONS
+
 TAG = "_nnspec_node"
 # ops that only move or copy data: the edge passes through them
 PASSTHROUGH = {
@@ -25,19 +27,7 @@ PASSTHROUGH = {
     "numel", "__format__", "__repr__", "__len__", "__bool__", "__eq__", "__ne__", "item", "tolist",
     "is_floating_point", "__get__",
 }  # fmt: skip
-ACTIVATION_OPS = {
-    "relu",
-    "gelu",
-    "silu",
-    "tanh",
-    "sigmoid",
-    "softmax",
-    "leaky_relu",
-    "elu",
-    "softplus",
-    "mish",
-    "hardswish",
-}
+ACTIVATION_OPS = frozenset(FUNCTIONS)  # the catalog's activation functions, called as functions
 
 
 def op_name(func) -> str:

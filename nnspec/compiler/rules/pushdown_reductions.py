@@ -25,12 +25,13 @@ def pushdown_reductions(vp: ViewPlan) -> ViewPlan:
         return vp
     if not REDUCTIONS[head.name].pushdown:
         return vp
-    args = TRANSFORMS[head.name].bind(head.args)  # the histogram's bins (default filled) and range
+    args = TRANSFORMS[head.name].bind(head.args)  # a histogram's bins (the default filled in) and range
+    bins, rng = args.get("bins"), args.get("range")
     reduce = Reduce(
         head.name,
         abs=take_abs,
-        bins=args.get("bins"),
-        range=tuple(args["range"]) if args.get("range") else None,
+        bins=bins if isinstance(bins, int) else None,
+        range=tuple(rng) if isinstance(rng, tuple) else None,
     )
     rest = steps[(2 if take_abs else 1) :]
     captures = [replace(c, reduce=reduce) for c in vp.captures]
