@@ -9,23 +9,37 @@ A view whose query does not compile keeps its error; the others still run.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from nnspec.backends import backend_for
 from nnspec.backends.base import Backend
 from nnspec.compiler import messages
-from nnspec.compiler.plan import ALL_AVAILABLE, BACKWARD_KINDS, Available, Capture, Plan, Reduce, ViewPlan
+from nnspec.compiler.plan import (
+    ALL_AVAILABLE,
+    BACKWARD_KINDS,
+    Available,
+    Capture,
+    CompiledView,
+    FailedView,
+    Plan,
+    Reduce,
+    Rule,
+    ViewPlan,
+)
 from nnspec.compiler.rules import RULES
-from nnspec.compiler.selectors import resolve_attention, resolve_modules, resolve_params
+from nnspec.compiler.selectors import ModelOrBackend, resolve_attention, resolve_modules, resolve_params
 from nnspec.errors import NnspecError, SpecError
 from nnspec.numerics.reductions import REDUCTIONS
-from nnspec.query.ast import Query
+from nnspec.query.ast import Query, Selector, Source
 from nnspec.query.catalog import PARAM_KINDS, SOURCES
 from nnspec.query.parser import parse, query_span
 from nnspec.spec.load import MAX_MARKS_LIMIT, Spec, ViewSpec
 
 
-def compile_view(view: ViewSpec, model, rules, available: Available = ALL_AVAILABLE) -> ViewPlan:
+def compile_view(
+    view: ViewSpec, model: ModelOrBackend, rules: Iterable[Rule], available: Available = ALL_AVAILABLE
+) -> CompiledView:
     """One view's query, resolved against ``model`` and rewritten by ``rules``."""
     try:
         if view.max_marks > MAX_MARKS_LIMIT:
@@ -50,7 +64,7 @@ def compile_view(view: ViewSpec, model, rules, available: Available = ALL_AVAILA
             _check_recordable(vp)
         return vp
     except NnspecError as e:
-        return ViewPlan(view, None, error=e)
+        return FailedView(view, e)
 
 
 def _check_capable(be: Backend, kinds: set[str], query: Query) -> None:
@@ -77,11 +91,11 @@ def _check_recordable(vp: ViewPlan) -> None:
         raise SpecError(messages.over_steps_must_reduce(step.name if step else None, tuple(REDUCTIONS)), where)
 
 
-def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
+def _resolve(view: ViewSpec, query: Query, model: ModelOrBackend) -> ViewPlan:
     src = query.source
-    if src.kind == "graph" and _colour_query(query):
+    text = _colour_query(query) if src.kind == "graph" else None
+    if text:
         # graph(color="grads of *.weight | norm"): the nodes take their colour from another query
-        text = _colour_query(query)
         sub = compile_view(replace(view, query=text, query_span=None), model, _rules())
         if sub.error is not None:
             raise sub.error
@@ -98,26 +112,32 @@ def _resolve(view: ViewSpec, query: Query, model) -> ViewPlan:
     if query.transforms and query.transforms[0].name == "update_ratio":
         return _update_ratio(view, query, model)
     if src.kind == "attention":
-        layers = tuple(resolve_attention(src.selector, model))
+        layers = tuple(resolve_attention(_selector(src), model))
         captures = tuple(Capture("attention", path, query.index) for path in layers)
     elif src.kind == "input_grads":
         layers = ("input",)
         captures = (Capture("input_grad", "", query.index),)
     elif src.kind in PARAM_KINDS:
-        layers = tuple(resolve_params(src.kind, src.selector, model))
+        layers = tuple(resolve_params(src.kind, _selector(src), model))
         captures = tuple(Capture(kind, name, query.index) for name in layers)
     else:
-        layers = tuple(resolve_modules(src.selector, model))
+        layers = tuple(resolve_modules(_selector(src), model))
         captures = tuple(Capture(kind, path, query.index) for path in layers)
     return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
 
 
-def _update_ratio(view: ViewSpec, query: Query, model) -> ViewPlan:
+def _selector(src: Source) -> Selector:
+    """The selector of a source that has one (every source but input_grads, graph, summary, function)."""
+    assert src.selector is not None, src.kind
+    return src.selector
+
+
+def _update_ratio(view: ViewSpec, query: Query, model: ModelOrBackend) -> ViewPlan:
     """``weights of * over steps | update_ratio``: ‖Δw‖/‖w‖ of each recorded optimizer step."""
     first = query.transforms[0]
     if query.source.kind not in ("weights", "biases", "params") or not query.over_steps:
         raise SpecError(messages.update_ratio_needs_steps(), first.span, messages.update_ratio_needs_steps_hint())
-    layers = tuple(resolve_params(query.source.kind, query.source.selector, model))
+    layers = tuple(resolve_params(query.source.kind, _selector(query.source), model))
     captures = tuple(Capture("update", name, query.index, Reduce("update_ratio")) for name in layers)
     return ViewPlan(view, query, layers, captures, query.transforms[1:], query.mark)
 
@@ -130,17 +150,19 @@ def _colour_query(query: Query) -> str | None:
     return color if isinstance(color, str) and " of " in color else None
 
 
-def _rules():
+def _rules() -> tuple[Rule, ...]:
     return RULES
 
 
-def compile_plan(spec: Spec, model, rules=None, available: Available = ALL_AVAILABLE) -> Plan:
+def compile_plan(
+    spec: Spec, model: ModelOrBackend, rules: Sequence[Rule] | None = None, available: Available = ALL_AVAILABLE
+) -> Plan:
     """All views into one Plan with deduplicated captures."""
     rules = RULES if rules is None else rules
     views = tuple(compile_view(v, model, rules, available) for v in spec.views)
     checks = tuple(compile_view(v, model, rules, available) for v in spec.expect)
-    merged: dict[tuple, Capture] = {}
-    recorded: dict[tuple, Capture] = {}
+    merged: dict[tuple[str, str, str, str], Capture] = {}
+    recorded: dict[tuple[str, str, str, str], Capture] = {}
     for vp in views + checks:
         into = recorded if vp.query is not None and vp.query.over_steps else merged
         for c in vp.captures:

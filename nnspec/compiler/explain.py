@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan
+from collections.abc import Sequence
+
+from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan, Shapes
 
 _ELEMENT = 4  # bytes of a float32 element, what a kept tensor usually is
 
 
-def kept_shape(c: Capture, shapes: dict | None):
+def kept_shape(c: Capture, shapes: Shapes | None) -> tuple[int, ...] | None:
     """Shape of what a capture keeps, or None where unknown before a run."""
     shape = (shapes or {}).get((c.kind, c.target))
     if shape is None:
@@ -22,12 +24,13 @@ def kept_shape(c: Capture, shapes: dict | None):
         return None
 
 
-def kept_bytes(c: Capture, shapes: dict | None) -> int | None:
+def kept_bytes(c: Capture, shapes: Shapes | None) -> int | None:
     r = c.reduce
     if r is not None:
         if r.op == "stats":
             return 9 * 8
         if r.op == "histogram":
+            assert r.bins is not None, r  # pushdown_reductions fills in a histogram's bins
             return r.bins * 8 + 5 * 8
         if r.op == "dead_fraction" and c.kind != "param":  # one flag per unit until the step is reduced
             shape = kept_shape(c, shapes)
@@ -42,7 +45,7 @@ def kept_bytes(c: Capture, shapes: dict | None) -> int | None:
     return n * _ELEMENT
 
 
-def _numel(shape) -> int:
+def _numel(shape: Sequence[int]) -> int:
     n = 1
     for s in shape:
         n *= s
@@ -52,19 +55,20 @@ def _numel(shape) -> int:
 def _human(n: int | None) -> str:
     if n is None:
         return "? (shape known after the forward pass)"
+    size: float = n
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
 
 
-def explain(plan: Plan, shapes: dict | None = None) -> str:
-    passes = [
+def explain(plan: Plan, shapes: Shapes | None = None) -> str:
+    ran = [
         "forward" if plan.forward else None,
         "backward" if plan.backward else None,
     ]
-    passes = [p for p in passes if p] or ["none (parameters only)"]
+    passes = [p for p in ran if p] or ["none (parameters only)"]
     lines = [f"PLAN {plan.spec.path or '<spec>'}"]
     t = plan.spec.train
     if t is not None:
@@ -122,7 +126,7 @@ _WHEN_RECORDED = {
 }
 
 
-def _recorded(plan: Plan, shapes: dict | None) -> list[str]:
+def _recorded(plan: Plan, shapes: Shapes | None) -> list[str]:
     every = plan.spec.train.record_every if plan.spec.train else None
     when = f"every {every} steps" if every else "at each recorded step"
     lines = [f"recorded {when} (views over steps; written to the run, one SQLite transaction per step):"]

@@ -5,6 +5,8 @@ Tests assert against these functions, not against copied strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from nnspec.text import names
 
 
@@ -20,7 +22,7 @@ def no_attention() -> str:
     return "the model has no nn.MultiheadAttention module to take attention weights from"
 
 
-def attention_hint(paths) -> str:
+def attention_hint(paths: Iterable[str]) -> str:
     return f"attention modules: {names(paths)}"
 
 
@@ -32,7 +34,7 @@ def needs_train_hint() -> str:
     return "add 'train: {steps: 200, optimizer: {name: adam, lr: 0.01}}', or render a recorded run: --run runs/NAME"
 
 
-def over_steps_must_reduce(step: str | None, reductions) -> str:
+def over_steps_must_reduce(step: str | None, reductions: Iterable[str]) -> str:
     what = f"'{step}' cannot come here" if step else "the view keeps whole tensors"
     *some, last = reductions
     return (
@@ -45,11 +47,11 @@ def no_match(selector: str) -> str:
     return f"no module matches '{selector}'"
 
 
-def no_match_hint(close) -> str:
-    close = list(close)
-    if not close:
+def no_match_hint(close: Iterable[str]) -> str:
+    found = list(close)
+    if not found:
         return "run 'nnspec layers SPEC' to list the module paths"
-    return f"did you mean {' or '.join(repr(c) for c in close)}? ('nnspec layers SPEC' lists them all)"
+    return f"did you mean {' or '.join(repr(c) for c in found)}? ('nnspec layers SPEC' lists them all)"
 
 
 def no_params(kind: str, selector: str) -> str:

@@ -2,6 +2,7 @@
 
     Capture   one thing collected during the passes (a tensor slice or its reduction)
     ViewPlan  one view's query resolved: its layers, captures, remaining transforms and mark
+    FailedView  a view whose query did not compile: its error, and nothing to capture
     Plan      every view's ViewPlan and the deduplicated captures of one render
 
 Kept apart from the compile driver and its rules (as sqlglot keeps
@@ -10,9 +11,11 @@ Kept apart from the compile driver and its rules (as sqlglot keeps
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeAlias
 
-from nnspec.errors import NnspecError
+from nnspec.errors import NnspecError, Span
 from nnspec.numerics.reductions import REDUCTIONS
 from nnspec.query.ast import Index, Query, Step
 from nnspec.spec.load import Spec, ViewSpec
@@ -32,7 +35,7 @@ class Reduce:
     op: str
     abs: bool = False
     bins: int | None = None
-    range: tuple | None = None
+    range: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.op not in REDUCTIONS:
@@ -54,7 +57,7 @@ class Capture:
     index: Index | None = None
     reduce: Reduce | None = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in CAPTURE_KINDS:
             raise ValueError(f"capture kind {self.kind!r}: expected one of {', '.join(CAPTURE_KINDS)}")
 
@@ -64,7 +67,7 @@ class Capture:
         return f"{self.kind} {self.target or 'input'}{self.index or ''} | {self.reduce}"
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[str, str, str, str]:
         return (
             self.kind,
             self.target,
@@ -75,23 +78,49 @@ class Capture:
 
 @dataclass(frozen=True, slots=True)
 class ViewPlan:
+    """A view whose query compiled: ``query`` is always there, ``error`` always None."""
+
     view: ViewSpec
-    query: Query | None
+    query: Query
     layers: tuple[str, ...] = ()
     captures: tuple[Capture, ...] = ()
     transforms: tuple[Step, ...] = ()
     mark: Step | None = None
-    error: NnspecError | None = None
+    error: None = None  # a view that failed is a FailedView
     colour: ViewPlan | None = None  # graph(color="activations of * | std"): the query that colours nodes
+
+
+@dataclass(frozen=True, slots=True)
+class FailedView:
+    """A view whose query did not compile: its error, and nothing to capture or draw.
+
+    It answers the reads a ViewPlan answers (``query``, ``layers``, ``captures``,
+    ``transforms``, ``mark``, ``colour``) with nothing, so a caller may test
+    ``vp.error is not None`` to tell the two apart."""
+
+    view: ViewSpec
+    error: NnspecError
+    query: None = None
+    layers: tuple[str, ...] = ()
+    captures: tuple[Capture, ...] = ()
+    transforms: tuple[Step, ...] = ()
+    mark: None = None
+    colour: None = None
+
+
+CompiledView: TypeAlias = ViewPlan | FailedView  # what compiling one view gives
+Rule: TypeAlias = Callable[[ViewPlan], ViewPlan]  # a Plan rewrite (nnspec.compiler.rules)
+Shapes: TypeAlias = Mapping[tuple[str, str], Sequence[int]]  # (capture kind, target) -> shape seen by a probe
+LossProblem: TypeAlias = Callable[[Span], NnspecError]  # why gradient views cannot run, given a view's span
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
     spec: Spec
-    views: tuple[ViewPlan, ...]
+    views: tuple[CompiledView, ...]
     captures: tuple[Capture, ...]  # for the one forward/backward pass of a render
     recorded: tuple[Capture, ...] = ()  # for views over steps: what a run records at each recorded step
-    checks: tuple[ViewPlan, ...] = ()  # the spec's expect: entries
+    checks: tuple[CompiledView, ...] = ()  # the spec's expect: entries
 
     @property
     def forward(self) -> bool:
@@ -112,7 +141,7 @@ class Plan:
                 seen["* (trace)"] = None
         return tuple(seen)
 
-    def explain(self, shapes: dict | None = None) -> str:
+    def explain(self, shapes: Shapes | None = None) -> str:
         from nnspec.compiler.explain import explain
 
         return explain(self, shapes)
@@ -123,11 +152,11 @@ class Available:
     """What the passes can use: an input batch, and a usable loss (or why not)."""
 
     has_input: bool = True
-    loss_problem: object = None  # None, or Span -> SpecError
+    loss_problem: LossProblem | None = None  # None, or Span -> SpecError
     runs: bool = False  # a run to read: the spec trains, or --run names one (views over steps need it)
 
 
-def with_captures(vp: ViewPlan, captures, transforms) -> ViewPlan:
+def with_captures(vp: ViewPlan, captures: Iterable[Capture], transforms: Iterable[Step]) -> ViewPlan:
     return replace(vp, captures=tuple(captures), transforms=tuple(transforms))
 
 

@@ -8,26 +8,27 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from nnspec.compiler.selectors import resolve_modules
+from nnspec.compiler.selectors import ModelOrBackend, resolve_modules
 from nnspec.errors import Span
 from nnspec.query.parser import parse
-from nnspec.spec.load import Spec
+from nnspec.spec.load import Spec, ViewSpec
 from nnspec.spec.template import expand_selector_repeat
 
 
-def expand_repeats(spec: Spec, model) -> Spec:
+def expand_repeats(spec: Spec, model: ModelOrBackend) -> Spec:
     """``repeat: {layer: "type(Conv2d)"}``: one view per module the selector matches."""
     if not any(v.repeat for v in spec.views):
         return spec
-    views = []
+    views: list[ViewSpec] = []
     for i, v in enumerate(spec.views):
         if not v.repeat:
             views.append(v)
             continue
         var, text, span = v.repeat
         where = span or Span("<repeat>", 1, 1, text)
-        selector = parse(f"activations of {text}", Span(where.file, where.line, where.col - 15, where.text)).source
-        paths = resolve_modules(selector.selector, model)
+        source = parse(f"activations of {text}", Span(where.file, where.line, where.col - 15, where.text)).source
+        assert source.selector is not None  # "activations of …" always has one
+        paths = resolve_modules(source.selector, model)
         for path, (q, t, d) in zip(paths, expand_selector_repeat(v.query, v.title, v.description, var, paths)):
             qspan = replace(v.query_span, col=1, text=q) if v.query_span is not None else None
             vid = f"{v.id}[{path}]" if v.id else None

@@ -14,18 +14,24 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+from collections.abc import Callable, Iterable
+from typing import TypeAlias
 
 from nnspec.backends import backend_for
 from nnspec.backends.base import Backend, Module, walk
 from nnspec.compiler import messages
 from nnspec.errors import SpecError
 from nnspec.query.ast import (
+    Atom,
     Glob,
     RegexSelector,
     Selector,
     TypeSelector,
 )
 from nnspec.spec import messages as spec_messages
+
+ModelOrBackend: TypeAlias = object  # a model some backend accepts, or its Backend (see backend_for)
+Matcher: TypeAlias = Callable[[Atom, Backend], list[str]]  # one selector atom's matches
 
 
 def _wild(pattern: str) -> bool:
@@ -37,7 +43,7 @@ def modules(be: Backend) -> list[Module]:
     return list(walk(be.modules()))
 
 
-def _match_atom_modules(atom, be: Backend) -> list[str]:
+def _match_atom_modules(atom: Atom, be: Backend) -> list[str]:
     mods = modules(be)
     if isinstance(atom, TypeSelector):
         return [m.path for m in mods if atom.name in m.types]
@@ -49,7 +55,7 @@ def _match_atom_modules(atom, be: Backend) -> list[str]:
     return [m.path for m in mods if m.path == atom.pattern]
 
 
-def _match_atom_params(atom, be: Backend) -> list[str]:
+def _match_atom_params(atom: Atom, be: Backend) -> list[str]:
     names = be.param_names()
     if isinstance(atom, RegexSelector):
         rx = _compile(atom)
@@ -58,20 +64,20 @@ def _match_atom_params(atom, be: Backend) -> list[str]:
         direct = [n for n in names if fnmatch.fnmatchcase(n, atom.pattern)]
     else:
         direct = []
-    under = set()
+    under: set[str] = set()
     for path in _match_atom_modules(atom, be):
         under.update(n for n in names if n.startswith(path + "."))
     return [n for n in names if n in under or n in direct]
 
 
-def _compile(atom: RegexSelector):
+def _compile(atom: RegexSelector) -> re.Pattern[str]:
     try:
         return re.compile(atom.pattern)
     except re.error as e:
         raise SpecError(messages.bad_regex(atom.pattern, str(e)), atom.span) from None
 
 
-def _resolve(selector: Selector, be: Backend, match, universe: list[str]) -> list[str]:
+def _resolve(selector: Selector, be: Backend, match: Matcher, universe: list[str]) -> list[str]:
     chosen: set[str] = set()
     for atom in selector.include:
         found = match(atom, be)
@@ -83,13 +89,13 @@ def _resolve(selector: Selector, be: Backend, match, universe: list[str]) -> lis
     return [n for n in universe if n in chosen]
 
 
-def resolve_modules(selector: Selector, model) -> list[str]:
+def resolve_modules(selector: Selector, model: ModelOrBackend) -> list[str]:
     """Module paths a selector picks, in model order (``model``: a model or its backend)."""
     be = backend_for(model)
     return _resolve(selector, be, _match_atom_modules, [m.path for m in modules(be)])
 
 
-def resolve_params(kind: str, selector: Selector, model) -> list[str]:
+def resolve_params(kind: str, selector: Selector, model: ModelOrBackend) -> list[str]:
     """Parameter paths a selector picks for ``weights``/``biases``/``params``/``grads``."""
     be = backend_for(model)
     universe = list(be.param_names())
@@ -101,19 +107,19 @@ def resolve_params(kind: str, selector: Selector, model) -> list[str]:
     return picked
 
 
-def attention_modules(model) -> list[str]:
+def attention_modules(model: ModelOrBackend) -> list[str]:
     """Paths of the modules whose attention weights nnspec can capture."""
     return [m.path for m in modules(backend_for(model)) if m.attention]
 
 
-def resolve_attention(selector: Selector, model) -> list[str]:
+def resolve_attention(selector: Selector, model: ModelOrBackend) -> list[str]:
     """Attention modules a selector picks; globs match them even though they are not leaves."""
     be = backend_for(model)
     universe = attention_modules(be)
     if not universe:
         raise SpecError(messages.no_attention(), selector.span)
 
-    def match(atom, be):
+    def match(atom: Atom, be: Backend) -> list[str]:
         if isinstance(atom, TypeSelector):
             return [p for p in _match_atom_modules(atom, be) if p in universe]
         if isinstance(atom, RegexSelector):
@@ -126,7 +132,7 @@ def resolve_attention(selector: Selector, model) -> list[str]:
         raise SpecError(e.message, e.span, messages.attention_hint(universe)) from None
 
 
-def _no_match(atom, be: Backend, universe) -> SpecError:
+def _no_match(atom: Atom, be: Backend, universe: Iterable[str]) -> SpecError:
     if isinstance(atom, TypeSelector):
         types = sorted({m.type for m in modules(be)})
         close = difflib.get_close_matches(atom.name, types, n=1)

@@ -11,6 +11,7 @@ the query language has, and how each is recorded, is ``reductions.REDUCTIONS``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 
@@ -45,10 +46,10 @@ class Scratch:
     device, grown to the largest activation, avoids that.
     """
 
-    def __init__(self):
-        self._buffers: dict = {}
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.dtype, str], torch.Tensor] = {}
 
-    def get(self, n: int, dtype, device) -> torch.Tensor:
+    def get(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (dtype, str(device))
         buf = self._buffers.get(key)
         if buf is None or buf.numel() < n:
@@ -56,7 +57,7 @@ class Scratch:
         return buf[:n]
 
 
-def _buffer(scratch, like: torch.Tensor, dtype=None) -> torch.Tensor | None:
+def _buffer(scratch: Scratch | None, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
     if scratch is None:
         return None
     return scratch.get(like.numel(), dtype or like.dtype, like.device)
@@ -70,7 +71,14 @@ def _exact_count(ones: torch.Tensor) -> torch.Tensor:
     return torch.stack([c.sum() for c in flat.split(_CHUNK)]).double().sum()
 
 
-def _finite_stats(t: torch.Tensor, n_total: int, nan, inf, total=None, scratch=None) -> torch.Tensor:
+def _finite_stats(
+    t: torch.Tensor,
+    n_total: int,
+    nan: torch.Tensor,
+    inf: torch.Tensor,
+    total: torch.Tensor | None = None,
+    scratch: Scratch | None = None,
+) -> torch.Tensor:
     """Stats of an all-finite tensor ``t`` (n_total counts NaN/Inf too).
 
     Five cheap passes: sum, aminmax, a BLAS dot for the sum of squares, sign(),
@@ -124,7 +132,7 @@ def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor
     return _finite_stats(t[torch.isfinite(t)], t.numel(), nan, inf)
 
 
-def _masked_stats(t: torch.Tensor, nan, inf) -> torch.Tensor:
+def _masked_stats(t: torch.Tensor, nan: torch.Tensor, inf: torch.Tensor) -> torch.Tensor:
     ok = torch.isfinite(t)
     n = ok.sum().double()
     f = torch.where(ok, t, 0.0)
@@ -140,7 +148,7 @@ def _masked_stats(t: torch.Tensor, nan, inf) -> torch.Tensor:
     return torch.stack([numel, mean, std, mn, mx, absmean, zeros / n, nan, inf])
 
 
-def stats_dict(vec) -> dict:
+def stats_dict(vec: torch.Tensor) -> dict[str, float]:
     """The stats vector as a row of the stats table (numel, nan, inf as ints)."""
     values = [float(v) for v in vec]
     row = dict(zip(STATS_FIELDS, values))
@@ -149,7 +157,9 @@ def stats_dict(vec) -> dict:
     return row
 
 
-def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: Scratch | None = None) -> dict:
+def histogram(
+    t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, scratch: Scratch | None = None
+) -> dict[str, torch.Tensor]:
     """Counts over ``bins`` equal bins, like ``numpy.histogram`` (last bin closed).
 
     Without a range the bins span the finite min..max. NaN, Inf and values
@@ -165,7 +175,9 @@ def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: 
     return histogram_torch(t, bins, range_, scratch)
 
 
-def histogram_torch(t: torch.Tensor, bins: int, range_: tuple | None = None, scratch: Scratch | None = None) -> dict:
+def histogram_torch(
+    t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, scratch: Scratch | None = None
+) -> dict[str, torch.Tensor]:
     """``histogram`` in torch ops on the CPU, whatever the size."""
     t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
@@ -205,7 +217,7 @@ def histogram_torch(t: torch.Tensor, bins: int, range_: tuple | None = None, scr
     return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
 
 
-def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple | None = None) -> dict:
+def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
     """``histogram`` without a host synchronisation (for CUDA): no boolean
     indexing, no ``bincount`` (which sizes its output from the data), no
     ``.item()``. Non-finite and outside values go to a spare bin."""
@@ -245,11 +257,11 @@ def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
     if op == "norm":
         return torch.linalg.vector_norm(t, dim=dim)
     if op in ("max", "min") and dim is not None:
-        return getattr(t, "a" + op)(dim=dim)
+        return cast(torch.Tensor, getattr(t, "a" + op)(dim=dim))
     if op in ("max", "min"):
-        return getattr(t, "a" + op)()
+        return cast(torch.Tensor, getattr(t, "a" + op)())
     fn = getattr(t, op)
-    return fn() if dim is None else fn(dim=dim)
+    return cast(torch.Tensor, fn() if dim is None else fn(dim=dim))
 
 
 def ever_active(t: torch.Tensor) -> torch.Tensor:
@@ -279,7 +291,7 @@ def block_mean(t: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, tor
     return sums / sizes, bad
 
 
-def _edges(n: int, k: int, device) -> torch.Tensor:
+def _edges(n: int, k: int, device: torch.device) -> torch.Tensor:
     return torch.div(torch.arange(k + 1, device=device) * n, k, rounding_mode="floor")
 
 

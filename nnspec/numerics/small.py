@@ -59,13 +59,13 @@ def _stats(t: torch.Tensor) -> torch.Tensor:
     return torch.tensor(row, dtype=torch.float64)
 
 
-def histogram(t: torch.Tensor, bins: int, range_: tuple | None = None) -> dict:
+def histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
     """The dict ``reduce.histogram`` returns, with the same counts."""
     with np.errstate(all="ignore"):  # huge values may overflow float32 on their way to a bin index
         return _histogram(t, bins, range_)
 
 
-def _histogram(t: torch.Tensor, bins: int, range_: tuple | None) -> dict:
+def _histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None) -> dict[str, torch.Tensor]:
     a = _array(t)
     kind = a.dtype.type
     nan = inf = 0

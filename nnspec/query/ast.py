@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from nnspec.errors import Span
 from nnspec.query.catalog import SOURCE_KINDS
@@ -37,6 +38,11 @@ class RegexSelector:
 
 Atom = Glob | TypeSelector | RegexSelector
 
+# an index item: an int, or a slice's (start, stop, step)
+IndexItem = int | tuple[int | None, int | None, int | None]
+# "over steps[lo:hi]": (lo, hi), either None
+StepRange = tuple[int | None, int | None]
+
 
 @dataclass(frozen=True, slots=True)
 class Selector:
@@ -58,11 +64,13 @@ class Source:
     span: Span
     args: tuple[tuple[str, object], ...] = ()  # graph(depth=…); function: names, over
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"source {self.kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
 
-    def arg(self, name: str, default=None):
+    def arg(self, name: str, default: object = None) -> Any:
+        # Any, not object: the value's type depends on ``name`` (checked against the
+        # catalog's ArgType at parse time) and callers use it as that type directly.
         return dict(self.args).get(name, default)
 
     def __str__(self) -> str:
@@ -79,14 +87,14 @@ class Source:
 class Index:
     """Per-dimension items: an int, or a (start, stop, step) slice of ints/None."""
 
-    items: tuple
+    items: tuple[IndexItem, ...]
     span: Span
 
-    def as_torch(self) -> tuple:
+    def as_torch(self) -> tuple[int | slice, ...]:
         return tuple(slice(*i) if isinstance(i, tuple) else i for i in self.items)
 
     def __str__(self) -> str:
-        def one(i):
+        def one(i: IndexItem) -> str:
             if not isinstance(i, tuple):
                 return str(i)
             text = ":".join("" if b is None else str(b) for b in i[:2])
@@ -103,7 +111,9 @@ class Step:
     args: tuple[tuple[str, object], ...]
     span: Span
 
-    def arg(self, name: str, default=None):
+    def arg(self, name: str, default: object = None) -> Any:
+        # Any, not object: the value's type depends on ``name`` (checked against the
+        # catalog's ArgType at parse time) and callers use it as that type directly.
         return dict(self.args).get(name, default)
 
     def __str__(self) -> str:
@@ -112,7 +122,7 @@ class Step:
         return f"{self.name}({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
 
 
-def _over(over: tuple | None) -> str:
+def _over(over: StepRange | None) -> str:
     if over is None:
         return ""
     lo, hi = over
@@ -120,7 +130,7 @@ def _over(over: tuple | None) -> str:
     return f" over steps{rng}"
 
 
-def _value(v) -> str:
+def _value(v: object) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -138,8 +148,8 @@ class Query:
     mark: Step | None
     text: str
     span: Span
-    over: tuple | None = None  # "over steps[lo:hi]": (lo, hi), either None; None when not over steps
-    compare: tuple | None = None  # an expect: check's "< 0.5": (op, number)
+    over: StepRange | None = None  # "over steps[lo:hi]": (lo, hi), either None; None when not over steps
+    compare: tuple[str, float] | None = None  # an expect: check's "< 0.5": (op, number)
 
     @property
     def over_steps(self) -> bool:

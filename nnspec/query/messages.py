@@ -5,14 +5,16 @@ Tests assert against these functions, not against copied strings.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 from nnspec.text import names
 
 
-def parse_error(expected) -> str:
+def parse_error(expected: Iterable[object]) -> str:
     return f"cannot parse query here; expected {names(expected, 10)}"
 
 
-def unknown_step(name: str, kind_names) -> str:
+def unknown_step(name: str, kind_names: Iterable[object]) -> str:
     return f"unknown step '{name}' (transforms and marks: {names(kind_names, 30)})"
 
 
@@ -20,25 +22,25 @@ def mark_not_last(name: str) -> str:
     return f"mark '{name}' must be the last step of the query"
 
 
-def unknown_argument(step: str, name: str, allowed) -> str:
+def unknown_argument(step: str, name: str, allowed: Iterable[object]) -> str:
     allowed = list(allowed)
     what = f"allowed: {names(allowed)}" if allowed else "it takes none"
     return f"'{step}' has no argument '{name}' ({what})"
 
 
-def bad_argument(step: str, name: str, value, want: str) -> str:
+def bad_argument(step: str, name: str, value: object, want: str) -> str:
     return f"'{step}': {name}={value!r} must be {want}"
 
 
-def unknown_function(name: str, known) -> str:
+def unknown_function(name: str, known: Iterable[object]) -> str:
     return f"unknown function '{name}' (functions: {names(known, 12)}, or *)"
 
 
-def bad_step_range(lo, hi) -> str:
+def bad_step_range(lo: object, hi: object) -> str:
     return f"step range [{lo}:{hi}] is empty: the first step must be below the last"
 
 
-def not_over_steps(kind: str, recordable) -> str:
+def not_over_steps(kind: str, recordable: Sequence[str]) -> str:
     *some, last = recordable
     return f"'{kind}' cannot be recorded over steps: only {', '.join(some)} and {last} can"
 

@@ -7,11 +7,13 @@ scalar that holds the query shifts them to the place in the spec file.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import cast
 
-from lark import Lark, Transformer, v_args
+from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
     UnexpectedEOF,
@@ -19,17 +21,21 @@ from lark.exceptions import (
     UnexpectedToken,
     VisitError,
 )
+from lark.tree import Meta
 
 from nnspec.errors import Span, SpecError
 from nnspec.query import messages
 from nnspec.query.ast import (
+    Atom,
     Glob,
     Index,
+    IndexItem,
     Query,
     RegexSelector,
     Selector,
     Source,
     Step,
+    StepRange,
     TypeSelector,
 )
 from nnspec.query.catalog import (
@@ -129,43 +135,59 @@ def _terminal_name(t: str) -> str:
     return _TERMINAL_NAMES.get(t, t.lower())
 
 
-class _Build(Transformer):
+# A value in a step's arguments: a number, a string, a bare word or true/false, a list.
+_Value = int | float | bool | str | tuple["_Value", ...]
+_Values = list[_Value]
+# One argument as the parser sees it: (name or None if positional, value, name token or None).
+_Arg = tuple[str | None, _Value, Token | None]
+# A step before it is named a transform or a mark: (name, arguments, span).
+_Call = list[_Arg]
+_RawStep = tuple[str, _Call, Span]
+_RawSteps = list[_RawStep]
+# Checked (name, value) arguments, as Source and Step hold them.
+_Args = tuple[tuple[str, object], ...]
+# Children of a rule whose children are of mixed kinds (tokens and built nodes).
+_Items = list[object]
+_Tokens = list[Token]
+
+
+class _Build(Transformer[Token, Query]):
     """Parse tree → AST, checking step names and arguments."""
 
-    def __init__(self, text: str, span: Span):
+    def __init__(self, text: str, span: Span) -> None:
         super().__init__()
         self.text = text
         self.base = span
 
-    def _at(self, meta_or_token) -> Span:
+    def _at(self, meta_or_token: Meta | Token) -> Span:
         line = getattr(meta_or_token, "line", 1) or 1
         col = getattr(meta_or_token, "column", 1) or 1
         return self.base.shifted(line, col)
 
     # -- sources and selectors
     @v_args(meta=True)
-    def tensor_source(self, meta, items):
+    def tensor_source(self, meta: Meta, items: _Items) -> Source:
         kind, selector = items
-        return Source(str(kind), selector, self._at(meta))
+        return Source(str(kind), cast(Selector, selector), self._at(meta))
 
     @v_args(meta=True)
-    def input_grads_source(self, meta, items):
+    def input_grads_source(self, meta: Meta, items: _Items) -> Source:
         return Source("input_grads", None, self._at(meta))
 
     @v_args(meta=True)
-    def graph_source(self, meta, items):
+    def graph_source(self, meta: Meta, items: list[list[_Arg]]) -> Source:
         span = self._at(meta)
         args = _named("graph", items[0] if items else [], (), span)
         return Source("graph", None, span, _check_args("graph", args, SOURCES["graph"].args, span))
 
     @v_args(meta=True)
-    def summary_source(self, meta, items):
+    def summary_source(self, meta: Meta, items: _Items) -> Source:
         return Source("summary", None, self._at(meta))
 
     @v_args(meta=True)
-    def function_source(self, meta, items):
-        names = items[0]
-        over = items[1] if len(items) > 1 else None
+    def function_source(self, meta: Meta, items: _Items) -> Source:
+        names = cast(tuple[str, ...], items[0])
+        over = cast(tuple[float, ...], items[1]) if len(items) > 1 else None
         span = self._at(meta)
         if over is not None and not over[0] < over[1]:
             raise SpecError(messages.bad_argument("function", "over", list(over), "[low, high] with low < high"), span)
@@ -174,117 +196,117 @@ class _Build(Transformer):
             close = difflib.get_close_matches(unknown[0], FUNCTIONS, n=1)
             hint = spec_messages.did_you_mean(close[0]) if close else None
             raise SpecError(messages.unknown_function(unknown[0], FUNCTIONS), span, hint)
-        args = (("names", tuple(names)),) + ((("over", over),) if over else ())
+        args: _Args = (("names", tuple(names)),) + ((("over", over),) if over else ())
         return Source("function", None, span, args)
 
     @v_args(meta=True)
-    def loss_source(self, meta, items):
+    def loss_source(self, meta: Meta, items: _Items) -> Source:
         return Source("loss", None, self._at(meta))
 
     @v_args(meta=True)
-    def over_steps(self, meta, items):
+    def over_steps(self, meta: Meta, items: list[StepRange]) -> _OverSteps:
         lo, hi = items[0] if items else (None, None)
         if lo is not None and hi is not None and not lo < hi:
             raise SpecError(messages.bad_step_range(lo, hi), self._at(meta))
         return _OverSteps((lo, hi), self._at(meta))
 
-    def steps(self, items):
+    def steps(self, items: list[int | None]) -> tuple[int | None, ...]:
         return tuple(items)
 
-    def all_functions(self, items):
+    def all_functions(self, items: _Tokens) -> tuple[str]:
         return ("*",)
 
-    def named_functions(self, items):
+    def named_functions(self, items: _Tokens) -> tuple[str, ...]:
         return tuple(str(i) for i in items)
 
-    def over(self, items):
+    def over(self, items: _Tokens) -> tuple[float, ...]:
         return tuple(float(i) for i in items)
 
-    def call(self, items):
+    def call(self, items: list[_Arg | None]) -> list[_Arg]:
         return [a for a in items if a is not None]
 
     @v_args(meta=True)
-    def selector(self, meta, items):
-        include = items[0]
-        exclude = items[2] if len(items) > 2 else ()
+    def selector(self, meta: Meta, items: _Items) -> Selector:
+        include = cast(tuple[Atom, ...], items[0])
+        exclude = cast(tuple[Atom, ...], items[2]) if len(items) > 2 else ()
         return Selector(include, exclude, self._at(meta))
 
-    def union(self, items):
+    def union(self, items: list[Atom]) -> tuple[Atom, ...]:
         return tuple(items)
 
-    def glob(self, items):
+    def glob(self, items: _Tokens) -> Glob:
         (tok,) = items
         return Glob(str(tok), self._at(tok))
 
-    def type_selector(self, items):
+    def type_selector(self, items: _Tokens) -> TypeSelector:
         kw, name = items
         return TypeSelector(str(name), self._at(kw))
 
-    def regex_selector(self, items):
+    def regex_selector(self, items: _Tokens) -> RegexSelector:
         (tok,) = items
         return RegexSelector(str(tok)[1:-1].replace("\\/", "/"), self._at(tok))
 
     # -- index
     @v_args(meta=True)
-    def index(self, meta, items):
+    def index(self, meta: Meta, items: list[IndexItem]) -> Index:
         return Index(tuple(items), self._at(meta))
 
-    def at(self, items):
+    def at(self, items: _Tokens) -> int:
         return int(items[0])
 
-    def range(self, items):
+    def range(self, items: list[int | None]) -> tuple[int | None, int | None, int | None]:
         bounds = list(items) + [None] * (3 - len(items))
-        return tuple(bounds)
+        return cast(tuple[int | None, int | None, int | None], tuple(bounds))
 
-    def bound(self, items):
+    def bound(self, items: _Tokens) -> int | None:
         return int(items[0]) if items else None
 
     # -- steps
-    def number(self, items):
+    def number(self, items: _Tokens) -> int | float:
         text = str(items[0])
         return int(text) if text.lstrip("+-").isdigit() else float(text)
 
-    def string(self, items):
+    def string(self, items: _Tokens) -> str:
         return str(items[0])[1:-1]
 
-    def word(self, items):
+    def word(self, items: _Tokens) -> bool | str:
         text = str(items[0])
         return {"true": True, "false": False}.get(text, text)
 
-    def list(self, items):
+    def list(self, items: list[_Value | None]) -> tuple[_Value, ...]:
         return tuple(i for i in items if i is not None)
 
-    def keyword(self, items):
+    def keyword(self, items: _Items) -> _Arg:
         name, value = items
-        return (str(name), value, name)
+        return (str(name), cast(_Value, value), cast(Token, name))
 
-    def positional(self, items):
+    def positional(self, items: _Values) -> _Arg:
         return (None, items[0], None)
 
     @v_args(meta=True)
-    def step(self, meta, items):
+    def step(self, meta: Meta, items: _Items) -> _RawStep:
         name_tok, *call = items
-        return (str(name_tok), call[0] if call else [], self._at(name_tok))
+        return (str(name_tok), cast(_Call, call[0]) if call else [], self._at(cast(Token, name_tok)))
 
     @v_args(meta=True)
-    def start(self, meta, items):
-        source = items[0]
+    def start(self, meta: Meta, items: _Items) -> Query:
+        source = cast(Source, items[0])
         rest = items[1:]
-        index = rest.pop(0) if rest and isinstance(rest[0], Index) else None
-        over = rest.pop(0) if rest and isinstance(rest[0], _OverSteps) else None
-        compare = rest.pop() if rest and isinstance(rest[-1], _Compare) else None
+        index = cast(Index, rest.pop(0)) if rest and isinstance(rest[0], Index) else None
+        over = cast(_OverSteps, rest.pop(0)) if rest and isinstance(rest[0], _OverSteps) else None
+        compare = cast(_Compare, rest.pop()) if rest and isinstance(rest[-1], _Compare) else None
         if over is not None and source.kind not in OVER_STEPS_KINDS:
             raise SpecError(messages.not_over_steps(source.kind, OVER_STEPS_KINDS), over.span)
         if over is None and source.kind == "loss":
             raise SpecError(messages.loss_needs_over_steps(), source.span, messages.loss_needs_over_steps_hint())
-        transforms, mark = _split_steps(rest)
+        transforms, mark = _split_steps(cast(_RawSteps, rest))
         if compare is not None and mark is not None and not (mark.name == "histogram" and transforms):
             raise SpecError(messages.check_has_mark(mark.name), mark.span)
         cmp = (compare.op, compare.value) if compare else None
         return Query(source, index, tuple(transforms), mark, self.text, self.base, over.steps if over else None, cmp)
 
     @v_args(meta=True)
-    def comparison(self, meta, items):
+    def comparison(self, meta: Meta, items: _Tokens) -> _Compare:
         op, number = items
         text = str(number)
         value = int(text) if text.lstrip("+-").isdigit() else float(text)
@@ -300,11 +322,11 @@ class _Compare:
 
 @dataclass(frozen=True, slots=True)
 class _OverSteps:
-    steps: tuple
+    steps: StepRange
     span: Span
 
 
-def _split_steps(raw: list) -> tuple[list[Step], Step | None]:
+def _split_steps(raw: list[_RawStep]) -> tuple[list[Step], Step | None]:
     """Name each step a transform or a mark; the mark, if any, comes last."""
     transforms: list[Step] = []
     mark = None
@@ -339,13 +361,13 @@ def transforms_has(transforms: list[Step]) -> bool:
     return any(t.name == "histogram" for t in transforms)
 
 
-def _only_encodings(args) -> bool:
+def _only_encodings(args: Iterable[_Arg]) -> bool:
     return all(name in ENCODING_NAMES for name, _, _ in args if name is not None)
 
 
-def _named(step: str, args, allowed: tuple[Arg, ...], span: Span) -> list[tuple[str, object]]:
+def _named(step: str, args: Iterable[_Arg], allowed: tuple[Arg, ...], span: Span) -> list[tuple[str, object]]:
     """Name the positional arguments: they fill ``allowed`` in order."""
-    out = []
+    out: list[tuple[str, object]] = []
     for i, (name, value, _tok) in enumerate(args):
         if name is None:
             if i >= len(allowed) or not allowed:
@@ -355,7 +377,7 @@ def _named(step: str, args, allowed: tuple[Arg, ...], span: Span) -> list[tuple[
     return out
 
 
-def _partition(name: str, args, span: Span):
+def _partition(name: str, args: Iterable[_Arg], span: Span) -> tuple[_Args, _Args]:
     """Split a transform's arguments from encodings (``histogram(bins=9, log=true)``)."""
     allowed = TRANSFORMS[name].args
     own = TRANSFORMS[name].arg_names
@@ -365,10 +387,10 @@ def _partition(name: str, args, span: Span):
     return _check_args(name, t_args, allowed, span), _check_args(name, enc, ENCODINGS, span)
 
 
-def _check_args(step: str, args, allowed: tuple[Arg, ...], span: Span) -> tuple:
+def _check_args(step: str, args: Iterable[tuple[str, object]], allowed: tuple[Arg, ...], span: Span) -> _Args:
     """Each argument is one ``allowed`` names, with a value of its type."""
     by_name = {a.name: a for a in allowed}
-    seen = {}
+    seen: dict[str, object] = {}
     for k, v in args:
         if k not in by_name:
             close = difflib.get_close_matches(k, list(by_name), n=1)
