@@ -255,9 +255,9 @@ def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
     if op == "inf_count":
         return torch.isinf(t).sum().double()
     if op == "norm":
-        return torch.linalg.vector_norm(t, dim=dim)
+        return cast(torch.Tensor, torch.linalg.vector_norm(t, dim=dim))  # torch.linalg's stubs return Any
     if op in ("max", "min") and dim is not None:
-        return cast(torch.Tensor, getattr(t, "a" + op)(dim=dim))
+        return cast(torch.Tensor, getattr(t, "a" + op)(dim=dim))  # getattr: Any
     if op in ("max", "min"):
         return cast(torch.Tensor, getattr(t, "a" + op)())
     fn = getattr(t, op)
@@ -291,7 +291,7 @@ def block_mean(t: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, tor
     return sums / sizes, bad
 
 
-def _edges(n: int, k: int, device: torch.device) -> torch.Tensor:
+def _edges(n: int, k: int, device: torch.device | str) -> torch.Tensor:
     return torch.div(torch.arange(k + 1, device=device) * n, k, rounding_mode="floor")
 
 
