@@ -1,0 +1,1 @@
+"""nnspec.runs."""
