@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 
 from nnspec.backends import backend_for
-from nnspec.runs import messages
 from nnspec.errors import SpecError
 from nnspec.numerics.small import widen
+from nnspec.runs import messages
 
 
 class Ranks:

@@ -6,7 +6,6 @@ Tests assert against these functions, not against copied strings.
 from __future__ import annotations
 
 
-
 def train_needs_loss() -> str:
     return "train: needs a loss to minimise, and the spec has no 'loss'"
 

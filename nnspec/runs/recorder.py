@@ -21,16 +21,16 @@ from contextlib import ExitStack
 
 import torch
 
-from nnspec.inputs import messages as inputs_messages
-from nnspec.runs import messages
-from nnspec.numerics import partials
 from nnspec.backends import backend_for
 from nnspec.capture.run import _IndexProblem, first_tensor, select
-from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.compiler.compile import compile_plan
-from nnspec.runs.distributed import Ranks, is_sharded, unwrap
+from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.errors import SpecError
+from nnspec.inputs import messages as inputs_messages
+from nnspec.numerics import partials
 from nnspec.numerics.reduce import Scratch
+from nnspec.runs import messages
+from nnspec.runs.distributed import Ranks, is_sharded, unwrap
 from nnspec.runs.store import RunWriter
 from nnspec.spec.load import Spec, load_spec
 

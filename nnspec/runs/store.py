@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnspec.output import messages as output_messages
-from nnspec.runs import messages
 from nnspec.compiler.plan import Capture
 from nnspec.errors import SpecError
+from nnspec.output import messages as output_messages
+from nnspec.runs import messages
 
 FORMAT = "1"
 FILE = "run.sqlite"

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from nnspec.capture import messages as capture_messages
 from nnspec.backends import backend_for
-from nnspec.runs import messages
+from nnspec.capture import messages as capture_messages
 from nnspec.compiler.plan import Plan
 from nnspec.errors import ModelError, SpecError
+from nnspec.runs import messages
 from nnspec.runs.recorder import Recorder
 from nnspec.spec.load import Spec, TrainSpec
 
@@ -53,7 +53,9 @@ def train(model, x, y, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
     if loss_fn is None:
         raise SpecError(messages.train_needs_loss(), t.span, capture_messages.needs_loss_hint())
     if loss_fn.needs_target and y is None:
-        raise SpecError(capture_messages.loss_needs_target(loss_fn.name), t.span, capture_messages.loss_needs_target_hint())
+        raise SpecError(
+            capture_messages.loss_needs_target(loss_fn.name), t.span, capture_messages.loss_needs_target_hint()
+        )
     be = backend_for(model)
     device = be.device()
     x = x.to(device)
