@@ -60,9 +60,7 @@ def histogram_data(hists: dict, notes: list) -> Data:
         counts = h["counts"].tolist()
         lo, hi = float(h["lo"]), float(h["hi"])
         bins = len(counts)
-        width = (hi - lo) / bins
-        starts = [lo + i * width for i in range(bins)]
-        ends = starts[1:] + [hi]
+        starts, ends = histogram_edges(lo, hi, bins)
         frames.append(pd.DataFrame({"layer": layer, "bin_start": starts, "bin_end": ends, "count": counts}))
         nan, inf, outside = int(h["nan"]), int(h["inf"]), int(h["outside"])
         if nan or inf:
@@ -70,3 +68,10 @@ def histogram_data(hists: dict, notes: list) -> Data:
         if outside:
             notes.append(f"{layer}: " + messages.note_outside(outside))
     return Data("histogram", table=pd.concat(frames, ignore_index=True), notes=notes)
+
+
+def histogram_edges(lo: float, hi: float, bins: int) -> tuple[list[float], list[float]]:
+    """Start and end of each of ``bins`` equal bins over [lo, hi]; the last ends exactly at ``hi``."""
+    width = (hi - lo) / bins
+    starts = [lo + i * width for i in range(bins)]
+    return starts, starts[1:] + [hi]

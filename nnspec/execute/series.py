@@ -17,7 +17,7 @@ from nnspec.compiler import messages as compiler_messages
 from nnspec.compiler.plan import ViewPlan
 from nnspec.errors import SpecError
 from nnspec.execute import messages
-from nnspec.execute.data import Context, Data
+from nnspec.execute.data import Context, Data, histogram_edges
 from nnspec.numerics.partials import HISTOGRAM_HEAD
 from nnspec.numerics.reduce import STATS_FIELDS
 
@@ -95,10 +95,9 @@ def _bins(rows, head) -> pd.DataFrame:
     for step, v in rows:
         lo, hi, nan, inf = (float(x) for x in v[:4])
         counts = v[len(head) :]
-        width = (hi - lo) / len(counts)
-        for i, count in enumerate(counts.tolist()):
-            end = hi if i == len(counts) - 1 else lo + (i + 1) * width
-            out.append((step, lo + i * width, end, int(count), int(nan), int(inf)))
+        starts, ends = histogram_edges(lo, hi, len(counts))
+        for start, end, count in zip(starts, ends, counts.tolist()):
+            out.append((step, start, end, int(count), int(nan), int(inf)))
     return pd.DataFrame(out, columns=["step", "bin_start", "bin_end", "count", "nan", "inf"])
 
 
