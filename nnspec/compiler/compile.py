@@ -159,6 +159,7 @@ def compile_plan(
 ) -> Plan:
     """All views into one Plan with deduplicated captures."""
     rules = RULES if rules is None else rules
+    model = backend_for(model) or model  # one backend: its module tree and parameters are read once for all views
     views = tuple(compile_view(v, model, rules, available) for v in spec.views)
     checks = tuple(compile_view(v, model, rules, available) for v in spec.expect)
     merged: dict[tuple[str, str, str, str], Capture] = {}
