@@ -77,8 +77,29 @@ class Capabilities:
         return dict(self.why).get(what, f"this backend cannot run {what}")
 
 
-# A capture callback: (args, kwargs, output) of one module call.
-OnCall = Callable[[tuple, dict, Any], None]
+# A capture callback: (args, kwargs, output) of one module call; it may return a
+# replacement for the output (the PyTorch backend returns a copy where a later
+# in-place operation would change what a gradient is taken of), or None.
+OnCall = Callable[[tuple, dict, Any], Any]
+# A capture callback before a module runs: (args, kwargs); it sees the inputs
+# before the module (an in-place ReLU, say) can overwrite them.
+OnEnter = Callable[[tuple, dict], None]
+
+
+@dataclass
+class Call:
+    """How the model is called: ``model(*args, **kwargs)``."""
+
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+    def values(self) -> list[tuple[str, Any]]:
+        """(name, value) of every argument: ``"0"``, ``"1"``… for positional ones."""
+        return [(str(i), a) for i, a in enumerate(self.args)] + list(self.kwargs.items())
+
+    def map(self, fn: Callable[[Any], Any]) -> Call:
+        """The same call with ``fn`` applied to every argument."""
+        return Call(tuple(fn(a) for a in self.args), {k: fn(v) for k, v in self.kwargs.items()})
 
 
 @dataclass

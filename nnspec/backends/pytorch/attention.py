@@ -50,3 +50,19 @@ def _wrap(module, forward, path: str, store: dict):
         return out, (weights.mean(dim=-3) if average_attn_weights else weights)
 
     return wrapped
+
+
+def is_attention(module: torch.nn.Module) -> bool:
+    """Whether ``attention of`` can read this module's attention weights."""
+    return isinstance(module, torch.nn.MultiheadAttention)
+
+
+def probe_shape(module: torch.nn.Module, args, kwargs, output) -> tuple | None:
+    """The (B, H, L, S) shape of the weights a call computes, for EXPLAIN; None if unknown."""
+    if not isinstance(module, torch.nn.MultiheadAttention):
+        return None
+    out = output[0] if isinstance(output, tuple) else output
+    if not isinstance(out, torch.Tensor) or out.dim() != 3:
+        return None
+    b, n = (out.shape[0], out.shape[1]) if module.batch_first else (out.shape[1], out.shape[0])
+    return (b, module.num_heads, n, n)

@@ -62,7 +62,7 @@ class TorchBackend:
                     type(m).__name__,
                     tuple(c.__name__ for c in type(m).__mro__),
                     next(iter(m.children()), None) is None,
-                    isinstance(m, torch.nn.MultiheadAttention),
+                    mha.is_attention(m),
                 )
                 for path, m in self.model.named_modules()
             )
@@ -241,9 +241,9 @@ class TorchBackend:
                     t = out[0]
                     shapes.setdefault(("activation", path), tuple(t.shape))
                     shapes.setdefault(("output_grad", path), tuple(t.shape))
-                    if isinstance(module, torch.nn.MultiheadAttention) and t.dim() == 3:
-                        b, n = (t.shape[0], t.shape[1]) if module.batch_first else (t.shape[1], t.shape[0])
-                        shapes.setdefault(("attention", path), (b, module.num_heads, n, n))
+                    attn = mha.probe_shape(module, args, kwargs, output)
+                    if attn is not None:
+                        shapes.setdefault(("attention", path), attn)
                 if inp:
                     shapes.setdefault(("input", path), tuple(inp[0].shape))
 
