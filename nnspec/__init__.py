@@ -19,6 +19,7 @@ from nnspec.errors import (
 )
 
 __all__ = [
+    "Inputs",
     "InternalError",
     "ModelError",
     "NnspecError",
@@ -32,17 +33,24 @@ __all__ = [
 ]
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None):
+def render(
+    spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, target=None
+):
     """Render a spec (path, dict or Spec) into a Dashboard.
 
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
     the spec's ``model`` and ``input``; the model is left exactly as it was.
+    ``inputs=`` is a tensor (the model's one positional argument), a dict
+    (``model(**inputs)``: input_ids, attention_mask, pixel_values…) or
+    ``nnspec.Inputs(args=…, kwargs=…, target=…)``; ``target=`` is the loss's target.
     ``runs=`` names recorded runs whose views over steps to draw side by side.
     ``vars=`` sets spec variables, as ``--set`` does.
     """
     from nnspec.pipeline import render as _render
 
-    return _render(spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs, vars=vars)
+    return _render(
+        spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs, vars=vars, target=target
+    )
 
 
 def __getattr__(name):
@@ -50,14 +58,18 @@ def __getattr__(name):
         from nnspec.runs.recorder import Recorder
 
         return Recorder
+    if name == "Inputs":
+        from nnspec.inputs.batch import Inputs
+
+        return Inputs
     raise AttributeError(f"module 'nnspec' has no attribute {name!r}")
 
 
-def show(model, query: str, inputs=None, loss: str | None = None, title: str | None = None, **view):
+def show(model, query: str, inputs=None, loss: str | None = None, title: str | None = None, target=None, **view):
     """One view of an in-memory model, in one line (a notebook displays it inline):
 
     >>> nnspec.show(model, "weights of fc1 | heatmap")                     # doctest: +SKIP
-    >>> nnspec.show(model, "grads of *.weight | norm", inputs=(x, y), loss="cross_entropy")  # doctest: +SKIP
+    >>> nnspec.show(model, "grads of *.weight | norm", inputs=x, target=y, loss="cross_entropy")  # doctest: +SKIP
     """
     spec = {
         "nnspec": 1,
@@ -68,14 +80,14 @@ def show(model, query: str, inputs=None, loss: str | None = None, title: str | N
         spec["loss"] = loss
     elif inputs is not None:
         spec["loss"] = "sum"
-    return render(spec, model=model, inputs=inputs)
+    return render(spec, model=model, inputs=inputs, target=target)
 
 
-def plan(spec, model=None, inputs=None):
+def plan(spec, model=None, inputs=None, target=None):
     """Compile a spec into its capture Plan; ``.explain()`` prints it."""
     from nnspec.pipeline import plan as _plan
 
-    return _plan(spec, model=model, inputs=inputs)
+    return _plan(spec, model=model, inputs=inputs, target=target)
 
 
 def load_spec(source, file=None, vars=None):

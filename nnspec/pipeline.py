@@ -36,7 +36,7 @@ from nnspec.execute import messages as execute_messages
 from nnspec.execute.data import Context
 from nnspec.execute.gather import gather
 from nnspec.execute.transforms import run_transforms
-from nnspec.inputs.batch import Batch, load_input, make_loss
+from nnspec.inputs.batch import Batch, as_batch, load_input, make_loss
 from nnspec.inputs.model import build_model
 from nnspec.marks import draw
 from nnspec.output import messages as output_messages
@@ -47,14 +47,13 @@ from nnspec.spec.load import Spec, load_spec
 
 
 # 2. model and input ---------------------------------------------------------
-def _batch(spec: Spec, inputs) -> Batch | None:
+def _batch(spec: Spec, inputs, target=None) -> Batch | None:
     if inputs is None:
-        return load_input(spec.input, spec.base_dir) if spec.input else None
-    if isinstance(inputs, Batch):
-        return inputs
-    if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
-        return Batch(inputs[0], inputs[1])
-    return Batch(inputs)
+        batch = load_input(spec.input, spec.base_dir) if spec.input else None
+        if batch is not None and target is not None:
+            batch.y = target
+        return batch
+    return as_batch(inputs, target)
 
 
 def _loss_problem(spec: Spec, loss, batch):
@@ -72,15 +71,23 @@ def _loss_problem(spec: Spec, loss, batch):
 
 
 def prepare(
-    spec_source, model=None, inputs=None, training: bool = True, runs=(), vars=None, values_files=(), views=True
+    spec_source,
+    model=None,
+    inputs=None,
+    training: bool = True,
+    runs=(),
+    vars=None,
+    values_files=(),
+    views=True,
+    target=None,
 ):
     """Stages 1-3: the Spec, the model (trained if the spec says ``train:`` and no
     ``runs`` are given), the batch, the loss, the Plan and the training's result."""
     spec = load_spec(spec_source, vars=vars, values_files=values_files)  # 1.
     if not views:  # nnspec check: the expect: entries alone
         spec = dataclasses.replace(spec, views=())
-    batch = _batch(spec, inputs)  # 2.
-    loss = make_loss(spec.loss, spec.base_dir, spec.loss_span) if spec.loss else None
+    batch = _batch(spec, inputs, target)  # 2.
+    loss = make_loss(spec.loss, spec.base_dir, spec.loss_span, spec.model.output) if spec.loss else None
     trains = spec.train is not None and training and not runs
     if model is None:
         model = build_model(spec)
@@ -97,16 +104,16 @@ def prepare(
     if trains:
         if batch is None:
             raise SpecError(compiler_messages.no_input(), spec.train.span, compiler_messages.no_input_hint())
-        trained = train(model, batch.x, batch.y, loss, spec, plan)
+        trained = train(model, batch, loss, spec, plan)
     return spec, model, batch, loss, plan, trained
 
 
-def plan(spec_source, model=None, inputs=None, vars=None, values_files=()) -> ExplainedPlan:
+def plan(spec_source, model=None, inputs=None, vars=None, values_files=(), target=None) -> ExplainedPlan:
     """Stages 1-3, plus the shapes one no-grad probe pass sees (for EXPLAIN)."""
     spec, model, batch, _, p, _ = prepare(
-        spec_source, model, inputs, training=False, vars=vars, values_files=values_files
+        spec_source, model, inputs, training=False, vars=vars, values_files=values_files, target=target
     )
-    return ExplainedPlan(p, capture.probe_shapes(model, batch.x if batch is not None else None))
+    return ExplainedPlan(p, capture.probe_shapes(model, batch.call if batch is not None else None))
 
 
 @dataclass
@@ -131,7 +138,7 @@ def summary(spec: Spec, model) -> str:
     if batch is None:
         raise SpecError(compiler_messages.no_input(), None, compiler_messages.no_input_hint())
     plan = Plan(spec, (), (Capture("trace", ""),))
-    captured = capture.run(plan, model, batch.x)
+    captured = capture.run(plan, model, batch)
     return summary_text(summary_frame(captured.values[Capture("trace", "").key], model))
 
 
@@ -139,9 +146,8 @@ def summary(spec: Spec, model) -> str:
 def _capture(plan: Plan, model, batch, loss):
     """The plan's captures, and the failure of the passes if they failed: then
     only the parameters are captured, so views of parameters alone still render."""
-    x, y = (batch.x, batch.y) if batch is not None else (None, None)
     try:
-        return capture.run(plan, model, x, y, loss), None
+        return capture.run(plan, model, batch, loss), None
     except NnspecError as e:
         params_only = Plan(plan.spec, plan.views, tuple(c for c in plan.captures if c.kind == "param"))
         return capture.run(params_only, model), e
@@ -207,7 +213,16 @@ def _progress_bar(stream):
 
 
 def render(
-    spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, values_files=()
+    spec,
+    out=None,
+    formats=("html",),
+    model=None,
+    inputs=None,
+    progress=False,
+    runs=(),
+    vars=None,
+    values_files=(),
+    target=None,
 ) -> Dashboard:
     """Render every view of ``spec``; write ``formats`` under ``out`` if given.
 
@@ -217,7 +232,7 @@ def render(
     if bad:
         raise SpecError(output_messages.unknown_format(bad[0], FORMATS))
     spec, model, batch, loss, plan, trained = prepare(
-        spec, model, inputs, runs=runs, vars=vars, values_files=values_files
+        spec, model, inputs, runs=runs, vars=vars, values_files=values_files, target=target
     )
     opened = open_runs(spec, runs, trained)
     captured, failure = _capture(plan, model, batch, loss)  # 4.
@@ -247,7 +262,7 @@ def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
     be = backend_for(model)
     parts = [f"model {spec.model.factory or module_at(be, '').type} ({be.size():,} parameters)"]
     if batch is not None:
-        parts.append(f"input {tuple(batch.x.shape)}" + "".join(f"; {note}" for note in batch.notes))
+        parts.append(batch.describe() + "".join(f"; {note}" for note in batch.notes))
     if spec.loss:
         parts.append(f"loss {spec.loss}")
     if trained is not None:
@@ -258,10 +273,10 @@ def _footer(spec: Spec, model, batch, trained=None, runs=()) -> str:
     return " · ".join(parts)
 
 
-def check(spec_source, model=None, inputs=None, runs=(), vars=None, values_files=()) -> list:
+def check(spec_source, model=None, inputs=None, runs=(), vars=None, values_files=(), target=None) -> list:
     """``nnspec check``: the spec's expect: entries, evaluated; no view is compiled or drawn."""
     spec, model, batch, loss, plan, trained = prepare(
-        spec_source, model, inputs, runs=runs, vars=vars, values_files=values_files, views=False
+        spec_source, model, inputs, runs=runs, vars=vars, values_files=values_files, views=False, target=target
     )
     if not plan.checks:
         return []

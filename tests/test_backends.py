@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from nnspec.backends import backend_for
-from nnspec.backends.base import PassFailed, module_at, own_params, params_under
+from nnspec.backends.base import Call, PassFailed, module_at, own_params, params_under
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ def test_forward_calls_back_and_leaves_no_hook():
     seen = {}
     ids = torch.randint(0, 10, (2, 5))
     with be.guest():
-        done = be.forward(ids, {"block.0": lambda a, k, out: seen.setdefault("out", out.detach().clone())})
+        done = be.forward(Call((ids,)), {"block.0": lambda a, k, out: seen.setdefault("out", out.detach().clone())})
     mine = {}
     h = model.block[0].register_forward_hook(lambda m, a, out: mine.setdefault("out", out.detach().clone()))
     model.eval()
@@ -99,7 +99,7 @@ def test_guest_restores_modes_and_flags_when_the_model_raises():
     with pytest.raises(PassFailed) as e:
         with be.guest(("block.0.weight",)):
             assert not model.training and model.block[0].weight.requires_grad
-            be.forward(torch.zeros(2, 3))  # floats into an embedding: the model raises
+            be.forward(Call((torch.zeros(2, 3),)))  # floats into an embedding: the model raises
     assert e.value.ran == []  # wte raised: no module finished
     assert model.training and all(m.training for m in model.modules())
     assert not model.block[0].weight.requires_grad
@@ -110,7 +110,7 @@ def test_backward_gives_exactly_the_wanted_gradients():
     be = backend_for(model)
     ids = torch.randint(0, 10, (2, 5))
     with be.guest(("scale",)):
-        out = be.forward(ids, grad=True).result
+        out = be.forward(Call((ids,)), grad=True).result
         got = be.backward(out.sum(), {"scale": be.tensor("scale"), "unused": torch.ones(1, requires_grad=True)})
     (want,) = torch.autograd.grad(model(ids).sum(), [model.scale])
     torch.testing.assert_close(got["scale"], want)

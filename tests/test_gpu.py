@@ -21,7 +21,7 @@ VIEWS = [
 
 
 def _frames(model, x, y):
-    dash = nnspec.render(spec(VIEWS), model=model, inputs=(x, y))
+    dash = nnspec.render(spec(VIEWS), model=model, inputs=x, target=y)
     assert dash.ok, [v.error for v in dash.views]
     return [v.data for v in dash.views]
 

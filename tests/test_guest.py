@@ -50,7 +50,7 @@ def test_model_left_as_it_was():
     x, y = torch.randn(6, 4), torch.randn(6, 3)
     before = _state(model)
     grad_mode = torch.is_grad_enabled()
-    dash = nnspec.render(spec(VIEWS), model=model, inputs=(x, y))
+    dash = nnspec.render(spec(VIEWS), model=model, inputs=x, target=y)
     assert all(v.error is None for v in dash.views), [v.error for v in dash.views]
     _same(before, _state(model))
     assert torch.is_grad_enabled() == grad_mode

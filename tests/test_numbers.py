@@ -22,7 +22,8 @@ def mlp():
 @pytest.fixture
 def batch():
     g = torch.Generator().manual_seed(1)
-    return torch.randn(16, 4, generator=g), torch.randn(16, 3, generator=g)
+    x, y = torch.randn(16, 4, generator=g), torch.randn(16, 3, generator=g)
+    return nnspec.Inputs(args=(x,), target=y)
 
 
 def test_heatmap_values_are_the_weights(mlp, batch):
@@ -38,7 +39,7 @@ def test_heatmap_values_are_the_weights(mlp, batch):
 def test_histogram_counts_match_numpy_and_histc(mlp, batch):
     dash = nnspec.render(spec(["activations of fc1 | histogram(bins=7)"]), model=mlp, inputs=batch)
     df = view(dash).data
-    act = mlp.fc1(batch[0]).detach()
+    act = mlp.fc1(batch.args[0]).detach()
     assert df["count"].sum() == act.numel()
     counts, edges = np.histogram(act.numpy(), bins=7)
     assert df["count"].tolist() == counts.tolist()
@@ -58,7 +59,7 @@ def test_histogram_with_range_counts_outside_values():
 def test_stats_equal_torch(mlp, batch):
     dash = nnspec.render(spec(["activations of fc1, act | stats"]), model=mlp, inputs=batch)
     df = view(dash).data.set_index("layer")
-    h = mlp.fc1(batch[0]).detach()
+    h = mlp.fc1(batch.args[0]).detach()
     for layer, t in (("fc1", h), ("act", h.relu())):
         row = df.loc[layer]
         assert row["numel"] == t.numel()
@@ -102,8 +103,8 @@ def test_histogram_and_heatmap_show_nonfinite():
 
 
 def test_grad_norms_equal_autograd(mlp, batch):
-    x, y = batch
-    dash = nnspec.render(spec(["grads of *.weight | norm | bar"]), model=mlp, inputs=(x, y))
+    x, y = batch.args[0], batch.target
+    dash = nnspec.render(spec(["grads of *.weight | norm | bar"]), model=mlp, inputs=x, target=y)
     df = view(dash).data.set_index("layer")
     loss = torch.nn.functional.mse_loss(mlp(x), y)
     g1, g2 = torch.autograd.grad(loss, [mlp.fc1.weight, mlp.fc2.weight])
@@ -113,8 +114,8 @@ def test_grad_norms_equal_autograd(mlp, batch):
 
 
 def test_output_and_input_grads_equal_autograd(mlp, batch):
-    x, y = batch
-    dash = nnspec.render(spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=(x, y))
+    x, y = batch.args[0], batch.target
+    dash = nnspec.render(spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=x, target=y)
     xg = x.clone().requires_grad_(True)
     h = mlp.fc1(xg)
     loss = torch.nn.functional.mse_loss(mlp.fc2(mlp.act(h)), y)
@@ -179,27 +180,27 @@ def test_conv_weight_flatten_and_index():
 
 
 def test_box_quantiles_equal_numpy(mlp, batch):
-    dash = nnspec.render(spec(["activations of fc1 | box"], loss=None), model=mlp, inputs=batch[0])
+    dash = nnspec.render(spec(["activations of fc1 | box"], loss=None), model=mlp, inputs=batch.args[0])
     row = view(dash).data.iloc[0]
-    a = mlp.fc1(batch[0]).detach().double().numpy().reshape(-1)
+    a = mlp.fc1(batch.args[0]).detach().double().numpy().reshape(-1)
     q = np.quantile(a, [0, 0.25, 0.5, 0.75, 1])
     assert [row["min"], row["q1"], row["median"], row["q3"], row["max"]] == pytest.approx(q.tolist())
 
 
 def test_mean_along_a_dim(mlp, batch):
-    dash = nnspec.render(spec(["activations of fc1 | mean(dim=0) | bar"], loss=None), model=mlp, inputs=batch[0])
+    dash = nnspec.render(spec(["activations of fc1 | mean(dim=0) | bar"], loss=None), model=mlp, inputs=batch.args[0])
     df = view(dash).data
-    expected = mlp.fc1(batch[0]).detach().mean(dim=0)
+    expected = mlp.fc1(batch.args[0]).detach().mean(dim=0)
     assert df["value"].to_numpy() == pytest.approx(expected.numpy(), rel=1e-6)
 
 
 def test_sample_is_seeded_and_noted(mlp, batch):
     q = "activations of fc1 | sample(n=10, seed=3) | bar"
-    a = nnspec.render(spec([q], loss=None), model=mlp, inputs=batch[0])
-    b = nnspec.render(spec([q], loss=None), model=mlp, inputs=batch[0])
+    a = nnspec.render(spec([q], loss=None), model=mlp, inputs=batch.args[0])
+    b = nnspec.render(spec([q], loss=None), model=mlp, inputs=batch.args[0])
     assert view(a).data.equals(view(b).data)
     assert len(view(a).data) == 10
-    act = set(mlp.fc1(batch[0]).detach().reshape(-1).tolist())
+    act = set(mlp.fc1(batch.args[0]).detach().reshape(-1).tolist())
     assert set(view(a).data["value"]) <= act
     assert any("10 of 80 values sampled" in n for n in view(a).notes)
 

@@ -31,10 +31,10 @@ def test_one_forward_for_all_views_and_hooks_only_where_needed():
         "grads of * | norm",
         "output_grads of act | norm",
     ]
-    dash = nnspec.render(spec(views), model=m, inputs=(torch.randn(4, 4), torch.randn(4, 3)))
+    dash = nnspec.render(spec(views), model=m, inputs=torch.randn(4, 4), target=torch.randn(4, 3))
     assert dash.ok and Counting.calls == 1
     assert set(dash.plan.hooked) == {"fc1", "act"}
-    p = nnspec.plan(spec(views), model=m, inputs=(torch.randn(4, 4), torch.randn(4, 3)))
+    p = nnspec.plan(spec(views), model=m, inputs=torch.randn(4, 4), target=torch.randn(4, 3))
     text = p.explain()
     assert "passes: forward + backward" in text and "hooked modules (2)" in text
     assert "keep tensor (4, 5)" in text  # the heatmap keeps its tensor, the stats only numbers

@@ -5,8 +5,10 @@ A backend wraps one model. The rest of nnspec reads the model only through it:
     modules()      the module tree: paths, class names (with bases), leaf or not
     params()       parameters by path: role, shape, layout, trainable, every name it has
     tensor(name)   a parameter's live tensor, by any of its names
-    hooks(calls)   capture callbacks on chosen modules, for a forward pass someone runs
-    forward(x)     one forward pass (optionally traced, optionally reading attention)
+    hooks(calls)   capture callbacks on chosen modules (after a call, or before it), for a
+                   forward pass someone runs
+    forward(call)  one forward pass, model(*args, **kwargs) (optionally traced, optionally
+                   reading attention)
     backward(...)  at most one backward pass, for chosen tensors only
     guest()        the context that leaves the model exactly as found
     capabilities   what this backend can do; a view that needs more fails alone, saying why
@@ -132,13 +134,14 @@ class Backend(Protocol):
     def device(self) -> Any: ...
     def fingerprint(self) -> str: ...
     def guest(self, params_needing_grad: tuple[str, ...] = (), train: bool = False) -> AbstractContextManager: ...
-    def hooks(self, calls: dict[str, OnCall]) -> AbstractContextManager: ...
+    def hooks(self, calls: dict[str, OnCall], enter: dict[str, OnEnter] | None = None) -> AbstractContextManager: ...
     def on_grad(self, tensor: Any, fn: Callable[[Any], None]) -> None: ...
     def forward(
         self,
-        x: Any,
+        call: Call,
         calls: dict[str, OnCall] | None = None,
         *,
+        enter: dict[str, OnEnter] | None = None,
         grad: bool = False,
         trace: bool = False,
         attention: tuple[str, ...] = (),

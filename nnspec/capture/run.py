@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import torch
 
 from nnspec.backends import backend_for
-from nnspec.backends.base import Backend, PassFailed
+from nnspec.backends.base import Backend, Call, PassFailed
+from nnspec.backends.outputs import available, choose, is_tensor
 from nnspec.capture import messages
-from nnspec.compiler.plan import BACKWARD_KINDS, HOOK_KINDS, Capture, Plan
-from nnspec.errors import ModelError, SpecError
+from nnspec.compiler.plan import BACKWARD_KINDS, CAPTURE_KINDS, HOOK_KINDS, Capture, Plan
+from nnspec.errors import ModelError, NnspecError, SpecError
 from nnspec.inputs import messages as inputs_messages
 from nnspec.numerics import reduce
 
@@ -70,15 +71,30 @@ def first_tensor(be: Backend, value):
     return (ts[0] if ts else None), len(ts)
 
 
-def run(plan: Plan, model, x=None, y=None, loss_fn=None) -> Captured:
-    """The plan's captures from ``model`` (a model or its backend)."""
+def chosen(value, name: str | None):
+    """The tensor a capture shows of a module's output (``@name`` picks a field, key or
+    tuple element), what it goes by, and the names of all its tensors."""
+    t, label = choose(value, name)
+    return t, label, available(value) if not is_tensor(value) else []
+
+
+def arguments(args: tuple, kwargs: dict) -> dict:
+    """A module's arguments by name: ``"0"``, ``"1"``… for positional ones, then keywords."""
+    return {str(i): a for i, a in enumerate(args)} | dict(kwargs)
+
+
+def run(plan: Plan, model, batch=None, loss_fn=None) -> Captured:
+    """The plan's captures from ``model`` (a model or its backend) called as ``batch.call``.
+    A pass that fails fails the captures that need it, with the reason (``errors``):
+    parameters are still read, a forward pass still serves its views when the loss or
+    the backward pass fails."""
     be = backend_for(model)
     out = Captured()
     grads_wanted = tuple(c.target for c in plan.captures if c.kind == "grad")
     with be.guest(grads_wanted):
         _params(plan, be, out)  # 1. parameters
-        if plan.forward:
-            _passes(plan, be, x, y, loss_fn, out)  # 2. and 3.
+        if plan.forward and batch is not None:
+            _passes(plan, be, batch, loss_fn, out)  # 2. and 3.
     out.values = _to_cpu(out.values)  # 4.
     out.scratch = None
     return out
@@ -99,55 +115,107 @@ def _store(c: Capture, t, out: Captured) -> None:
         out.errors[c.key] = str(e)
 
 
-def _passes(plan: Plan, be: Backend, x, y, loss_fn, out: Captured) -> None:
+def _fail(captures, kinds, error, out: Captured) -> None:
+    """``error`` for every capture of ``kinds`` that has no value or error yet."""
+    for c in captures:
+        if c.kind in kinds and c.key not in out.values and c.key not in out.errors:
+            out.errors[c.key] = error
+
+
+def _gradient_input(call: Call):
+    """The argument ``input_grads`` are taken of: the first floating-point tensor, positional first."""
+    for name, v in call.values():
+        if isinstance(v, torch.Tensor) and torch.is_floating_point(v):
+            return name, v
+    return None, None
+
+
+def _with_grad(call: Call, name: str):
+    """The call with argument ``name`` replaced by a copy that requires grad."""
+    fresh = {n: (v.detach().clone().requires_grad_(True) if n == name else v) for n, v in call.values()}
+    return Call(tuple(fresh[str(i)] for i in range(len(call.args))), {k: fresh[k] for k in call.kwargs})
+
+
+def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
     by_module: dict[str, list[Capture]] = {}
     for c in plan.captures:
         if c.kind in HOOK_KINDS:
             by_module.setdefault(c.target, []).append(c)  # trace and attention have their own machinery
-    x = be.to_device(x)
-    y = be.to_device(y)
+    call = be.to_device(batch.call)
+    y = be.to_device(batch.y)
+    forward_kinds = tuple(k for k in CAPTURE_KINDS if k not in ("param", "update"))
+    x = None
     if any(c.kind == "input_grad" for c in plan.captures):
-        if not torch.is_floating_point(x):
-            raise SpecError(messages.no_input_grad(str(x.dtype)))
-        x = x.detach().clone().requires_grad_(True)
+        name, x = _gradient_input(call)
+        if x is None:
+            dtypes = ", ".join(f"{n} {str(getattr(v, 'dtype', type(v).__name__))}" for n, v in call.values())
+            _fail(plan.captures, ("input_grad",), SpecError(messages.no_input_grad(dtypes), None,
+                                                            messages.no_input_grad_hint()), out)  # fmt: skip
+        else:
+            call = _with_grad(call, name)
+            x = dict(call.values())[name]
     traces = [c for c in plan.captures if c.kind == "trace"]
     attn = [c for c in plan.captures if c.kind == "attention"]
-    outputs: dict[str, torch.Tensor] = {}  # module outputs whose gradient a view needs
+    outputs: dict[tuple[str, str | None], torch.Tensor] = {}  # module outputs whose gradient a view needs
     seen: set[str] = set()
+    entered: set[str] = set()
+    grads = plan.backward  # autograd on for this pass whatever the caller's mode (torch.no_grad())
 
-    def on_call(path: str, caps: list[Capture]):
-        def record(args, kwargs, output):
-            if path in seen:
+    def before(path: str, caps: list[Capture]):
+        def record(args, kwargs):
+            if path in entered:
                 return  # a module called twice: the first call is what views show
-            seen.add(path)
-            t, count = first_tensor(be, output)
-            if t is None:
-                for c in caps:
-                    if c.kind != "input":
-                        out.errors[c.key] = inputs_messages.no_tensor_output(path)
-            for c in caps:
-                if c.kind == "input":
-                    ti, _ = first_tensor(be, args)
-                    if ti is None:
-                        out.errors[c.key] = inputs_messages.no_tensor_output(path)
-                    else:
-                        _store(c, ti, out)
-                elif t is not None and c.kind == "activation":
-                    if count > 1:
-                        out.notes.setdefault(c.key, []).append(messages.note_first_output(path, count))
-                    _store(c, t, out)
-                elif t is not None and c.kind == "output_grad":
-                    if t.requires_grad:
-                        outputs[path] = t
-                    out.shapes.setdefault((c.kind, path), tuple(t.shape))
+            entered.add(path)
+            named = arguments(args, kwargs)
+            for c in caps:  # read before the module runs: an in-place module overwrites its input
+                ti, label, names = chosen(named, c.output)
+                if ti is None:
+                    out.errors[c.key] = _no_tensor(path, c.output, names, "arguments")
+                    continue
+                if c.output is None and len(names) > 1:
+                    out.notes.setdefault(c.key, []).append(messages.note_chosen(path, label, names, "argument"))
+                _store(c, ti, out)
 
         return record
 
-    calls = {path: on_call(path, caps) for path, caps in by_module.items()}
+    def after(path: str, caps: list[Capture]):
+        def record(args, kwargs, output):
+            if path in seen:
+                return None  # a module called twice: the first call is what views show
+            seen.add(path)
+            replaced = output
+            for c in caps:
+                t, label, names = chosen(output, c.output)
+                if t is None:
+                    out.errors[c.key] = _no_tensor(path, c.output, names, "output")
+                    continue
+                if c.output is None and len(names) > 1:
+                    out.notes.setdefault(c.key, []).append(messages.note_chosen(path, label, names, "output"))
+                if c.kind == "activation":
+                    _store(c, t, out)
+                elif c.kind == "output_grad":
+                    out.shapes.setdefault((c.kind, path), tuple(t.shape))
+                    if t.requires_grad:
+                        outputs[(path, c.output)] = t
+                        # later code may write into the output in place (ReLU(inplace=True),
+                        # out += identity): it gets a copy, so the gradient is the output's own
+                        replaced = _replace(replaced, t, t.clone())
+            return None if replaced is output else replaced
+
+        return record
+
+    calls = {path: after(path, [c for c in caps if c.kind != "input"]) for path, caps in by_module.items()}
+    calls = {p: fn for p, fn in calls.items() if any(c.kind != "input" for c in by_module[p])}
+    enter = {p: before(p, [c for c in caps if c.kind == "input"]) for p, caps in by_module.items()}
+    enter = {p: fn for p, fn in enter.items() if any(c.kind == "input" for c in by_module[p])}
     try:
-        done = be.forward(x, calls, grad=plan.backward, trace=bool(traces), attention=tuple(c.target for c in attn))
+        done = be.forward(
+            call, calls, enter=enter, grad=grads, trace=bool(traces), attention=tuple(c.target for c in attn)
+        )
     except PassFailed as e:
-        raise ModelError(messages.forward_failed(str(e), e.ran)) from e.error
+        error = ModelError(messages.forward_failed(str(e), e.ran), plan.spec.input.span if plan.spec.input else None)
+        _fail(plan.captures, forward_kinds, error, out)
+        return
     for caps in by_module.values():  # a module the forward pass did not call (a branch not taken)
         for c in caps:
             if c.kind != "output_grad" and c.key not in out.values and c.key not in out.errors:
@@ -160,10 +228,31 @@ def _passes(plan: Plan, be: Backend, x, y, loss_fn, out: Captured) -> None:
         else:
             out.errors[c.key] = messages.attention_not_called(c.target)
     if plan.backward:
-        _backward(plan, be, x, y, loss_fn, done.result, outputs, out)
+        try:
+            _backward(plan, be, call, x, y, loss_fn, done.result, outputs, out)
+        except NnspecError as e:
+            _fail(plan.captures, BACKWARD_KINDS, e, out)
 
 
-def _backward(plan: Plan, be: Backend, x, y, loss_fn, result, outputs, out: Captured) -> None:
+def _no_tensor(path: str, name: str | None, names: list[str], what: str) -> str:
+    if name is None:
+        return inputs_messages.no_tensor_output(path)
+    return messages.no_such_part(path, name, names, what)
+
+
+def _replace(value, old, new):
+    """``value`` with the tensor ``old`` replaced by ``new`` (tuples and lists rebuilt;
+    other containers are left as they are)."""
+    if value is old:
+        return new
+    if isinstance(value, tuple) and not hasattr(value, "_fields"):
+        return tuple(_replace(v, old, new) for v in value)
+    if isinstance(value, list):
+        return [_replace(v, old, new) for v in value]
+    return value
+
+
+def _backward(plan: Plan, be: Backend, call, x, y, loss_fn, result, outputs, out: Captured) -> None:
     if loss_fn is None:
         kind = next(c.kind for c in plan.captures if c.kind in BACKWARD_KINDS)
         raise SpecError(messages.needs_loss(kind + "s"), None, messages.needs_loss_hint())
@@ -173,23 +262,29 @@ def _backward(plan: Plan, be: Backend, x, y, loss_fn, result, outputs, out: Capt
             plan.spec.loss_span,
             messages.loss_needs_target_hint(),
         )
-    loss = loss_fn(result, y)
+    with torch.enable_grad():
+        try:
+            loss = loss_fn(result, y, call)
+        except ModelError as e:
+            raise ModelError(e.message, e.span or plan.spec.loss_span, e.hint) from e
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+        raise ModelError(messages.bad_loss_value(loss_fn.name, loss), plan.spec.loss_span)
     wanted: dict[tuple, torch.Tensor] = {}
     for c in plan.captures:
         if c.kind == "grad":
-            wanted[("grad", c.target)] = be.tensor(c.target)
-        elif c.kind == "output_grad" and c.target in outputs:
-            wanted[("output_grad", c.target)] = outputs[c.target]
-        elif c.kind == "input_grad":
-            wanted[("input_grad", "")] = x
+            wanted[("grad", c.target, None)] = be.tensor(c.target)
+        elif c.kind == "output_grad" and (c.target, c.output) in outputs:
+            wanted[("output_grad", c.target, c.output)] = outputs[(c.target, c.output)]
+        elif c.kind == "input_grad" and x is not None:
+            wanted[("input_grad", "", None)] = x
     try:
-        got = be.backward(loss, wanted)
+        got = be.backward(loss.reshape(()), wanted)
     except PassFailed as e:
         raise ModelError(messages.backward_failed(str(e))) from e.error
     for c in plan.captures:
-        if c.kind not in BACKWARD_KINDS:
+        if c.kind not in BACKWARD_KINDS or c.key in out.errors:
             continue
-        g = got.get((c.kind, c.target))
+        g = got.get((c.kind, c.target, c.output if c.kind == "output_grad" else None))
         if g is None:
             out.errors[c.key] = messages.frozen_no_grad(c.target or "the input")
         else:
@@ -207,6 +302,6 @@ def _to_cpu(values: dict) -> dict:
     return {k: cpu(v) for k, v in values.items()}
 
 
-def probe_shapes(model, x) -> dict:
+def probe_shapes(model, call) -> dict:
     """Output and input shapes of every module from one no-grad forward (for EXPLAIN)."""
-    return backend_for(model).shapes(x)
+    return backend_for(model).shapes(call)

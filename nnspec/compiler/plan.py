@@ -56,6 +56,7 @@ class Capture:
     target: str  # module path or parameter path; "" for input_grad
     index: Index | None = None
     reduce: Reduce | None = None
+    output: str | None = None  # which tensor of a module's output (or arguments): ``@name``
 
     def __post_init__(self) -> None:
         if self.kind not in CAPTURE_KINDS:
@@ -64,16 +65,13 @@ class Capture:
     @property
     def series_key(self) -> str:
         """How a run names what it recorded, e.g. ``grad fc1.weight | norm``."""
-        return f"{self.kind} {self.target or 'input'}{self.index or ''} | {self.reduce}"
+        pick = f" @{self.output}" if self.output else ""
+        return f"{self.kind} {self.target or 'input'}{pick}{self.index or ''} | {self.reduce}"
 
     @property
-    def key(self) -> tuple[str, str, str, str]:
-        return (
-            self.kind,
-            self.target,
-            str(self.index) if self.index else "",
-            str(self.reduce or ""),
-        )
+    def key(self) -> tuple[str, ...]:
+        key = (self.kind, self.target, str(self.index) if self.index else "", str(self.reduce or ""))
+        return key + (self.output,) if self.output else key
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +86,7 @@ class ViewPlan:
     mark: Step | None = None
     error: None = None  # a view that failed is a FailedView
     colour: ViewPlan | None = None  # graph(color="activations of * | std"): the query that colours nodes
+    notes: tuple[str, ...] = ()  # what compiling found worth saying on the card (a tied parameter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +105,7 @@ class FailedView:
     transforms: tuple[Step, ...] = ()
     mark: None = None
     colour: None = None
+    notes: tuple[str, ...] = ()
 
 
 CompiledView: TypeAlias = ViewPlan | FailedView  # what compiling one view gives

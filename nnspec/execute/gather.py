@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from nnspec.compiler import messages as compiler_messages
 from nnspec.compiler.plan import ViewPlan
-from nnspec.errors import SpecError
+from nnspec.errors import NnspecError, SpecError
 from nnspec.execute import functions, messages, structure
 from nnspec.execute.data import Context, Data, histogram_data, scalar_table, stats_table
 from nnspec.execute.series import over_steps
@@ -28,9 +28,14 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         return _structure(vp, captured, context)
     notes: list[str] = []
     values = {}
+    failed: NnspecError | None = None  # a pass or loss that failed: its own error, located where it arose
     for layer, c in zip(vp.layers, vp.captures):
         if c.key in captured.errors:
             problem = captured.errors[c.key]
+            if isinstance(problem, NnspecError):
+                failed = failed or problem
+                notes.append(problem.message)
+                continue
             if c.index is not None and "index" in problem:
                 raise SpecError(problem, c.index.span)
             notes.append(problem)
@@ -38,6 +43,8 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         notes.extend(captured.notes.get(c.key, ()))
         values[layer] = captured.values[c.key]
     if not values:
+        if failed is not None:
+            raise type(failed)(failed.message, failed.span or vp.query.source.span, failed.hint)
         raise SpecError(
             notes[0] if notes else compiler_messages.no_match(str(vp.query.source)),
             vp.query.source.span,
@@ -54,6 +61,11 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
 
 def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     src = vp.query.source
+    if vp.captures and vp.captures[0].key in captured.errors:  # the pass that traces failed
+        problem = captured.errors[vp.captures[0].key]
+        if isinstance(problem, NnspecError):
+            raise type(problem)(problem.message, problem.span or src.span, problem.hint)
+        raise SpecError(str(problem), src.span)
     trace = captured.values[vp.captures[0].key] if vp.captures else None
     if src.kind == "graph":
         # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same

@@ -72,7 +72,7 @@ def input_file(path: str, why: str) -> str:
 
 
 def unknown_loss(name: str) -> str:
-    return f"unknown loss '{name}': use mse, cross_entropy, sum or module:callable"
+    return f"unknown loss '{name}': use mse, cross_entropy, next_token, model, sum or module:callable"
 
 
 def loss_failed(name: str, why: str) -> str:
@@ -85,3 +85,46 @@ def no_tensor_output(layer: str) -> str:
 
 def note_dropped_rows(n: int) -> str:
     return f"{n} rows with missing values dropped"
+
+
+def ambiguous_inputs(n: int) -> str:
+    return (
+        f"inputs= is a tuple of {n}: it could be (input, target) or {n} arguments of the model, "
+        "and nnspec does not guess"
+    )
+
+
+def ambiguous_inputs_hint() -> str:
+    return (
+        "pass inputs=x, target=y for an input and its target; inputs={'input_ids': ids, ...} for "
+        "keyword arguments; nnspec.Inputs(args=(a, b), kwargs={...}, target=y) for anything else"
+    )
+
+
+def bad_inputs(got: str) -> str:
+    return f"inputs= is a {got}: expected a tensor, a dict of keyword arguments, or nnspec.Inputs"
+
+
+def note_target_ignored(name: str) -> str:
+    arg = f"argument {name}" if name.isdigit() else f"'{name}'"
+    return f"the target column of {arg}'s data set is not used: give the target as input.target"
+
+
+def next_token_needs_ids() -> str:
+    return "loss 'next_token' needs token ids: an input_ids argument, an integer input, or input.target"
+
+
+def next_token_shapes(logits: tuple, ids: tuple) -> str:
+    return f"loss 'next_token' needs (B, T, V) logits and (B, T) ids; got logits {logits} and ids {ids}"
+
+
+def no_model_loss() -> str:
+    return "loss 'model': the model returned no 'loss'"
+
+
+def no_model_loss_hint() -> str:
+    return "Hugging Face models compute their loss when given labels: add 'labels' to input.kwargs"
+
+
+def no_such_output(name: str, available) -> str:
+    return f"the model's output has no '{name}'; it has {names(available) if available else 'no tensors'}"

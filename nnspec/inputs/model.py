@@ -103,31 +103,46 @@ def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> No
 
 
 def layer_rows(model) -> list[dict]:
-    """One row per module: path, type, its own parameters' shapes and count."""
+    """One row per module: path, type, its own parameters' shapes and count. A shared
+    (tied) tensor counts in the row of its first name only; the other rows that hold it
+    say whose it is (GPT-2's ``lm_head``: ``weight (V, D) = transformer.wte.weight``), so
+    the counts add up to the total."""
     be = backend_for(model)
     rows = []
     for m in be.modules():
         own = own_params(be, m.path)
+        parts, count, shared = [], 0, []
+        for n, p in own:
+            name = f"{m.path}.{n}" if m.path else n
+            if name == p.path:
+                count += p.numel
+                parts.append(f"{n} {p.shape}")
+            else:
+                shared.append((name, p.path))
+                parts.append(f"{n} {p.shape} = {p.path}")
         rows.append(
             {
                 "path": m.path or "(root)",
                 "type": m.type,
-                "params": ", ".join(f"{n} {p.shape}" for n, p in own),
-                "count": sum(p.numel for _, p in own),
+                "params": ", ".join(parts),
+                "count": count,
                 "leaf": m.leaf,
+                "shared": shared,  # (this module's name for a tensor, the name it is counted under)
             }
         )
     return rows
 
 
 def layers_text(model) -> str:
-    """The ``nnspec layers`` table; shared parameters are counted once in the total."""
+    """The ``nnspec layers`` table; a shared parameter is counted once, under its first name."""
     rows = layer_rows(model)
     w_path = max(len(r["path"]) for r in rows)
     w_type = max(len(r["type"]) for r in rows)
     lines = [f"{'path':<{w_path}}  {'type':<{w_type}}  {'params':>10}  shapes"]
     for r in rows:
-        lines.append(f"{r['path']:<{w_path}}  {r['type']:<{w_type}}  {r['count']:>10,}  {r['params']}")
+        lines.append(f"{r['path']:<{w_path}}  {r['type']:<{w_type}}  {r['count']:>10,}  {r['params']}".rstrip())
     total = backend_for(model).size()  # each shared tensor once
-    lines.append(f"{'total':<{w_path}}  {'':<{w_type}}  {total:>10,}")
+    lines.append(f"{'total':<{w_path}}  {'':<{w_type}}  {total:>10,}".rstrip())
+    if any(r["shared"] for r in rows):
+        lines.append("(= NAME: a tensor shared with NAME, counted there)")
     return "\n".join(lines)

@@ -63,6 +63,7 @@ class Source:
     selector: Selector | None  # None for input_grads, graph, summary, function
     span: Span
     args: tuple[tuple[str, object], ...] = ()  # graph(depth=…); function: names, over
+    pick: str | None = None  # ``@name``: which tensor of a module's output or arguments
 
     def __post_init__(self) -> None:
         if self.kind not in SOURCE_KINDS:
@@ -80,7 +81,8 @@ class Source:
             return text + (f" over [{_value(over[0])}, {_value(over[1])}]" if over else "")
         if self.kind == "graph" and self.args:
             return f"graph({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
-        return self.kind if self.selector is None else f"{self.kind} of {self.selector}"
+        pick = f" @{self.pick}" if self.pick else ""
+        return self.kind if self.selector is None else f"{self.kind} of {self.selector}{pick}"
 
 
 @dataclass(frozen=True, slots=True)

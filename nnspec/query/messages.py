@@ -55,3 +55,7 @@ def loss_needs_over_steps_hint() -> str:
 
 def check_has_mark(mark: str) -> str:
     return f"a check compares numbers and draws nothing: drop '| {mark}'"
+
+
+def pick_not_allowed(kind: str, allowed: Iterable[object]) -> str:
+    return f"'@' chooses one tensor of a module's output or arguments: {names(allowed)} take it, {kind} does not"

@@ -51,6 +51,8 @@ from nnspec.query.catalog import (
 )
 from nnspec.spec import messages as spec_messages
 
+PICKS = ("activations", "inputs", "output_grads")  # sources whose tensor ``@name`` can choose
+
 
 @cache
 def grammar_text() -> str:
@@ -167,8 +169,15 @@ class _Build(Transformer[Token, Query]):
     # -- sources and selectors
     @v_args(meta=True)
     def tensor_source(self, meta: Meta, items: _Items) -> Source:
-        kind, selector = items
-        return Source(str(kind), cast(Selector, selector), self._at(meta))
+        kind, selector = items[0], items[1]
+        pick = str(items[2]) if len(items) > 2 else None
+        span = self._at(meta)
+        if pick is not None and str(kind) not in PICKS:
+            raise SpecError(messages.pick_not_allowed(str(kind), PICKS), span)
+        return Source(str(kind), cast(Selector, selector), span, pick=pick)
+
+    def pick(self, items: _Items) -> str:
+        return str(items[0])
 
     @v_args(meta=True)
     def input_grads_source(self, meta: Meta, items: _Items) -> Source:

@@ -45,22 +45,23 @@ def make_optimizer(params, options: dict):
         raise SpecError(messages.bad_optimizer(name, str(e))) from None
 
 
-def train(model, x, y, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
+def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
     """Train ``model`` in place for ``train.steps`` steps, recording the plan's
     captures over steps into the run ``spec.run_dir``; the model's train/eval
     modes come back as they were."""
     t = spec.train
     if loss_fn is None:
         raise SpecError(messages.train_needs_loss(), t.span, capture_messages.needs_loss_hint())
-    if loss_fn.needs_target and y is None:
+    if loss_fn.needs_target and data.y is None:
         raise SpecError(
             capture_messages.loss_needs_target(loss_fn.name), t.span, capture_messages.loss_needs_target_hint()
         )
     be = backend_for(model)
     device = be.device()
-    x = x.to(device)
-    y = y.to(device) if isinstance(y, torch.Tensor) else y
-    n = x.shape[0]
+    call = be.to_device(data.call)
+    y = data.y.to(device) if isinstance(data.y, torch.Tensor) else data.y
+    on_device = type(data)(call, y)
+    n = on_device.x.shape[0]
     batch = min(t.batch or n, n)
     order = torch.Generator().manual_seed(t.seed)
     result = TrainResult(run=spec.run_dir)
@@ -77,7 +78,8 @@ def train(model, x, y, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
             pos += batch
             opt.zero_grad(set_to_none=True)
             try:
-                loss = loss_fn(model(x[idx]), None if y is None else y[idx])
+                rows = on_device.rows(idx)
+                loss = loss_fn(model(*rows.call.args, **rows.call.kwargs), rows.y, rows.call)
                 loss.backward()
             except ModelError:
                 raise

@@ -45,17 +45,27 @@ class ModelSpec:
     span: Span | None = None
     factory_span: Span | None = None
     checkpoint_span: Span | None = None
+    output: str | None = None  # which part of the model's output the built-in losses use
+
+
+INPUT_KINDS = ("random", "dataset", "file", "tokens", "ones", "zeros", "full")
 
 
 @dataclass(frozen=True, slots=True)
 class InputSpec:
-    kind: str  # random | dataset | file
+    """One input source (``kind`` one of INPUT_KINDS), or ``call``: the model's
+    positional ``args`` and keyword ``kwargs`` each from a source, and a ``target``."""
+
+    kind: str
     options: Checked
     span: Span | None = None
+    args: tuple[InputSpec, ...] = ()
+    kwargs: tuple[tuple[str, InputSpec], ...] = ()
+    target: InputSpec | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("random", "dataset", "file", "tokens"):
-            raise ValueError(f"input kind {self.kind!r}: expected random, dataset, file or tokens")
+        if self.kind not in (*INPUT_KINDS, "call"):
+            raise ValueError(f"input kind {self.kind!r}: expected one of {', '.join(INPUT_KINDS)} or call")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,17 +213,14 @@ def build(located: Located) -> Spec:
         args=tuple(m.get("args", ())),
         kwargs=dict(m.get("kwargs", {})),
         checkpoint=m.get("checkpoint"),
+        output=m.get("output"),
         device=m.get("device", "auto"),
         seed=m.get("seed", 0),
         span=located.span(("model",)) if "model" in d else None,
         factory_span=located.span(("model", "factory")) if "model" in d else None,
         checkpoint_span=located.span(("model", "checkpoint")) if "checkpoint" in m else None,
     )
-    inp = None
-    if "input" in d:
-        i: Checked = d["input"]
-        kind = next(k for k in ("random", "dataset", "file", "tokens") if k in i)
-        inp = InputSpec(kind, dict(i), located.span(("input",)))
+    inp = _input(located, d["input"], ("input",)) if "input" in d else None
     views = tuple(_view(located, n, v) for n, v in enumerate(d["views"]))
     return Spec(
         path=located.file if not located.file.startswith("<") else "",
@@ -227,6 +234,24 @@ def build(located: Located) -> Spec:
         train=_train(located, d["train"]) if "train" in d else None,
         expect=tuple(_check(located, i, text) for i, text in enumerate(d.get("expect", []))),
         data=d,
+    )
+
+
+def _input(located: Located, i: Checked, path: Path) -> InputSpec:
+    """``input:`` (or one of its sources), with the span of each part."""
+    kind = next((k for k in INPUT_KINDS if k in i), "call")
+    if kind != "call":
+        return InputSpec(kind, dict(i), located.span(path))
+    args = tuple(_input(located, a, path + ("args", n)) for n, a in enumerate(i.get("args", [])))
+    kwargs = tuple((str(k), _input(located, v, path + ("kwargs", k))) for k, v in i.get("kwargs", {}).items())
+    target = i.get("target")
+    return InputSpec(
+        "call",
+        {k: v for k, v in i.items() if k not in ("args", "kwargs", "target")},
+        located.span(path),
+        args,
+        kwargs,
+        _input(located, target, path + ("target",)) if isinstance(target, dict) else None,
     )
 
 
@@ -308,8 +333,8 @@ def _schema_error(located: Located, e: jsonschema.ValidationError) -> SpecError:
     if e.validator == "required":
         missing = e.message.split("'")[1] if "'" in e.message else e.message
         return SpecError(messages.missing_key(missing, where), located.span(path))
-    if e.validator == "oneOf" and path == ("input",):
-        return SpecError(messages.input_kinds(), located.span(path))
+    if e.validator == "oneOf" and path[:1] == ("input",):
+        return SpecError(messages.input_kinds(where), located.span(path))
     if e.validator == "const":
         return SpecError(messages.bad_const(where, e.instance, e.validator_value), located.span(path))
     if e.validator == "enum":

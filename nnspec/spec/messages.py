@@ -42,8 +42,11 @@ def missing_key(key: str, where: str) -> str:
     return f"{where} is missing the required key '{key}'"
 
 
-def input_kinds() -> str:
-    return "input needs exactly one of 'random', 'dataset' (with 'features'), 'file' or 'tokens'"
+def input_kinds(where: str = "input") -> str:
+    sources = "'random', 'dataset' (with 'features'), 'file', 'tokens', 'ones', 'zeros' or 'full'"
+    if where == "input":
+        return f"input needs exactly one of {sources}, or 'args'/'kwargs' naming the model's arguments"
+    return f"{where} needs exactly one of {sources}"
 
 
 def bad_choice(where: str, value: object, choices: Iterable[object]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from nnspec.backends.base import Capabilities, ForwardResult, Module, OnCall, Param, PassFailed
+from nnspec.backends.base import Call, Capabilities, ForwardResult, Module, OnCall, OnEnter, Param, PassFailed
 from nnspec.backends.pytorch import attention as mha
 from nnspec.backends.pytorch.trace import Tracer, tensors
 
@@ -151,14 +151,18 @@ class TorchBackend:
                 p.requires_grad_(flag)
 
     @contextmanager
-    def hooks(self, calls: dict[str, OnCall]):
-        """``calls[path](args, kwargs, output)`` after each call of the module at ``path``,
-        for the duration; nnspec's own work in a callback is not traced."""
+    def hooks(self, calls: dict[str, OnCall], enter: dict[str, OnEnter] | None = None):
+        """``calls[path](args, kwargs, output)`` after each call of the module at ``path``
+        (what it returns, if not None, replaces the output) and ``enter[path](args, kwargs)``
+        before it, for the duration; nnspec's own work in a callback is not traced."""
         handles = []
         try:
             for path, fn in calls.items():
                 module = self.model.get_submodule(path)
                 handles.append(module.register_forward_hook(self._hook(fn), with_kwargs=True))
+            for path, before in (enter or {}).items():
+                module = self.model.get_submodule(path)
+                handles.append(module.register_forward_pre_hook(self._pre_hook(before), with_kwargs=True))
             yield
         finally:
             for h in handles:
@@ -167,7 +171,15 @@ class TorchBackend:
     def _hook(self, fn: OnCall):
         def hook(module, args, kwargs, output):
             with self.paused():
-                fn(args, kwargs, output)
+                return fn(args, kwargs, output)
+
+        return hook
+
+    def _pre_hook(self, fn: OnEnter):
+        def hook(module, args, kwargs):
+            with self.paused():
+                fn(args, kwargs)
+            return None
 
         return hook
 
@@ -180,19 +192,25 @@ class TorchBackend:
 
     # -- the passes ------------------------------------------------------------------
     def to_device(self, x: Any) -> Any:
+        """A tensor, or every tensor of a Call, on the model's device."""
+        if isinstance(x, Call):
+            return x.map(self.to_device)
         return x.to(self.device()) if isinstance(x, torch.Tensor) else x
 
     def forward(
         self,
-        x: Any,
+        call: Call,
         calls: dict[str, OnCall] | None = None,
         *,
+        enter: dict[str, OnEnter] | None = None,
         grad: bool = False,
         trace: bool = False,
         attention: tuple[str, ...] = (),
     ) -> ForwardResult:
-        """One forward pass of ``x`` with ``calls`` hooked; raises PassFailed with the
-        modules that ran if the model raises."""
+        """One forward pass, ``model(*call.args, **call.kwargs)``, with ``calls`` and
+        ``enter`` hooked; raises PassFailed with the modules that ran if the model raises.
+        ``grad`` turns autograd on or off for the pass whatever the caller's mode
+        (a render inside ``torch.no_grad()`` still gets its gradients)."""
         ran: list[str] = []
         names = {id(m): n for n, m in self.model.named_modules()}
 
@@ -204,12 +222,13 @@ class TorchBackend:
         handle = torch.nn.modules.module.register_module_forward_hook(track)
         try:
             with (
-                self.hooks(calls or {}),
+                self.hooks(calls or {}, enter),
+                torch.inference_mode(False),
                 torch.set_grad_enabled(grad),
                 mha.recording(self.model, list(attention), weights),
             ):
                 try:
-                    result = self._tracer.run(self.model, x) if self._tracer else self.model(x)
+                    result = self._tracer.run(self.model, call) if self._tracer else self.model(*call.args, **call.kwargs)
                 except Exception as e:
                     raise PassFailed(e, list(dict.fromkeys(ran))) from e
             return ForwardResult(
@@ -229,14 +248,14 @@ class TorchBackend:
             raise PassFailed(e) from e
         return dict(zip(keys, grads))
 
-    def shapes(self, x: Any) -> dict:
+    def shapes(self, call: Call | None) -> dict:
         """Output and input shapes of every module from one no-grad forward (for EXPLAIN);
         what it could not see stays out (EXPLAIN shows '?')."""
         shapes: dict = {}
 
         def seen(path: str, module: torch.nn.Module):
             def on_call(args, kwargs, output):
-                out, inp = tensors(output), tensors(args)
+                out, inp = tensors(output), tensors((args, kwargs))
                 if out:
                     t = out[0]
                     shapes.setdefault(("activation", path), tuple(t.shape))
@@ -249,17 +268,18 @@ class TorchBackend:
 
             return on_call
 
-        if x is not None:
+        if call is not None:
             calls = {path: seen(path, m) for path, m in self.model.named_modules() if path}
             with self.guest():
                 try:
-                    self.forward(self.to_device(x), calls)
+                    self.forward(self.to_device(call), calls)
                 except PassFailed:
                     pass
         for p in self.params():
             shapes[("param", p.path)] = shapes[("grad", p.path)] = p.shape
-        if x is not None and isinstance(x, torch.Tensor):
-            shapes[("input_grad", "")] = tuple(x.shape)
+        first = tensors(call.args) if call is not None else []
+        if first:
+            shapes[("input_grad", "")] = tuple(first[0].shape)
         return shapes
 
     # -- files ---------------------------------------------------------------------------
