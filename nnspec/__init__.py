@@ -33,9 +33,7 @@ __all__ = [
 ]
 
 
-def render(
-    spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, target=None
-):
+def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, target=None):
     """Render a spec (path, dict or Spec) into a Dashboard.
 
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
@@ -49,7 +47,15 @@ def render(
     from nnspec.pipeline import render as _render
 
     return _render(
-        spec, out=out, formats=formats, model=model, inputs=inputs, progress=progress, runs=runs, vars=vars, target=target
+        spec,
+        out=out,
+        formats=formats,
+        model=model,
+        inputs=inputs,
+        progress=progress,
+        runs=runs,
+        vars=vars,
+        target=target,
     )
 
 

@@ -24,7 +24,9 @@ def fields(value: Any) -> list[tuple[str, Any]]:
     if isinstance(value, (tuple, list)):
         return [(str(i), v) for i, v in enumerate(value)]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if getattr(value, f.name) is not None]
+        return [
+            (f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if getattr(value, f.name) is not None
+        ]
     return []
 
 

@@ -262,13 +262,14 @@ def _backward(plan: Plan, be: Backend, call, x, y, loss_fn, result, outputs, out
             plan.spec.loss_span,
             messages.loss_needs_target_hint(),
         )
-    with torch.enable_grad():
+    with torch.enable_grad():  # inside the user's torch.no_grad() too
         try:
             loss = loss_fn(result, y, call)
         except ModelError as e:
             raise ModelError(e.message, e.span or plan.spec.loss_span, e.hint) from e
-    if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
-        raise ModelError(messages.bad_loss_value(loss_fn.name, loss), plan.spec.loss_span)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+            raise ModelError(messages.bad_loss_value(loss_fn.name, loss), plan.spec.loss_span)
+        loss = loss.reshape(())
     wanted: dict[tuple, torch.Tensor] = {}
     for c in plan.captures:
         if c.kind == "grad":
@@ -278,7 +279,7 @@ def _backward(plan: Plan, be: Backend, call, x, y, loss_fn, result, outputs, out
         elif c.kind == "input_grad" and x is not None:
             wanted[("input_grad", "", None)] = x
     try:
-        got = be.backward(loss.reshape(()), wanted)
+        got = be.backward(loss, wanted)
     except PassFailed as e:
         raise ModelError(messages.backward_failed(str(e))) from e.error
     for c in plan.captures:

@@ -53,7 +53,9 @@ class Batch:
         """``input (2, 16)`` or ``input_ids (2, 16), attention_mask (2, 16)``, for the footer."""
         parts = []
         for name, value in self.call.values():
-            label = "input" if name == "0" and len(self.call.args) == 1 else ("input " + name if name.isdigit() else name)
+            label = (
+                "input" if name == "0" and len(self.call.args) == 1 else ("input " + name if name.isdigit() else name)
+            )
             shape = getattr(value, "shape", None)
             parts.append(f"{label} {tuple(shape)}" if shape is not None else f"{label} {type(value).__name__}")
         return ", ".join(parts) or "no input"
@@ -79,7 +81,11 @@ def as_batch(inputs: Any, target: Any = None) -> Batch:
     (``model(**inputs)``), an ``Inputs``, or a Batch. Nothing is guessed: a bare tuple
     could be (input, target) or two arguments, so it is an error with a hint."""
     if isinstance(inputs, Batch):
-        return inputs if target is None else Batch(inputs.call, target, inputs.notes, inputs.classes, inputs.features, inputs.tokens)
+        return (
+            inputs
+            if target is None
+            else Batch(inputs.call, target, inputs.notes, inputs.classes, inputs.features, inputs.tokens)
+        )
     if isinstance(inputs, Inputs):
         return Batch(Call(tuple(inputs.args), dict(inputs.kwargs)), inputs.target if target is None else target)
     if isinstance(inputs, Mapping):

@@ -243,7 +243,8 @@ class TorchBackend:
         None where a tensor does not reach the loss. No ``.grad`` is touched."""
         keys = list(wanted)
         try:
-            grads = torch.autograd.grad(loss, [wanted[k] for k in keys], allow_unused=True)
+            with torch.enable_grad():
+                grads = torch.autograd.grad(loss, [wanted[k] for k in keys], allow_unused=True)
         except Exception as e:
             raise PassFailed(e) from e
         return dict(zip(keys, grads))
