@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+import struct
+import zlib
+
+import numpy as np
 
 
 def spec(views, factory="tests.fixtures.models:make_tiny_mlp", inp=None, loss="mse", **extra) -> dict:
@@ -114,6 +118,65 @@ def canonical_dataset_names(doc):
     return rename(doc)
 
 
+# -- an independent PNG reader: chunks, zlib inflate of IDAT, scanline filters ------------
+def read_png(data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
+    """(indexes (h, w), palette (n, 3), tRNS alphas) of an 8-bit palette PNG."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    idat = b""
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])
+        assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF
+        if kind == b"IDAT":
+            idat += body
+        chunks[kind] = body
+        pos += 12 + n
+    w, h, depth, colour_type = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert (depth, colour_type) == (8, 3)
+    raw = zlib.decompress(idat)
+    rows, prev = [], bytearray(w)
+    for r in range(h):
+        line = raw[r * (w + 1) : (r + 1) * (w + 1)]
+        kind, cur = line[0], bytearray(line[1:])
+        for i in range(w):  # unfilter (bpp 1)
+            a, b, c = (cur[i - 1] if i else 0), prev[i], (prev[i - 1] if i else 0)
+            if kind == 1:
+                cur[i] = (cur[i] + a) & 255
+            elif kind == 2:
+                cur[i] = (cur[i] + b) & 255
+            elif kind == 3:
+                cur[i] = (cur[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(bytes(cur))
+        prev = cur
+    index = np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(h, w)
+    pal = np.frombuffer(chunks[b"PLTE"], dtype=np.uint8).reshape(-1, 3)
+    return index, pal, chunks.get(b"tRNS", b"")
+
+
+PNG_URL = "data:image/png;base64,"
+
+
+def _png_difference(expected: str, actual: str, path: str) -> str | None:
+    """Two inline PNG images: same size and palette, and pixel indexes within one
+    level (a weight one rounding step away on another CPU moves a pixel by one)."""
+    import base64
+
+    e_idx, e_pal, e_alpha = read_png(base64.b64decode(expected[len(PNG_URL) :]))
+    a_idx, a_pal, a_alpha = read_png(base64.b64decode(actual[len(PNG_URL) :]))
+    if e_idx.shape != a_idx.shape:
+        return f"{path}: expected a {e_idx.shape} image, got {a_idx.shape}"
+    if e_pal.tobytes() != a_pal.tobytes() or e_alpha != a_alpha:
+        return f"{path}: the image's palette differs"
+    worst = int(np.abs(e_idx.astype(int) - a_idx.astype(int)).max()) if e_idx.size else 0
+    return None if worst <= 1 else f"{path}: image pixels differ by up to {worst} levels"
+
+
 def _json_path(path: str, key) -> str:
     if isinstance(key, int):
         return f"{path}[{key}]"
@@ -155,6 +218,8 @@ def json_difference(expected, actual, rel_tol=GOLDEN_REL_TOL, abs_tol=GOLDEN_ABS
             if diff:
                 return diff
         return None
+    if isinstance(expected, str) and expected.startswith(PNG_URL) and actual.startswith(PNG_URL):
+        return _png_difference(expected, actual, path)
     if expected != actual:  # str, int, None
         return f"{path}: expected {expected!r}, got {actual!r}"
     return None

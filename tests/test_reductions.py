@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nnspec.compiler.plan import Reduce
-from nnspec.numerics import partials
+from nnspec.numerics import partials, reduce
 from nnspec.numerics.reduce import STATS_FIELDS
 from nnspec.numerics.reductions import HISTOGRAM_HEAD, REDUCTIONS
 from nnspec.numerics.small import SMALL, widen
@@ -199,3 +199,80 @@ def test_update_ratio_is_not_recorded_from_one_tensor():
     assert not REDUCTIONS["update_ratio"].combines and not REDUCTIONS["update_ratio"].pushdown
     with pytest.raises(ValueError, match="update_ratio"):
         partials.partial(Reduce("update_ratio"), torch.ones(3))
+
+
+# -- half precision: reduced as its float32 values -------------------------------------------
+@pytest.mark.parametrize("range_", [None, (-0.05, 0.04)], ids=["auto", "range"])
+@pytest.mark.parametrize("n", [4096, 3 * SMALL], ids=["numpy-path", "torch-path"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_half_histogram_bins_equal_numpy_of_the_float32_values(dtype, n, range_):
+    g = torch.Generator().manual_seed(5)
+    t = (torch.randn(n, generator=g) * 0.02).to(dtype)
+    a = t.float().numpy()  # exactly the half values
+    inside = a if range_ is None else a[(a >= range_[0]) & (a <= range_[1])]
+    want, edges = np.histogram(inside, bins=50, range=range_)
+    for h in (
+        REDUCTIONS["histogram"].compute(t, range=range_),
+        reduce.histogram_sync_free(t.float(), 50, range_, True),
+    ):
+        assert h["counts"].tolist() == want.tolist()
+        assert int(h["outside"]) == a.size - inside.size
+        assert float(h["lo"]) == pytest.approx(float(edges[0])) and float(h["hi"]) == pytest.approx(float(edges[-1]))
+
+
+@pytest.mark.parametrize("n", [4096, 3 * SMALL], ids=["numpy-path", "torch-path"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "f16"])
+def test_half_stats_and_mean_are_those_of_the_float32_values(dtype, n):
+    g = torch.Generator().manual_seed(6)
+    t = (torch.randn(n, generator=g) * 0.02 + 0.01).to(dtype)
+    a = t.double().numpy()
+    stats = REDUCTIONS["stats"].compute(t).numpy()
+    _close(stats, _stats(a), torch.float32)  # as a float32 tensor's
+    assert stats[1] == pytest.approx(a.mean(), rel=2e-6)  # the mean: float32 sums of float32 values
+    assert float(REDUCTIONS["mean"].compute(t)) == pytest.approx(a.mean(), rel=2e-6)
+    assert float(REDUCTIONS["std"].compute(t)) == pytest.approx(a.std(ddof=1), rel=2e-6)
+    assert float(REDUCTIONS["norm"].compute(t)) == pytest.approx(np.sqrt((a * a).sum()), rel=1e-5)
+
+
+# -- blocks of a matrix (downsample, heatmaps past their budget) -------------------------------
+def _numpy_block(b: np.ndarray, agg: str) -> float:
+    b = b[np.isfinite(b)]
+    if agg == "absmax":
+        hi, lo = b.max(), b.min()
+        return float(hi if abs(hi) >= abs(lo) else lo)
+    return float({"mean": b.mean(), "rms": np.sqrt((b * b).mean()), "std": b.std()}[agg])
+
+
+@pytest.mark.parametrize("agg", reduce.BLOCK_AGGS)
+def test_block_reduce_equals_numpy(agg):
+    g = torch.Generator().manual_seed(8)
+    t = torch.randn(37, 53, generator=g) * 3 + 1
+    t[3, 4], t[30, 52] = float("nan"), float("inf")
+    r_edges, c_edges = reduce.block_edges(37, 4), reduce.block_edges(53, 6)
+    got, bad = reduce.block_reduce(t, r_edges, c_edges, agg)
+    a = t.double().numpy()
+    for i in range(4):
+        for j in range(6):
+            block = a[r_edges[i] : r_edges[i + 1], c_edges[j] : c_edges[j + 1]]
+            assert float(bad[i, j]) == (~np.isfinite(block)).sum()
+            assert float(got[i, j]) == pytest.approx(_numpy_block(block, agg), rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("agg", reduce.BLOCK_AGGS)
+def test_downsample_agg_equals_numpy(agg):
+    import nnspec
+    from tests.helpers import spec, view
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30))
+    dash = nnspec.render(spec([f"weights of 0 | downsample(max=100, agg={agg}) | heatmap"], loss=None), model=model)
+    v = view(dash)
+    (note,) = [n for n in v.notes if "30×40 → " in n]
+    rows, cols = (int(x) for x in note.split("→ ")[1].split(",")[0].split("×"))
+    assert rows * cols <= 100
+    w = model[0].weight.detach().double().numpy()
+    frame = v.data
+    assert len(frame) == rows * cols
+    for r in frame.itertuples():  # near-equal blocks: block i spans floor(i·n/k) … floor((i+1)·n/k)
+        block = w[r.row * 30 // rows : (r.row + 1) * 30 // rows, r.col * 40 // cols : (r.col + 1) * 40 // cols]
+        assert r.value == pytest.approx(_numpy_block(block, agg), rel=1e-6, abs=1e-6)

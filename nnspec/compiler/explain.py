@@ -93,7 +93,9 @@ def explain(plan: Plan, shapes: Shapes | None = None) -> str:
         what = f"reduce {c.reduce}" if c.reduce else kept + (f" {c.index}" if c.index else "")
         shape = kept_shape(c, shapes) if c.reduce is None else None
         when = "after backward" if c.kind in BACKWARD_KINDS else ("no pass" if c.kind == "param" else "in hook")
-        target = c.target or "input"
+        if c.kind == "input":
+            when = "in hook, before the module runs"
+        target = (c.target or "input") + (f" @{c.output}" if c.output else "")
         shape_txt = f" {shape}" if shape else ""
         lines.append(f"  {c.kind:<11} {target:<28} {what}{shape_txt} [{when}] ~{_human(b)}")
     lines.append(f"bytes kept: ~{_human(total)}" + (" + unknown" if unknown else ""))

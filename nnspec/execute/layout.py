@@ -1,9 +1,17 @@
-"""From a Trace to a drawable graph: collapse to a depth, fold repeats, lay out.
+"""From a Trace to a drawable graph: fold repeats, collapse to a depth, lay out.
 
-    Trace (leaf modules + functional ops)
-      ─collapse(depth)─▶ one node per module at that depth (its insides grouped)
-      ─fold─▶ runs of identical consecutive blocks become one node "×N"
+    Trace (one node per leaf-module call and per functional op)
+      ─fold─▶ runs of identical consecutive sibling blocks keep their first
+              block, labelled "×N"; edges into and out of the run follow the data
+      ─collapse(depth)─▶ one node per call of each module at that depth
+              (its insides grouped)
       ─layout─▶ layered (Sugiyama) coordinates from igraph
+
+Folding happens on the trace, before collapsing, so a run folds at every
+depth: at the blocks' own depth it is one node ``blocks.0–5 Block ×6``; deeper,
+the first block's insides are drawn once, each labelled ``×6``, with the
+residual adds inside. A module called more than once gives one node per call
+(``dropout (call 2)``), so edges never loop back through a shared module.
 
 The layout is igraph's ``layout_sugiyama``: a maintained C library with
 Python wheels on PyPI, a layered layout with crossing minimisation and dummy
@@ -17,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from nnspec.backends import backend_for
-from nnspec.backends.base import Backend, module_at, params_under
+from nnspec.backends.base import Backend, params_under
 from nnspec.backends.pytorch.trace import Trace
 
 FITS = 60  # "what fits": the deepest depth whose graph has at most this many nodes
@@ -46,111 +54,281 @@ class Graph:
     notes: list = field(default_factory=list)
 
 
-def _params_under(be: Backend, path: str) -> int:
-    """Parameters of the module at ``path``, each shared tensor counted once."""
-    return sum(p.numel for _, p in params_under(be, path))
+@dataclass(frozen=True)
+class Run:
+    """Identical consecutive sibling blocks (module paths), folded into the first."""
+
+    blocks: tuple
+
+    @property
+    def span(self) -> str:
+        return f"{self.blocks[0]}–{self.blocks[-1].rsplit('.', 1)[-1]}"
+
+
+@dataclass
+class Folded:
+    """A trace with its folded runs: the nodes still drawn, edges between them."""
+
+    keep: list  # trace nodes, in order
+    edges: list  # (source id, target id) between kept trace nodes
+    runs: list  # Run, shallowest first
+
+
+class _Modules:
+    """Module types, parameter counts and signatures by path, each computed once."""
+
+    def __init__(self, be: Backend):
+        self.be = be
+        self.types = {m.path: m.type for m in be.modules()}
+        self._params: dict[str, list] = {}
+
+    def params(self, path: str) -> list:
+        if path not in self._params:
+            self._params[path] = params_under(self.be, path)
+        return self._params[path]
+
+    def count(self, path: str) -> int:
+        """Parameters of the module at ``path``, each shared tensor counted once."""
+        return sum(p.numel for _, p in self.params(path))
+
+    def signature(self, path: str):
+        return self.types.get(path), tuple((n, p.shape) for n, p in self.params(path))
 
 
 def max_depth(trace: Trace) -> int:
     return max((len(n.scope) for n in trace.nodes if n.kind == "module"), default=1)
 
 
-def collapse(trace: Trace, be: Backend, depth: int) -> Graph:
-    """One node per module at ``depth`` (or shallower leaf), ops inside grouped with it."""
-    key_of: dict[int, str] = {}
-    info: dict[str, GNode] = {}
-    for n in trace.nodes:
-        if n.kind in ("input", "output"):
-            key = n.kind
-            node = GNode(key, key, key, "", n.shape, 0, n.kind)
-        elif len(n.scope) >= depth or (n.kind == "module" and len(n.scope) <= depth):
-            parts = n.scope[:depth] if len(n.scope) >= depth else n.scope
-            key = ".".join(parts)
-            if key not in info:
-                type_ = module_at(be, key).type
-                node = GNode(key, f"{key}\n{type_}", type_, key, n.shape, _params_under(be, key), "module")
-            else:
-                node = replace(info[key], shape=n.shape)  # the last member's output leaves the group
-        else:
-            key = f"{n.name}#{n.id}"
-            node = GNode(key, n.name, n.name, ".".join(n.scope), n.shape, 0, "op")
-        key_of[n.id] = key
-        info[key] = node
-    edges = []
-    for s, t in trace.edges:
-        a, b = key_of[s], key_of[t]
-        if a != b and (a, b) not in edges:
-            edges.append((a, b))
-    return Graph(list(info.values()), edges, depth)
-
-
-def _signature(be: Backend, path: str):
-    return module_at(be, path).type, tuple((n, p.shape) for n, p in params_under(be, path))
-
-
 def _parent(path: str) -> str:
     return path.rsplit(".", 1)[0] if "." in path else ""
 
 
-def fold(graph: Graph, be: Backend, min_run: int = FOLD_MIN) -> Graph:
-    """Fold chains of identical sibling blocks (same class and parameter shapes,
-    each feeding only the next) into one node labelled ``×N``."""
-    succ: dict[str, list] = {}
-    pred: dict[str, list] = {}
-    for a, b in graph.edges:
-        succ.setdefault(a, []).append(b)
-        pred.setdefault(b, []).append(a)
-    by_id = {n.id: n for n in graph.nodes}
-    runs, used = [], set()
-    for n in graph.nodes:
-        if n.kind != "module" or n.id in used:
-            continue
-        run = [n.id]
-        while True:
-            nxt = succ.get(run[-1], [])
-            if len(nxt) != 1 or by_id[nxt[0]].kind != "module" or len(pred.get(nxt[0], [])) != 1:
-                break
-            cand = nxt[0]
-            same = _parent(cand) == _parent(n.id) and _signature(be, cand) == _signature(be, n.id)
-            if not same:
-                break
-            run.append(cand)
-        if len(run) >= min_run:
-            runs.append(run)
-            used.update(run)
+def _under(scope: tuple, parts: tuple) -> bool:
+    return scope[: len(parts)] == parts
+
+
+def find_runs(trace: Trace, mods: _Modules, min_run: int = FOLD_MIN) -> tuple[list, dict]:
+    """Runs of at least ``min_run`` identical blocks: consecutive sibling modules,
+    each called once, of one class and parameter shapes, whose traced insides
+    match node for node and edge for edge, each fed by the one before and no
+    other node of the trace run between them. Returns the runs (shallowest
+    first) and, for every trace node of a folded-away block, its counterpart
+    in the run's first block."""
+    nodes_of: dict[str, list] = {}  # module path -> its trace nodes, in order
+    for n in trace.nodes:
+        if n.kind in ("module", "op"):
+            for k in range(1, len(n.scope) + 1):
+                nodes_of.setdefault(".".join(n.scope[:k]), []).append(n.id)
+    children: dict[str, list] = {}
+    for path in nodes_of:  # first appearance order
+        if trace.calls.get(path, 1) == 1:
+            children.setdefault(_parent(path), []).append(path)
+    succ: dict[int, set] = {}
+    for a, b in trace.edges:
+        succ.setdefault(a, set()).add(b)
+    by_id = {n.id: n for n in trace.nodes}
+
+    def shape_of(path):
+        parts = tuple(path.split("."))
+        out = []
+        for i in nodes_of[path]:
+            n = by_id[i]
+            rel = n.scope[len(parts) :]
+            out.append((n.kind, n.type, rel, n.name if n.kind == "op" else "", n.calls[len(parts) :]))
+        return out
+
+    def inner_edges(path):
+        ids = nodes_of[path]
+        pos = {i: k for k, i in enumerate(ids)}
+        return {(pos[a], pos[b]) for a in ids for b in succ.get(a, ()) if b in pos}
+
+    def follows(prev, cur):
+        a, b = nodes_of[prev], nodes_of[cur]
+        if any(j in succ.get(i, ()) for i in a for j in b):
+            between = [i for i in range(max(a) + 1, min(b)) if by_id[i].kind in ("module", "op")]
+            return not between and b == list(range(min(b), max(b) + 1))
+        return False
+
+    runs: list[Run] = []
+    counterpart: dict[int, int] = {}
+    gone: set[int] = set()
+    for parent in sorted(children, key=lambda p: p.count(".") if p else -1):
+        sibs = [c for c in children[parent] if c and not (set(nodes_of[c]) & gone)]
+        i = 0
+        while i < len(sibs):
+            first = sibs[i]
+            sig, shp, inner = mods.signature(first), shape_of(first), inner_edges(first)
+            j = i + 1
+            while (
+                j < len(sibs)
+                and mods.signature(sibs[j]) == sig
+                and follows(sibs[j - 1], sibs[j])
+                and shape_of(sibs[j]) == shp
+                and inner_edges(sibs[j]) == inner
+            ):
+                j += 1
+            if j - i >= min_run:
+                run = Run(tuple(sibs[i:j]))
+                runs.append(run)
+                base = nodes_of[first]
+                for other in run.blocks[1:]:
+                    for a, b in zip(nodes_of[other], base):
+                        counterpart[a] = b
+                        gone.add(a)
+                i = j
+            else:
+                i += 1
+    return runs, counterpart
+
+
+def fold_trace(trace: Trace, mods: _Modules, min_run: int | None) -> Folded:
+    """The trace with every run folded into its first block (``min_run`` None: no folding)."""
+    dead = _dead_ends(trace)
+    if not min_run:
+        return _without(Folded(list(trace.nodes), list(trace.edges), []), dead)
+    runs, counterpart = find_runs(trace, mods, min_run)
     if not runs:
-        return graph
-    rename = {}
-    nodes = []
-    folded_ids = {m for r in runs for m in r}
-    for r in runs:
-        first, last = by_id[r[0]], by_id[r[-1]]
-        span = f"{r[0]}–{r[-1].rsplit('.', 1)[-1]}"
-        node = GNode(
-            r[0], f"{span}\n{first.type} ×{len(r)}", first.type, span, last.shape,
-            sum(by_id[m].params for m in r), "module", tuple(r), len(r),
-        )  # fmt: skip
-        for m in r:
-            rename[m] = node.id
-        nodes.append((first, node))
-    replaced = {first.id: node for first, node in nodes}
-    out_nodes = [replaced.get(n.id, n) for n in graph.nodes if n.id not in folded_ids or n.id in replaced]
-    edges = []
-    for a, b in graph.edges:
-        a, b = rename.get(a, a), rename.get(b, b)
-        if a != b and (a, b) not in edges:
-            edges.append((a, b))
-    return Graph(out_nodes, edges, graph.depth, folded=sum(len(r) for r in runs))
+        return _without(Folded(list(trace.nodes), list(trace.edges), []), dead)
+    members = []  # per run: (ids in its first block, ids in all its blocks)
+    for run in runs:
+        parts = [tuple(b.split(".")) for b in run.blocks]
+        inside = [n for n in trace.nodes if n.kind in ("module", "op") and any(_under(n.scope, p) for p in parts)]
+        members.append(({n.id for n in inside if _under(n.scope, parts[0])}, {n.id for n in inside}))
+
+    def home(i):
+        while i in counterpart:
+            i = counterpart[i]
+        return i
+
+    edges: dict = {}
+    for a, b in trace.edges:
+        # an edge between two blocks of a run (the chain from one block to the next) is
+        # the run itself; edges inside folded-away blocks repeat the first block's
+        if any(a in every and b in every and not (a in first and b in first) for first, every in members):
+            continue
+        if home(a) != home(b):
+            edges[(home(a), home(b))] = None
+    keep = [n for n in trace.nodes if n.id not in counterpart]
+    return _without(Folded(keep, list(edges), runs), dead)
+
+
+def _dead_ends(trace: Trace) -> set:
+    """Ops whose result feeds nothing (``mask.sum()`` read by an ``if``, a shape
+    check): control flow, not data flow; they are not drawn."""
+    succ: dict[int, int] = {}
+    pred: dict[int, list] = {}
+    for a, b in trace.edges:
+        succ[a] = succ.get(a, 0) + 1
+        pred.setdefault(b, []).append(a)
+    kind = {n.id: n.kind for n in trace.nodes}
+    dead: set = set()
+    todo = [n.id for n in trace.nodes if n.kind == "op" and not succ.get(n.id)]
+    while todo:
+        v = todo.pop()
+        if v in dead:
+            continue
+        dead.add(v)
+        for p in pred.get(v, ()):
+            succ[p] -= 1
+            if kind[p] == "op" and not succ[p]:
+                todo.append(p)
+    return dead
+
+
+def _without(folded: Folded, dead: set) -> Folded:
+    if not dead:
+        return folded
+    keep = [n for n in folded.keep if n.id not in dead]
+    return Folded(keep, [(a, b) for a, b in folded.edges if a not in dead and b not in dead], folded.runs)
+
+
+def collapse(trace: Trace, folded: Folded, mods: _Modules, depth: int, whole_runs: bool = False) -> Graph:
+    """One node per call of each module at ``depth`` (or shallower leaf), ops inside
+    grouped with it; ``whole_runs`` draws each visible folded run as one node."""
+    runs = [(tuple(r.blocks[0].split(".")), r) for r in folded.runs]
+
+    def display(parts: tuple) -> tuple[str, int]:
+        """The path as drawn (a folded block's path spans its run) and how many it stands for."""
+        path, times = ".".join(parts), 1
+        for first, r in reversed(runs):  # deepest first, so outer spans replace last
+            if _under(parts, first):
+                path = r.span + path[len(r.blocks[0]) :]
+                times *= len(r.blocks)
+        return path, times
+
+    key_of: dict[int, str] = {}
+    info: dict[str, GNode] = {}
+    for n in folded.keep:
+        if n.kind in ("input", "output"):
+            key = n.name
+            node = GNode(key, key, key, "", n.shape, 0, n.kind)
+            key_of[n.id] = key
+            info[key] = node
+            continue
+        cut = depth
+        if whole_runs:
+            for first, _ in runs:
+                if len(first) <= depth and _under(n.scope, first):
+                    cut = min(cut, len(first))
+        if len(n.scope) >= cut or n.kind == "module":
+            parts = n.scope[:cut]
+            path = ".".join(parts)
+            call = n.calls[len(parts) - 1] if len(n.calls) >= len(parts) else 1
+            many = trace.calls.get(path, 1) > 1
+            key = f"{path}:{call}" if many else path
+            shown, times = display(parts)
+            if key not in info:
+                type_ = mods.types.get(path, n.type)
+                label = f"{shown} (call {call})" if many else shown
+                label += f"\n{type_}" + (f" ×{times}" if times > 1 else "")
+                node = GNode(key, label, type_, shown, n.shape, mods.count(path) * times, "module", fold=times)
+            else:
+                node = replace(info[key], shape=n.shape)  # the last member's output leaves the group
+        else:
+            key = f"{n.name}#{n.id}"
+            shown, times = display(n.scope)
+            label = f"{n.name} ×{times}" if times > 1 else n.name
+            node = GNode(key, label, n.name, shown, n.shape, 0, "op", fold=times)
+        key_of[n.id] = key
+        info[key] = node
+    edges: dict = {}
+    for s, t in folded.edges:
+        a, b = key_of[s], key_of[t]
+        if a != b:
+            edges[(a, b)] = None
+    # a run shows when its blocks are at or above the depth, and not inside a run drawn whole
+    visible = [
+        r
+        for first, r in runs
+        if len(first) <= depth and not (whole_runs and any(len(o) < len(first) and _under(first, o) for o, _ in runs))
+    ]
+    return Graph(list(info.values()), list(edges), depth, folded=sum(len(r.blocks) for r in visible))
 
 
 def build(trace: Trace, model, depth: int | None = None, folding: bool | None = None) -> Graph:
-    be = backend_for(model)
-    """The graph at ``depth`` (default: the deepest that fits), folded unless ``folding`` is False."""
+    """The graph at ``depth`` (default: the deepest that fits ``FITS`` nodes).
+
+    Folding (unless ``folding`` is False) tries, until the graph fits: runs of
+    three or more (``folding`` True: two), then runs of two, then each folded
+    run drawn as one node; past the budget the last of these is kept."""
+    mods = _Modules(backend_for(model))
+    ladder: list[tuple[int | None, bool]]
+    if folding is False:
+        ladder = [(None, False)]
+    elif folding:
+        ladder = [(2, False), (2, True)]
+    else:
+        ladder = [(FOLD_MIN, False), (2, False), (2, True)]
+    folds: dict = {}
 
     def one(d):
-        g = collapse(trace, be, d)
-        if folding is None or folding:
-            g = fold(g, be, FOLD_MIN if folding is None else 2)
+        g = None
+        for min_run, whole in ladder:
+            if min_run not in folds:
+                folds[min_run] = fold_trace(trace, mods, min_run)
+            g = collapse(trace, folds[min_run], mods, d, whole)
+            if len(g.nodes) <= FITS:
+                return g
         return g
 
     if depth is not None:
@@ -178,7 +356,7 @@ def layout(graph: Graph, direction: str = "TB") -> Layout:
 
     index = {n.id: i for i, n in enumerate(graph.nodes)}
     g = ig.Graph(n=len(graph.nodes), edges=[(index[a], index[b]) for a, b in graph.edges], directed=True)
-    result = g.layout_sugiyama(maxiter=50)
+    result = g.layout_sugiyama(layers=_layers(g, [n.kind for n in graph.nodes]), maxiter=50)
     # igraph 1.x returns the layout and, per edge, the bend points through its dummy vertices
     lay, bends = result if isinstance(result, tuple) else (result, None)
     coords = lay.coords
@@ -198,3 +376,26 @@ def layout(graph: Graph, direction: str = "TB") -> Layout:
     xs = [p[0] for p in pos.values()] or [0]
     ys = [p[1] for p in pos.values()] or [0]
     return Layout(pos, paths, max(xs) - min(xs), max(ys) - min(ys))
+
+
+def _layers(g, kinds: list) -> list | None:
+    """Ranks by the longest path from the inputs; what the inputs do not reach (a
+    position embedding, T5's relative attention bias, made from constants) as
+    late as its consumers allow rather than beside the inputs. None (igraph's
+    own ranking) when the graph has a cycle."""
+    if g.vcount() == 0 or not g.is_dag():
+        return None
+    order = g.topological_sorting()
+    fed = {v for v in range(g.vcount()) if kinds[v] == "input"}
+    rank = [0] * g.vcount()
+    for v in order:
+        for p in g.predecessors(v):
+            if p in fed:
+                fed.add(v)
+                rank[v] = max(rank[v], rank[p] + 1)
+    for v in reversed(order):
+        succ = g.successors(v)
+        if v not in fed and succ:
+            rank[v] = min(rank[s] for s in succ) - 1
+    low = min(rank)
+    return [r - low for r in rank]

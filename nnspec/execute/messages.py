@@ -65,6 +65,19 @@ def note_block_mean(shape, out_shape) -> str:
     return f"{shape[0]}×{shape[1]} → {out_shape[0]}×{out_shape[1]}, block mean"
 
 
+# what one value of a block stands for, by ``downsample(agg=…)``
+BLOCK_AGG_TEXT = {
+    "mean": "block mean",
+    "absmax": "largest magnitude per block",
+    "rms": "root mean square per block",
+    "std": "standard deviation per block",
+}
+
+
+def note_blocks(shape, out_shape, agg: str) -> str:
+    return f"{shape[0]}×{shape[1]} → {out_shape[0]}×{out_shape[1]}, {BLOCK_AGG_TEXT[agg]}"
+
+
 def note_nonfinite(nan: int, inf: int) -> str:
     return f"{nan} NaN and {inf} Inf not drawn (counted)"
 

@@ -3,6 +3,8 @@ eager trace of the forward pass (nnspec/backends/pytorch/trace.py)."""
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from nnspec.backends import backend_for
@@ -60,14 +62,26 @@ def node_values(nodes: pd.DataFrame, values: pd.DataFrame) -> list:
     for layer, v in zip(values["layer"], values["value"]):
         module = layer.rsplit(".", 1)[0] if layer.rsplit(".", 1)[-1] in ("weight", "bias") else layer
         by_module.setdefault(module, []).append(float(v))
-    out = []
-    for node_id, kind in zip(nodes["id"], nodes["kind"]):
+    out: list = []
+    paths = nodes["path"] if "path" in nodes else nodes["id"]
+    for node_id, kind, path in zip(nodes["id"], nodes["kind"], paths):
         if kind != "module":
             out.append(None)
             continue
-        members = [v for m, vs in by_module.items() if m == node_id or m.startswith(node_id + ".") for v in vs]
+        # a folded node stands for every block of its run; a call of a module, for the module
+        modules = _unfold(path) if "–" in str(path) else [node_id.split(":", 1)[0]]
+        members = [v for m, vs in by_module.items() for p in modules if m == p or m.startswith(p + ".") for v in vs]
         out.append(sum(members) / len(members) if members else None)
     return out
+
+
+def _unfold(path: str) -> list[str]:
+    """The module paths a folded path stands for: ``h.0–11.ln_1`` is ``h.0.ln_1`` … ``h.11.ln_1``."""
+    match = re.match(r"^(.*?)(\d+)–(\d+)(.*)$", path)
+    if not match:
+        return [path]
+    pre, first, last, rest = match.groups()
+    return [p for i in range(int(first), int(last) + 1) for p in _unfold(f"{pre}{i}{rest}")]
 
 
 def _shape(shape) -> str:

@@ -125,7 +125,10 @@ for _name, _reduction in REDUCTIONS.items():
 
 @transform("downsample")
 def transform_downsample(data: Data, step: Step) -> Data:
-    limit = _args(step)["max"]
+    """At most ``max`` cells: near-equal blocks, each one value by ``agg`` (absmax:
+    the value of largest magnitude with its sign; mean; rms; std, ddof=0)."""
+    args = _args(step)
+    limit, agg = args["max"], args["agg"]
     out = {}
     for layer, t in data.tensors.items():
         t2 = t.reshape(1, -1) if t.dim() == 1 else t
@@ -137,8 +140,9 @@ def transform_downsample(data: Data, step: Step) -> Data:
             )
         rows, cols = fit_blocks(t2.shape, limit)
         if (rows, cols) != tuple(t2.shape):
-            data.notes.append(f"{layer}: " + messages.note_block_mean(t2.shape, (rows, cols)))
-            t2, _ = reduce.block_mean(t2, rows, cols)
+            data.notes.append(f"{layer}: " + messages.note_blocks(t2.shape, (rows, cols), agg))
+            r_edges, c_edges = reduce.block_edges(t2.shape[0], rows), reduce.block_edges(t2.shape[1], cols)
+            t2, _ = reduce.block_reduce(t2, r_edges, c_edges, agg)
         out[layer] = t2.reshape(-1) if t.dim() == 1 else t2
     return Data("tensors", tensors=out, notes=data.notes)
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from nnspec.errors import InternalError, SpecError
 from nnspec.execute.data import Data
 from nnspec.marks import messages
+from nnspec.marks.attention import visit_attention
 from nnspec.marks.bars import (
     visit_bar,
     visit_histogram,
@@ -21,7 +22,7 @@ from nnspec.marks.bars import (
 from nnspec.marks.common import finish
 from nnspec.marks.graph import visit_graph
 from nnspec.marks.heatmap import visit_heatmap
-from nnspec.marks.images import visit_attention, visit_images
+from nnspec.marks.images import visit_images
 from nnspec.marks.steps import SERIES_KINDS, visit_ridgeline, visit_steps_line
 from nnspec.marks.tables import visit_box, visit_table
 from nnspec.query.ast import Step

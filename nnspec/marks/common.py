@@ -81,3 +81,16 @@ def color_scale(values: pd.Series, mark: Step) -> alt.Scale:
         m = max(-lo, hi)
         return alt.Scale(scheme=DIVERGING, domain=[-m, m], domainMid=0, **kw)
     return alt.Scale(scheme=SEQUENTIAL, **kw)
+
+
+def color_domain(lo: float, hi: float, mark: Step) -> tuple[str, tuple[float, float], float | None]:
+    """``color_scale``'s choice for data spanning lo..hi, with its domain spelled out
+    (an image's colours are computed here, not by Vega): ``(scheme, domain, mid)``.
+    Both signs: the diverging scheme over ±max|v|, centred at 0; else the
+    sequential one over lo..hi; ``scheme=`` keeps lo..hi."""
+    if mark.arg("scheme"):
+        return str(mark.arg("scheme")), (lo, hi), None
+    if lo < 0 < hi:
+        m = max(-lo, hi)
+        return DIVERGING, (-m, m), 0.0
+    return SEQUENTIAL, (lo, hi), None

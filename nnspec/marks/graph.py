@@ -19,24 +19,32 @@ from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
 
 BOX = {"TB": (150, 30, 60, 170), "LR": (150, 30, 190, 48)}  # box w, h; px per rank, px per slot
+CHAR_PX = 5.6  # the width of a character of a 10 px label, about
+WIDEST = 250  # the widest a box grows for its label
 
 
 def visit_graph(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "graph":
         raise SpecError(messages.needs_graph(), mark.span)
     nodes, edges = data.table, data.edges
+    assert nodes is not None and edges is not None  # a graph's Data holds both
     options = data.options | dict(mark.args)
     color_by = options.get("color", "type")
     if color_by not in ("type", "params") and "stat" not in nodes:
         raise SpecError(query_messages.bad_argument("graph", "color", color_by, "type, params or a query"), mark.span)
     direction = options.get("direction", "TB")
     box_w, box_h, per_rank, per_slot = BOX[direction]
+    # boxes widen to the longest label line, up to WIDEST; longer lines keep their end (the tooltip has all)
+    longest = max((len(line) for label in nodes["label"] for line in str(label).split("\n")), default=0)
+    box_w = int(min(max(box_w, longest * CHAR_PX + 14), WIDEST))
+    wider = box_w - BOX[direction][0]
+    per_slot, per_rank = (per_slot + wider, per_rank) if direction == "TB" else (per_slot, per_rank + wider)
     xs, ys = nodes["x"], nodes["y"]
     across, ranks = (xs, ys) if direction == "TB" else (ys, xs)
     # the layout may place two nodes of a rank half a unit apart: size a unit so boxes never touch
     room = (box_w if direction == "TB" else box_h) + 14
-    per_slot = max(per_slot, room / _min_gap(across, ranks))
-    across_px = (across.max() - across.min() + 1) * per_slot
+    slot = max(per_slot, room / _min_gap(across, ranks))
+    across_px = (across.max() - across.min() + 1) * slot
     ranks_px = (ranks.max() - ranks.min() + 1) * per_rank
     width, height = (across_px, ranks_px) if direction == "TB" else (ranks_px, across_px)
     pad_x = 0.6 if direction == "TB" else 0.7
@@ -53,6 +61,8 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
         .encode(x=x, y=y, detail="edge:N", order="seq:Q")
     )
     drawn = nodes.drop(columns=["kind"])
+    fits = int((box_w - 10) / CHAR_PX)
+    drawn["label"] = ["\n".join(_fit(line, fits) for line in str(label).split("\n")) for label in drawn["label"]]
     if color_by == "type":
         color = alt.Color("type:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type"))
     elif color_by == "params":
@@ -89,3 +99,12 @@ def _min_gap(across: pd.Series, ranks: pd.Series) -> float:
         values = sorted(group)
         gap = min([gap] + [b - a for a, b in zip(values, values[1:]) if b > a])
     return max(gap, 0.05)
+
+
+def _fit(line: str, chars: int) -> str:
+    """A label line cut to ``chars`` from the left, at a dot where it can: the module's own name stays."""
+    if len(line) <= chars:
+        return line
+    tail = line[-(chars - 1) :]
+    dot = tail.find(".")
+    return "…" + (tail[dot + 1 :] if 0 <= dot < len(tail) - 4 else tail)

@@ -1,11 +1,14 @@
-"""``heatmap``: 2-D tensors as cells, block means past the mark budget."""
+"""``heatmap``: 2-D tensors as cells; past the mark budget, as one image per layer
+(``raster``: a pixel per value, blocks of largest magnitude past the image budget)."""
 
 from __future__ import annotations
 
 import math
 
 import altair as alt
+import numpy as np
 import pandas as pd
+import torch
 
 from nnspec.errors import SpecError
 from nnspec.execute import messages as execute_messages
@@ -13,10 +16,21 @@ from nnspec.execute.data import Data
 from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages
 from nnspec.marks.common import (
+    FACET_COLUMNS,
     check_columns,
+    color_domain,
     color_scale,
     facet,
     inline,
+)
+from nnspec.marks.raster import (
+    PIXEL_BUDGET,
+    SCHEMES,
+    block_edges,
+    display_size,
+    nonfinite_colour,
+    raster,
+    raster_blocks,
 )
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
@@ -37,8 +51,12 @@ def _as_2d(layer: str, t, mark: Step):
     return t
 
 
+AGG = "absmax"  # what one value of a block stands for, past a budget (execute_messages.BLOCK_AGG_TEXT)
+
+
 def heatmap_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
-    """``layer, row, col, value`` (+ ``row_end, col_end, flag``): block means past the budget."""
+    """``layer, row, col, value`` (+ ``row_end, col_end, flag``): past the budget,
+    near-equal blocks, each the value of largest magnitude in it (``AGG``)."""
     per_layer = max(1, budget // max(1, len(data.tensors)))
     frames, notes = [], []
     for layer, t in data.tensors.items():
@@ -48,10 +66,10 @@ def heatmap_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
             bad = None
             r_edges, c_edges = list(range(rows + 1)), list(range(cols + 1))
         else:
-            values, bad = reduce.block_mean(t, rows, cols)
-            r_edges = reduce._edges(t.shape[0], rows, "cpu").tolist()
-            c_edges = reduce._edges(t.shape[1], cols, "cpu").tolist()
-            notes.append(f"{layer}: " + execute_messages.note_block_mean(tuple(t.shape), (rows, cols)))
+            re_, ce_ = reduce.block_edges(t.shape[0], rows), reduce.block_edges(t.shape[1], cols)
+            values, bad = reduce.block_reduce(t, re_, ce_, AGG)
+            r_edges, c_edges = re_.tolist(), ce_.tolist()
+            notes.append(f"{layer}: " + execute_messages.note_blocks(tuple(t.shape), (rows, cols), AGG))
         v = values.reshape(-1).tolist()
         r_idx = [r for r in range(rows) for _ in range(cols)]
         c_idx = [c for _ in range(rows) for c in range(cols)]
@@ -97,6 +115,9 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
         tensors={k: _as_2d(k, t, mark) for k, t in data.tensors.items()},
         notes=data.notes,
     )
+    per_layer = max(1, view.max_marks // max(1, len(data.tensors)))
+    if any(t.numel() > per_layer for t in data.tensors.values()):
+        return _image_heatmap(data, mark, view)
     frame, notes = heatmap_frame(data, view.max_marks)
     check_columns(mark, frame)
     flagged = bool((frame["flag"] != "").any())
@@ -128,6 +149,66 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
 
 
 LABELLED_CELLS = 64
+
+
+def finite_range(tensors) -> tuple[float, float]:
+    """The finite min and max over all the tensors (0, 0 when none is finite)."""
+    lo, hi = math.inf, -math.inf
+    for t in tensors:
+        f = t.detach().reshape(-1)
+        if not bool(torch.isfinite(f.sum())):
+            f = f[torch.isfinite(f)]
+        if f.numel():
+            mn, mx = torch.aminmax(f.float() if f.dtype not in (torch.float32, torch.float64) else f)
+            lo, hi = min(lo, float(mn)), max(hi, float(mx))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def check_scheme(scheme: str, mark: Step) -> None:
+    if scheme.lower() not in SCHEMES:
+        raise SpecError(messages.scheme_not_continuous(scheme, list(SCHEMES)), mark.span)
+
+
+def _image_heatmap(data: Data, mark: Step, view: ViewSpec):
+    """Each layer one image at its true values: a pixel per value up to the image
+    budget (``PIXEL_BUDGET`` per view), blocks of largest magnitude past it; one
+    colour scale, the tensors' true range. The view's data: the blocks of
+    ``heatmap_frame`` within the mark budget (an image has no rows to keep)."""
+    frame, _ = heatmap_frame(data, view.max_marks)
+    check_columns(mark, frame)
+    lo, hi = finite_range(data.tensors.values())
+    scheme, domain, mid = color_domain(lo, hi, mark)
+    check_scheme(scheme, mark)
+    log = bool(mark.arg("log"))
+    colour = nonfinite_colour(scheme)[0]
+    many = len(data.tensors) > 1
+    per_layer = max(1, PIXEL_BUDGET // len(data.tensors))
+    panels, notes = [], []
+    for layer, t in data.tensors.items():
+        r, c = (int(n) for n in t.shape)
+        kr, kc = raster_blocks((r, c), per_layer)
+        if (kr, kc) == (1, 1):
+            values = t.detach().double().cpu().numpy()
+            notes.append(f"{layer}: " + messages.note_image((r, c)))
+        else:
+            re_, ce_ = torch.tensor(block_edges(r, kr)), torch.tensor(block_edges(c, kc))
+            blocks, bad = reduce.block_reduce(t, re_, ce_, AGG)
+            values = np.where(bad.numpy() > 0, np.nan, blocks.cpu().numpy())
+            what = execute_messages.BLOCK_AGG_TEXT[AGG]
+            notes.append(f"{layer}: " + messages.note_image_blocks((r, c), values.shape, (kr, kc), what))
+        n_bad = int((~torch.isfinite(t)).sum())
+        if n_bad:
+            notes.append(f"{layer}: " + messages.note_nonfinite_pixels(n_bad, colour))
+        box = (360, 270) if many else (720, 480)
+        w, h = display_size(values.shape[0], values.shape[1], box)
+        chart = raster(
+            values, domain, scheme, view.width or w, view.height or h, mid=mid, log=log, pixel=(kr, kc), extent=(r, c)
+        )
+        panels.append(chart.properties(title=layer) if many else chart)
+    if not many:
+        return frame, panels[0], notes
+    chart = alt.concat(*panels, columns=FACET_COLUMNS).resolve_scale(color="shared", x="independent", y="independent")
+    return frame, chart, notes
 
 
 def _ink(values: pd.Series, scale: alt.Scale) -> list[str]:

@@ -1,11 +1,12 @@
 """``images``: tensors as a grid of small images (conv filters, feature maps,
-saliency), and attention maps as one heatmap per head."""
+saliency). Attention maps are drawn by ``nnspec.marks.attention``."""
 
 from __future__ import annotations
 
 import math
 
 import altair as alt
+import numpy as np
 import pandas as pd
 import torch
 
@@ -16,10 +17,12 @@ from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages
 from nnspec.marks.common import (
     check_columns,
+    color_domain,
     color_scale,
     inline,
-    tooltip,
 )
+from nnspec.marks.heatmap import AGG, check_scheme, finite_range
+from nnspec.marks.raster import PIXEL_BUDGET, block_edges, nonfinite_colour, raster, raster_blocks
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -59,14 +62,17 @@ def images_frame(data: Data, budget: int, cols: int | None) -> tuple[pd.DataFram
         tiles, labels = tiles[:keep], labels[:keep]
         rows, cells = fit_blocks((h, w), max(1, per_layer // keep))
         if (rows, cells) != (h, w):
-            notes.append(f"{layer}: " + execute_messages.note_block_mean((h, w), (rows, cells)) + " per tile")
+            notes.append(f"{layer}: " + execute_messages.note_blocks((h, w), (rows, cells), AGG) + " (each tile)")
         c = cols or min(keep, max(1, round(math.sqrt(keep * 1.5))))
         # room above each tile for its label (~12 px), in cells of the final size
         px = _cell_px(c * (cells + 1), math.ceil(keep / c) * (rows + 2))
         gap = max(1, math.ceil(12 / px))
         for i in range(keep):
             tile = tiles[i]
-            values = reduce.block_mean(tile, rows, cells)[0] if (rows, cells) != (h, w) else tile.double()
+            if (rows, cells) != (h, w):
+                values = reduce.block_reduce(tile, reduce.block_edges(h, rows), reduce.block_edges(w, cells), AGG)[0]
+            else:
+                values = tile.double()
             ox, oy = (i % c) * (cells + 1), (i // c) * (rows + gap) + gap
             v = values.reshape(-1).tolist()
             frames.append(
@@ -93,6 +99,8 @@ def _cell_px(grid_w: int, grid_h: int) -> float:
 def visit_images(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
         raise SpecError(execute_messages.step_needs_tensors("images"), mark.span)
+    if sum(t.numel() for t in data.tensors.values()) > view.max_marks:
+        return _image_grids(data, mark, view)
     frame, notes, grids = images_frame(data, view.max_marks, mark.arg("cols"))
     check_columns(mark, frame)
     nonfinite = int((~frame["value"].map(math.isfinite)).sum())
@@ -103,6 +111,85 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
     charts = [_grid(frame[frame["layer"] == layer], layer, size, mark, len(grids) > 1) for layer, size in grids.items()]
     chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts).resolve_scale(color="independent")
     return frame, chart.configure_view(stroke=None), notes
+
+
+MAX_IMAGE_TILES = 1024  # tiles of one layer drawn as an image (each label is a mark)
+
+
+def _image_grids(data: Data, mark: Step, view: ViewSpec):
+    """Past the mark budget: each layer's grid of tiles as one image (``raster``), a
+    pixel per value up to the image budget, blocks of largest magnitude past it;
+    each layer its own colour scale over its true range. The view's data: what
+    ``images_frame`` keeps within the mark budget."""
+    frame, _, _ = images_frame(data, view.max_marks, mark.arg("cols"))
+    check_columns(mark, frame)
+    notes: list[str] = []
+    charts = []
+    per_layer = max(1, PIXEL_BUDGET // len(data.tensors))
+    for layer, t in data.tensors.items():
+        tiles, labels = _tiles(layer, t, mark)
+        k, h, w = tiles.shape
+        keep = min(k, MAX_IMAGE_TILES)
+        if keep < k:
+            notes.append(f"{layer}: " + messages.note_first_tiles(keep, k))
+        tiles, labels = tiles[:keep], labels[:keep]
+        kr, kc = raster_blocks((h, w), max(1, per_layer // keep))
+        what = execute_messages.BLOCK_AGG_TEXT[AGG]
+        notes.append(f"{layer}: " + messages.note_image_tiles(keep, (h, w), (kr, kc), what))
+        lo, hi = finite_range([tiles])
+        scheme, domain, mid = color_domain(lo, hi, mark)
+        check_scheme(scheme, mark)
+        n_bad = int((~torch.isfinite(tiles)).sum())
+        if n_bad:
+            notes.append(f"{layer}: " + messages.note_nonfinite_pixels(n_bad, nonfinite_colour(scheme)[0]))
+        charts.append(
+            _image_grid(tiles, labels, (kr, kc), (scheme, domain, mid), mark, layer if len(data.tensors) > 1 else None)
+        )
+    chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts).resolve_scale(color="independent")
+    return frame, chart.configure_view(stroke=None), notes
+
+
+def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
+    """One layer's tiles side by side on a canvas (a pixel gutter between tiles, room
+    for each label above), gutters transparent; labels as text marks."""
+    keep, h, w = tiles.shape
+    kr, kc = block
+    bh, bw = -(-h // kr), -(-w // kc)
+    c = mark.arg("cols") or min(keep, max(1, round(math.sqrt(keep * 1.5))))
+    n_rows = -(-keep // c)
+    grid_w = c * (bw + 1) - 1
+    px = min(720 / grid_w, 600 / (n_rows * (bh + 2)))
+    px = min(24.0, float(math.floor(px))) if px >= 1 else px
+    gap = max(1, math.ceil(12 / px))  # label room, in canvas pixels
+    grid_h = n_rows * (bh + gap)
+    canvas = np.full((grid_h, grid_w), np.nan)
+    blank = np.ones((grid_h, grid_w), dtype=bool)
+    tags = []
+    for i in range(keep):
+        tile = tiles[i]
+        if (kr, kc) != (1, 1):
+            values, bad = reduce.block_reduce(
+                tile, torch.tensor(block_edges(h, kr)), torch.tensor(block_edges(w, kc)), AGG
+            )
+            v = np.where(bad.numpy() > 0, np.nan, values.cpu().numpy())
+        else:
+            v = tile.detach().double().cpu().numpy()
+        ox, oy = (i % c) * (bw + 1), (i // c) * (bh + gap) + gap
+        canvas[oy : oy + bh, ox : ox + bw] = v
+        blank[oy : oy + bh, ox : ox + bw] = False
+        tags.append({"tile": labels[i], "gx": ox, "gy": oy})
+    scheme, domain, mid = colour
+    size = (max(40, round(grid_w * px)), max(40, round(grid_h * px)))
+    image = raster(canvas, domain, scheme, *size, mid=mid, log=bool(mark.arg("log")), blank=blank, axes=False)
+    x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False, zero=False))
+    y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, zero=False, reverse=True))
+    text = (
+        alt.Chart(alt.Data(values=tags))
+        .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
+        .encode(x=x, y=y, text="tile:N")
+    )
+    chart = alt.layer(image, text).properties(width=size[0], height=size[1])
+    return chart.properties(title=title) if title else chart
 
 
 def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, titled: bool):
@@ -133,61 +220,3 @@ def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, ti
     chart = alt.layer(*cells, tags, data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]]))
     props = {"width": round(grid_w * px), "height": round(grid_h * px)}
     return chart.properties(**props, title=layer) if titled else chart.properties(**props)
-
-
-def attention_frame(data: Data, budget: int) -> tuple[pd.DataFrame, list[str]]:
-    """``layer, head, query, key, weight`` (+ token labels); the first sequence of a batch."""
-    frames, notes = [], []
-    tokens = data.context.tokens if data.context else ()
-    per_layer = max(1, budget // max(1, len(data.tensors)))
-    for layer, w in data.tensors.items():
-        if w.dim() == 4:
-            w = w[0]
-            notes.append(f"{layer}: " + messages.note_first_sequence())
-        if w.dim() == 2:
-            w = w.unsqueeze(0)
-        heads, lq, lk = w.shape
-        rows, cols = fit_blocks((lq, lk), max(1, per_layer // heads))
-        for h in range(heads):
-            m = w[h].double()
-            if (rows, cols) != (lq, lk):
-                m = reduce.block_mean(w[h], rows, cols)[0]
-            f = pd.DataFrame(
-                {
-                    "layer": layer,
-                    "head": h,
-                    "query": [r for r in range(rows) for _ in range(cols)],
-                    "key": [c for _ in range(rows) for c in range(cols)],
-                    "weight": m.reshape(-1).tolist(),
-                }
-            )
-            if tokens and (rows, cols) == (lq, lk) and len(tokens) == lq == lk:
-                f["query_label"] = [f"{r}:{tokens[r]}" for r in f["query"]]
-                f["key_label"] = [f"{c}:{tokens[c]}" for c in f["key"]]
-            frames.append(f)
-        if (rows, cols) != (lq, lk):
-            notes.append(f"{layer}: " + execute_messages.note_block_mean((lq, lk), (rows, cols)) + " per head")
-        bad = int((~torch.isfinite(w)).sum())
-        if bad:
-            notes.append(f"{layer}: " + messages.note_nonfinite_values(bad))
-    return pd.concat(frames, ignore_index=True), notes
-
-
-def visit_attention(data: Data, mark: Step, view: ViewSpec):
-    frame, notes = attention_frame(data, view.max_marks)
-    check_columns(mark, frame)
-    labelled = "key_label" in frame.columns
-    qx = alt.X("key_label:N", sort=alt.EncodingSortField("key"), title="key") if labelled else alt.X("key:O")
-    qy = alt.Y("query_label:N", sort=alt.EncodingSortField("query"), title="query") if labelled else alt.Y("query:O")
-    scale = alt.Scale(scheme=mark.arg("scheme") or "viridis", domain=[0, float(frame["weight"].max() or 1)])
-    n = frame[["query", "key"]].max()
-    step = max(3.0, min(18.0, 220 / max(int(n["key"]) + 1, 1)))
-    base = alt.Chart(inline(frame)).mark_rect().encode(
-        x=qx, y=qy, color=alt.Color("weight:Q", scale=scale, title="weight"),
-        tooltip=tooltip(frame),
-    ).properties(width=round(step * (int(n["key"]) + 1)), height=round(step * (int(n["query"]) + 1)))  # fmt: skip
-    chart = base.facet(
-        column=alt.Column("head:O", title="head"),
-        row=alt.Row("layer:N", title=None) if frame["layer"].nunique() > 1 else alt.Undefined,
-    )
-    return frame, chart, notes + [messages.note_rows_sum()]

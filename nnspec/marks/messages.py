@@ -74,3 +74,30 @@ def ridgeline_hint() -> str:
 
 def note_ridges(shown: int, total: int) -> str:
     return f"{shown} of {total} recorded steps drawn (evenly spaced, first and last included)"
+
+
+def note_image(shape) -> str:
+    return f"{shape[0]}×{shape[1]} drawn as an image, one pixel per value"
+
+
+def note_image_blocks(shape, out_shape, block, what: str) -> str:
+    """``what``: ``execute.messages.BLOCK_AGG_TEXT``'s words for the statistic."""
+    return (
+        f"{shape[0]}×{shape[1]} drawn as {out_shape[0]}×{out_shape[1]} blocks of {block[0]}×{block[1]} "
+        f"(image budget), {what}"
+    )
+
+
+def note_image_tiles(k: int, shape, block, what: str) -> str:
+    tiles = f"{k} tiles of {shape[0]}×{shape[1]}"
+    if tuple(block) == (1, 1):
+        return f"{tiles} drawn as an image, one pixel per value"
+    return f"{tiles} drawn as blocks of {block[0]}×{block[1]} (image budget), {what}"
+
+
+def note_nonfinite_pixels(n: int, colour: str) -> str:
+    return f"{n} NaN/Inf values drawn {colour}"
+
+
+def scheme_not_continuous(scheme: str, known) -> str:
+    return f"an image is coloured by a continuous scheme; '{scheme}' is not one (try {names(known, 8)})"

@@ -30,9 +30,16 @@ STATS_FIELDS = (
 )
 
 
+HALF = (torch.float16, torch.bfloat16)
+
+
 def _float(t: torch.Tensor) -> torch.Tensor:
+    """The tensor to reduce: detached; integers and half precision (float16,
+    bfloat16) widened to float32, so sums, moments and bin indexes of a half
+    tensor are those of its float32 values (a bfloat16 sum of 4,096 values
+    keeps 8 bits: its mean would be off by ~1e-3)."""
     t = t.detach()
-    return t if t.is_floating_point() else t.float()
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 _CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact
@@ -164,21 +171,31 @@ def histogram(
 
     Without a range the bins span the finite min..max. NaN, Inf and values
     outside a given range are counted separately, not dropped silently. Bin
-    indexes are computed in the tensor's precision, as ``torch.histc`` does:
-    a value within float rounding of an edge may land in the next bin.
+    indexes of float32 and float64 tensors are computed in the tensor's
+    precision, as ``torch.histc`` does: a value within float rounding of an
+    edge may land in the next bin. A half-precision tensor (float16, bfloat16)
+    is binned as its float32 values, exactly as ``numpy.histogram`` bins them:
+    its values sit on a coarse grid that often meets a bin edge, so the bin
+    index is checked against numpy's float32 edges (``exact``).
     """
+    exact = t.dtype in HALF
     t = _float(t).reshape(-1)
     if t.device.type != "cpu":
-        return histogram_sync_free(t, bins, range_)
+        return histogram_sync_free(t, bins, range_, exact)
     if reduce_small.applies(t):
-        return reduce_small.histogram(t, bins, range_)
-    return histogram_torch(t, bins, range_, scratch)
+        return reduce_small.histogram(t, bins, range_, exact)
+    return histogram_torch(t, bins, range_, scratch, exact)
 
 
 def histogram_torch(
-    t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, scratch: Scratch | None = None
+    t: torch.Tensor,
+    bins: int,
+    range_: tuple[float, ...] | None = None,
+    scratch: Scratch | None = None,
+    exact: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """``histogram`` in torch ops on the CPU, whatever the size."""
+    """``histogram`` in torch ops on the CPU, whatever the size (``exact``: bins
+    checked against numpy's float32 edges)."""
     t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
@@ -203,11 +220,15 @@ def histogram_torch(
     pos = torch.sub(vals, lo.to(vals.dtype), out=pos).mul_(scale.to(vals.dtype))
     if range_ is not None:
         pos.clamp_(0, bins)
-    small = torch.uint8 if bins < 255 else torch.int32  # small ints make bincount fast
-    idx = _buffer(scratch, vals, small)
-    idx = pos.to(small) if idx is None else idx.copy_(pos)
-    counts = torch.bincount(idx, minlength=bins + 1).to(torch.int64)
-    counts = torch.cat([counts[: bins - 1], counts[bins - 1 : bins + 1].sum().reshape(1)])
+    if exact:
+        edges = numpy_edges(lo, hi, bins, range_ is None, vals.dtype)
+        counts = torch.bincount(numpy_bins(vals, pos.to(torch.int64), edges), minlength=bins)
+    else:
+        small = torch.uint8 if bins < 255 else torch.int32  # small ints make bincount fast
+        idx = _buffer(scratch, vals, small)
+        idx = pos.to(small) if idx is None else idx.copy_(pos)
+        counts = torch.bincount(idx, minlength=bins + 1).to(torch.int64)
+        counts = torch.cat([counts[: bins - 1], counts[bins - 1 : bins + 1].sum().reshape(1)])
     outside = counts.new_zeros(())
     if range_ is not None:  # clamped into the edge bins above: take them back out
         below, above = (vals < lo.to(vals.dtype)).sum(), (vals > hi.to(vals.dtype)).sum()
@@ -217,7 +238,35 @@ def histogram_torch(
     return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
 
 
-def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
+def numpy_edges(lo: torch.Tensor, hi: torch.Tensor, bins: int, from_data: bool, dtype: torch.dtype) -> torch.Tensor:
+    """The ``bins + 1`` edges ``numpy.histogram`` uses for values of ``dtype``, as
+    ``numpy.linspace`` computes them: in ``dtype`` when the range comes from the
+    data (NumPy takes the array's own min and max), in float64 then rounded when
+    it is given (Python floats). No host synchronisation."""
+    k = torch.arange(bins + 1, device=lo.device)
+    if from_data:
+        lo_t, hi_t = lo.to(dtype), hi.to(dtype)
+        edges = k.to(dtype) * ((hi_t - lo_t) / bins) + lo_t
+        return torch.cat([edges[:-1], hi_t.reshape(1)])
+    edges64 = k.double() * ((hi - lo) / bins) + lo
+    return torch.cat([edges64[:-1], hi.reshape(1)]).to(dtype)
+
+
+def numpy_bins(vals: torch.Tensor, idx: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Bin indexes (int64, within 0..bins-1) from estimates ``idx`` that are at most one
+    off, corrected against ``edges`` as ``numpy.histogram`` does: a value below its
+    bin's start goes one down, a value at or past its bin's end one up (not past
+    the last bin, which is closed). Values outside the edges stay in an end bin."""
+    bins = edges.numel() - 1
+    idx = idx.clamp(0, bins - 1)
+    idx = (idx - (vals < edges[idx]).to(torch.int64)).clamp_(min=0)
+    up = (vals >= edges[idx + 1]) & (idx != bins - 1)
+    return idx + up.to(torch.int64)
+
+
+def histogram_sync_free(
+    t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, exact: bool = False
+) -> dict[str, torch.Tensor]:
     """``histogram`` without a host synchronisation (for CUDA): no boolean
     indexing, no ``bincount`` (which sizes its output from the data), no
     ``.item()``. Non-finite and outside values go to a spare bin."""
@@ -238,7 +287,9 @@ def histogram_sync_free(t: torch.Tensor, bins: int, range_: tuple[float, ...] | 
     lo_t, hi_t = lo.to(t.dtype), hi.to(t.dtype)
     inside = ok & (t >= lo_t) & (t <= hi_t)
     pos = ((t - lo_t) * (bins / (hi - lo)).to(t.dtype)).clamp(0, bins - 1)
-    idx = torch.where(inside, pos, float(bins)).to(torch.int64)
+    if exact:
+        pos = numpy_bins(t, pos.to(torch.int64), numpy_edges(lo, hi, bins, range_ is None, t.dtype))
+    idx = torch.where(inside, pos, bins).to(torch.int64)
     counts = torch.zeros(bins + 1, dtype=torch.int64, device=t.device).scatter_add_(0, idx, torch.ones_like(idx))
     outside = (ok & ~inside).sum()
     return {"counts": counts[:bins], "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
@@ -305,3 +356,60 @@ def _block_sum(x: torch.Tensor, r_edges: torch.Tensor, c_edges: torch.Tensor) ->
     # rows in the tensor's precision (a few dozen terms per sum), columns in float64
     by_row = x.new_zeros(rows, x.shape[1]).index_add_(0, _block_ids(r_edges, x.shape[0]), x).double()
     return by_row.new_zeros(rows, cols).index_add_(1, _block_ids(c_edges, x.shape[1]), by_row)
+
+
+BLOCK_AGGS = ("mean", "absmax", "rms", "std")
+
+
+def block_edges(n: int, k: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Edges of ``k`` near-equal blocks along ``n`` (``k + 1`` of them, from 0 to n)."""
+    return _edges(n, k, device)
+
+
+def block_reduce(
+    t: torch.Tensor, r_edges: torch.Tensor, c_edges: torch.Tensor, agg: str = "absmax"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One value per block of a 2-D tensor (blocks between consecutive edges, float64),
+    and the count of non-finite values per block (a block holding any shows as
+    non-finite). ``agg``: ``mean``; ``absmax``, the value of largest magnitude with
+    its sign (the positive one when +m and -m tie); ``rms``, √(mean of squares);
+    ``std``, the population standard deviation (ddof=0: a block of one value has 0).
+    Statistics over the finite values of a block."""
+    if agg not in BLOCK_AGGS:
+        raise ValueError(f"block_reduce: unknown aggregation {agg!r}")
+    t = _float(t)
+    r_edges, c_edges = r_edges.to(t.device), c_edges.to(t.device)
+    sizes = torch.outer(torch.diff(r_edges).double(), torch.diff(c_edges).double())
+    if t.device.type == "cpu" and bool(torch.isfinite(t.sum())):
+        x, bad = t, torch.zeros_like(sizes)
+    else:
+        ok = torch.isfinite(t)
+        x = torch.where(ok, t, 0.0)
+        bad = _block_sum((~ok).to(t.dtype), r_edges, c_edges)
+    n = (sizes - bad).clamp(min=1)  # finite values per block
+    if agg == "absmax":
+        hi = _block_extreme(x, r_edges, c_edges, "amax")
+        lo = _block_extreme(x, r_edges, c_edges, "amin")
+        out = torch.where(hi.abs() >= lo.abs(), hi, lo)
+    elif agg == "mean":
+        out = _block_sum(x, r_edges, c_edges) / n
+    elif agg == "rms":
+        out = torch.sqrt(_block_sum(x * x, r_edges, c_edges) / n)
+    else:
+        mean = _block_sum(x, r_edges, c_edges) / n
+        rows, cols = _block_ids(r_edges, x.shape[0]), _block_ids(c_edges, x.shape[1])
+        dev = x - mean.to(x.dtype)[rows][:, cols]
+        if not bool(bad.sum() == 0):  # non-finite values count nowhere
+            dev = torch.where(torch.isfinite(t), dev, 0.0)
+        out = torch.sqrt(_block_sum(dev * dev, r_edges, c_edges) / n)
+    return out.double(), bad
+
+
+def _block_extreme(x: torch.Tensor, r_edges: torch.Tensor, c_edges: torch.Tensor, op: str) -> torch.Tensor:
+    """Block max (``amax``) or min (``amin``), one axis at a time."""
+    rows, cols = len(r_edges) - 1, len(c_edges) - 1
+    start = -math.inf if op == "amax" else math.inf
+    r_ids = _block_ids(r_edges, x.shape[0])[:, None].expand(x.shape)
+    by_row = x.new_full((rows, x.shape[1]), start).scatter_reduce_(0, r_ids, x, op)
+    c_ids = _block_ids(c_edges, x.shape[1])[None, :].expand(by_row.shape)
+    return by_row.new_full((rows, cols), start).scatter_reduce_(1, c_ids, by_row, op)

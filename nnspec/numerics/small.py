@@ -59,13 +59,35 @@ def _stats(t: torch.Tensor) -> torch.Tensor:
     return torch.tensor(row, dtype=torch.float64)
 
 
-def histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None) -> dict[str, torch.Tensor]:
-    """The dict ``reduce.histogram`` returns, with the same counts."""
+def histogram(
+    t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, exact: bool = False
+) -> dict[str, torch.Tensor]:
+    """The dict ``reduce.histogram`` returns, with the same counts (``exact``: bin
+    indexes checked against numpy's edges, as ``reduce.numpy_bins`` does)."""
     with np.errstate(all="ignore"):  # huge values may overflow float32 on their way to a bin index
-        return _histogram(t, bins, range_)
+        return _histogram(t, bins, range_, exact)
 
 
-def _histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None) -> dict[str, torch.Tensor]:
+def _numpy_edges(lo: float, hi: float, bins: int, from_data: bool, kind: type[np.floating]) -> np.ndarray:
+    """``numpy.histogram``'s edges: ``linspace`` in the array's precision from its own
+    min and max, in float64 then rounded from a given range."""
+    edges: np.ndarray = (
+        np.linspace(kind(lo), kind(hi), bins + 1, dtype=kind)
+        if from_data
+        else np.linspace(lo, hi, bins + 1).astype(kind)
+    )
+    return edges
+
+
+def _numpy_bins(vals: np.ndarray, idx: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    bins = edges.size - 1
+    idx = np.clip(idx, 0, bins - 1)
+    idx = np.maximum(idx - (vals < edges[idx]), 0)
+    out: np.ndarray = idx + ((vals >= edges[idx + 1]) & (idx != bins - 1))
+    return out
+
+
+def _histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None, exact: bool) -> dict[str, torch.Tensor]:
     a = _array(t)
     kind = a.dtype.type
     nan = inf = 0
@@ -84,8 +106,12 @@ def _histogram(t: torch.Tensor, bins: int, range_: tuple[float, ...] | None) -> 
     pos = (vals - kind(lo)) * kind(scale)  # in the tensor's precision, as the torch path computes it
     if range_ is not None:
         pos = np.clip(pos, 0, bins)
-    counts = np.bincount(pos.astype(np.int64), minlength=bins + 1)
-    counts = np.concatenate([counts[: bins - 1], [counts[bins - 1 : bins + 1].sum()]])
+    if exact:
+        edges = _numpy_edges(lo, hi, bins, range_ is None, kind)
+        counts = np.bincount(_numpy_bins(vals, pos.astype(np.int64), edges), minlength=bins)
+    else:
+        counts = np.bincount(pos.astype(np.int64), minlength=bins + 1)
+        counts = np.concatenate([counts[: bins - 1], [counts[bins - 1 : bins + 1].sum()]])
     outside = 0
     if range_ is not None:  # clamped into the edge bins above: take them back out
         below, above = int((vals < kind(lo)).sum()), int((vals > kind(hi)).sum())

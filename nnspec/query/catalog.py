@@ -123,6 +123,7 @@ ENCODINGS: tuple[Arg, ...] = (
     Arg("log", BOOLEAN),
     Arg("cols", COLUMNS),
     Arg("direction", DIRECTION),
+    Arg("layout", ArgType("heads or overview", lambda v: v in ("heads", "overview"))),  # attention heatmaps
 )
 ENCODING_NAMES = _names(ENCODINGS)
 
@@ -187,7 +188,14 @@ TRANSFORMS: Mapping[str, Transform] = _table(
     Transform("flatten"),
     Transform("stats", reduction=True),
     Transform("histogram", (Arg("bins", BINS, DEFAULT_BINS), Arg("range", RANGE)), reduction=True),
-    Transform("downsample", (Arg("max", POSITIVE, 10_000),)),
+    Transform(
+        "downsample",
+        (
+            Arg("max", POSITIVE, 10_000),
+            # what one value of a block is: the value of largest magnitude (with its sign), the mean, √mean(x²), the std
+            Arg("agg", ArgType("mean, absmax, rms or std", lambda v: v in ("mean", "absmax", "rms", "std")), "absmax"),
+        ),
+    ),
     Transform("sample", (Arg("n", POSITIVE, 1000), Arg("seed", INTEGER, 0))),
     Transform("channels"),
     Transform("pca", (Arg("k", COMPONENTS, 2),)),

@@ -22,7 +22,7 @@ from contextlib import ExitStack
 import torch
 
 from nnspec.backends import backend_for
-from nnspec.capture.run import _IndexProblem, first_tensor, select
+from nnspec.capture.run import _IndexProblem, arguments, chosen, select
 from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.errors import SpecError
@@ -137,7 +137,9 @@ class Recorder:
             if c.kind in HOOK_KINDS:
                 by_module.setdefault(c.target, []).append(c)
         armed = ExitStack()
-        armed.enter_context(self.backend.hooks({path: self._hook(path, caps) for path, caps in by_module.items()}))
+        after = {p: self._hook(p, [c for c in caps if c.kind != "input"]) for p, caps in by_module.items()}
+        before = {p: self._enter(p, [c for c in caps if c.kind == "input"]) for p, caps in by_module.items()}
+        armed.enter_context(self.backend.hooks(after, before))  # inputs: read before an in-place module runs
         self._armed = armed
 
     def _disarm(self) -> None:
@@ -145,13 +147,25 @@ class Recorder:
             self._armed.close()
             self._armed = None
 
-    def _hook(self, path: str, caps: list[Capture]):
-        def hook(args, kwargs, output):
-            out, _ = first_tensor(self.backend, output)
+    def _enter(self, path: str, caps: list[Capture]):
+        def enter(args, kwargs):
             for c in caps:
                 if c.key in self._parts or c.key in self._errors:
                     continue  # a module called twice: its first call is recorded
-                t = first_tensor(self.backend, args)[0] if c.kind == "input" else out
+                t, _, _ = chosen(arguments(args, kwargs), c.output)
+                if t is None:
+                    self._errors[c.key] = inputs_messages.no_tensor_output(path)
+                else:
+                    self._reduce(c, t)
+
+        return enter
+
+    def _hook(self, path: str, caps: list[Capture]):
+        def hook(args, kwargs, output):
+            for c in caps:
+                if c.key in self._parts or c.key in self._errors:
+                    continue  # a module called twice: its first call is recorded
+                t, _, _ = chosen(output, c.output)
                 if t is None:
                     self._errors[c.key] = inputs_messages.no_tensor_output(path)
                 elif c.kind == "output_grad":
