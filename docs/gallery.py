@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENTRIES = [
     ("Weight heatmap", "quickstart.yaml", "weights of fc1 | heatmap"),
     (
-        "Block means within a mark budget (max_marks: 2000)",
+        "Beyond the mark budget: an image at the true range (max_marks: 2000)",
         "cnn.yaml",
         "weights of stages.1.1.conv2 | flatten | heatmap",
     ),
@@ -45,6 +45,10 @@ ENTRIES = [
     ("Conv filters as images", "cnn.yaml", "weights of stem.0 | images(cols=12)"),
     ("Feature maps as images", "cnn.yaml", "activations of stem.2 [0] | channels | images(cols=8)"),
     ("Attention per head, labelled with tokens", "transformer.yaml", "attention of encoder.layers.0.self_attn"),
+    ("Attention of a Hugging Face GPT-2, all heads of a layer", "gpt2.yaml", "attention of transformer.h.0.attn"),
+    ("Attention, every layer × every head", "gpt2.yaml", "attention of * | heatmap(layout=overview)"),
+    ("Architecture of a Hugging Face GPT-2 (keyword inputs, residual adds)", "gpt2.yaml", "graph"),
+    ("Gradient flow with the model's own loss", "gpt2.yaml", "grads of *.weight | norm | bar"),
     ("Activation functions and derivatives", "transformer.yaml", "function relu, gelu, tanh, sigmoid over [-5, 5]"),
     ("Saliency over images", "cnn.yaml", "input_grads [:4]"),
     ("Saliency per feature (tabular)", "quickstart.yaml", "input_grads"),
@@ -56,7 +60,7 @@ ENTRIES = [
 
 
 # entries drawn with a smaller mark budget than the default, to show what it does
-MAX_MARKS = {"Block means within a mark budget (max_marks: 2000)": 2000}
+MAX_MARKS = {"Beyond the mark budget: an image at the true range (max_marks: 2000)": 2000}
 
 
 def render_entry(spec_name: str, query: str, title: str):

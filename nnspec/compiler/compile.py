@@ -28,7 +28,13 @@ from nnspec.compiler.plan import (
     ViewPlan,
 )
 from nnspec.compiler.rules import RULES
-from nnspec.compiler.selectors import ModelOrBackend, resolve_attention, resolve_modules, resolve_params
+from nnspec.compiler.selectors import (
+    ModelOrBackend,
+    resolve_attention,
+    resolve_modules,
+    resolve_params,
+    resolve_params_noted,
+)
 from nnspec.errors import NnspecError, SpecError
 from nnspec.numerics.reductions import REDUCTIONS
 from nnspec.query.ast import Query, Selector, Source
@@ -118,11 +124,13 @@ def _resolve(view: ViewSpec, query: Query, model: ModelOrBackend) -> ViewPlan:
         layers = ("input",)
         captures = (Capture("input_grad", "", query.index),)
     elif src.kind in PARAM_KINDS:
-        layers = tuple(resolve_params(src.kind, _selector(src), model))
+        picked, notes = resolve_params_noted(src.kind, _selector(src), model)  # notes: tied parameters
+        layers = tuple(picked)
         captures = tuple(Capture(kind, name, query.index) for name in layers)
+        return ViewPlan(view, query, layers, captures, query.transforms, query.mark, notes=tuple(notes))
     else:
         layers = tuple(resolve_modules(_selector(src), model))
-        captures = tuple(Capture(kind, path, query.index) for path in layers)
+        captures = tuple(Capture(kind, path, query.index, output=src.pick) for path in layers)
     return ViewPlan(view, query, layers, captures, query.transforms, query.mark)
 
 
@@ -162,8 +170,8 @@ def compile_plan(
     model = backend_for(model) or model  # one backend: its module tree and parameters are read once for all views
     views = tuple(compile_view(v, model, rules, available) for v in spec.views)
     checks = tuple(compile_view(v, model, rules, available) for v in spec.expect)
-    merged: dict[tuple[str, str, str, str], Capture] = {}
-    recorded: dict[tuple[str, str, str, str], Capture] = {}
+    merged: dict[tuple[str, ...], Capture] = {}
+    recorded: dict[tuple[str, ...], Capture] = {}
     for vp in views + checks:
         into = recorded if vp.query is not None and vp.query.over_steps else merged
         for c in vp.captures:
