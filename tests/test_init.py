@@ -24,6 +24,12 @@ FACTORIES = [
     "nnspec.models:ResNet",
     "nnspec.models:TinyEncoder",
     "nnspec.models:GPT",
+    # Hugging Face models from small configs (tests/hf_models.py): keyword inputs, their own losses
+    "tests.hf_models:gpt2",
+    "tests.hf_models:bert",
+    "tests.hf_models:vit",
+    "tests.hf_models:llama",
+    "tests.hf_models:t5",
 ]
 
 
@@ -69,3 +75,79 @@ def test_a_file_factory_is_written_relative_to_the_spec(tmp_path, monkeypatch):
     monkeypatch.chdir(os.path.dirname(ROOT))  # from anywhere: the path is the spec's own
     dash = nnspec.render(str(tmp_path / "specs" / "net.yaml"))
     assert [v.error for v in dash.views if v.error] == []
+
+
+HF_EXPECTED = {  # factory: (loss, keyword arguments, activation functions)
+    "gpt2": ("next_token", ["input_ids", "attention_mask"], {"gelu_new"}),
+    "bert": ("sum", ["input_ids", "attention_mask"], {"gelu", "tanh"}),
+    "vit": ("sum", ["pixel_values"], {"gelu", "tanh"}),
+    "llama": ("next_token", ["input_ids", "attention_mask"], {"silu"}),
+    "t5": ("model", ["input_ids", "attention_mask", "decoder_input_ids", "labels"], {"relu"}),
+}
+
+
+@pytest.mark.parametrize("name", list(HF_EXPECTED))
+def test_init_on_hugging_face_models(name, tmp_path, monkeypatch):
+    import yaml
+
+    from tests import hf_models
+
+    monkeypatch.chdir(ROOT)
+    out = str(tmp_path / f"{name}.yaml")
+    assert main(["init", "--factory", f"tests.hf_models:{name}", "-o", out]) == 0
+    written = yaml.safe_load(open(out))
+    loss, kwargs, functions = HF_EXPECTED[name]
+    assert written["loss"] == loss
+    assert list(written["input"]["kwargs"]) == kwargs
+    model = getattr(hf_models, name)()
+    if name == "vit":
+        c = model.config
+        assert written["input"]["kwargs"]["pixel_values"] == {
+            "random": {"shape": [2, c.num_channels, c.image_size, c.image_size], "seed": 0}
+        }
+    else:
+        ids = written["input"]["kwargs"]["input_ids"]["random"]
+        assert ids == {"shape": [2, 16], "dist": "randint", "high": model.config.vocab_size, "seed": 0}
+        assert written["input"]["kwargs"]["attention_mask"] == {"ones": [2, 16]}
+    queries = [v["query"] for v in written["views"]]
+    assert "function *" in queries and any(q.startswith("attention of ") for q in queries)
+    dash = nnspec.render(out)
+    assert [(v.title, v.error) for v in dash.views if v.error] == []
+    by_query = {v.query: v for v in dash.views}
+    assert set(by_query["function *"].data["function"]) == functions
+    attention = next(v for q, v in by_query.items() if q.startswith("attention of "))
+    sums = attention.data.groupby(["head", "query"])["weight"].sum()
+    assert sums.to_numpy() == pytest.approx(1.0, abs=1e-5)  # each query's weights over the keys
+    assert all(c.passed for c in dash.checks)
+
+
+def test_the_tied_head_is_drawn_once(tmp_path, monkeypatch):
+    from tests import hf_models
+
+    monkeypatch.chdir(ROOT)
+    out = str(tmp_path / "gpt2.yaml")
+    assert main(["init", "--factory", "tests.hf_models:gpt2", "-o", out]) == 0
+    dash = nnspec.render(out)
+    model = hf_models.gpt2()
+    dist = next(v for v in dash.views if v.title == "Weight distributions")
+    counts = dist.data.groupby("layer")["count"].sum()
+    assert "lm_head.weight" not in counts.index  # it is transformer.wte.weight
+    assert counts["transformer.wte.weight"] == model.transformer.wte.weight.numel()
+    flow = next(v for v in dash.views if v.title.startswith("Gradient flow"))
+    assert list(flow.data["layer"]).count("transformer.wte.weight") == 1
+
+
+def test_layers_counts_a_shared_tensor_once():
+    from nnspec.inputs.model import layer_rows, layers_text
+    from tests import hf_models
+
+    for make in (hf_models.gpt2, hf_models.t5):
+        model = make()
+        rows = layer_rows(model)
+        assert sum(r["count"] for r in rows) == sum(p.numel() for p in model.parameters())
+        head = next(r for r in rows if r["path"] == "lm_head")
+        first = "transformer.wte.weight" if make is hf_models.gpt2 else "shared.weight"
+        assert head["count"] == 0 and head["shared"] == [("lm_head.weight", first)]
+        assert f"= {first}" in head["params"]
+        text = layers_text(model)
+        assert text.splitlines()[-2].split()[-1] == f"{sum(p.numel() for p in model.parameters()):,}"

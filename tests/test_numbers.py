@@ -115,7 +115,9 @@ def test_grad_norms_equal_autograd(mlp, batch):
 
 def test_output_and_input_grads_equal_autograd(mlp, batch):
     x, y = batch.args[0], batch.target
-    dash = nnspec.render(spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=x, target=y)
+    dash = nnspec.render(
+        spec(["output_grads of fc1 | heatmap", "input_grads | abs | max"]), model=mlp, inputs=x, target=y
+    )
     xg = x.clone().requires_grad_(True)
     h = mlp.fc1(xg)
     loss = torch.nn.functional.mse_loss(mlp.fc2(mlp.act(h)), y)

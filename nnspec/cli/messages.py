@@ -14,8 +14,16 @@ def init_input_hint() -> str:
     return "pass --input-shape, e.g. --input-shape 8,3,32,32 (batch first)"
 
 
-def init_forward_failed(factory: str, shape, why: str) -> str:
-    return f"{factory}: a forward pass on a random batch of shape {shape} failed: {why}"
+def init_forward_failed(factory: str, what: str, why: str) -> str:
+    return f"{factory}: a forward pass on {what} failed: {why}"
+
+
+def init_random_batch(shape: tuple[int, ...]) -> str:
+    return f"a random batch of shape {shape}"
+
+
+def init_random_inputs(described: str) -> str:
+    return f"random inputs {described}"
 
 
 def init_exists(path: str) -> str:

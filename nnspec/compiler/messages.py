@@ -18,12 +18,21 @@ def no_input_hint() -> str:
     return "add 'input: {random: {shape: [8, 3, 32, 32]}}', a dataset or a file, or pass inputs="
 
 
-def no_attention() -> str:
-    return "the model has no nn.MultiheadAttention module to take attention weights from"
+def no_attention(types: Iterable[str] = ()) -> str:
+    found = list(dict.fromkeys(types))
+    seen = f"; its module classes are {names(found, 12)}" if found else ""
+    return (
+        "the model has no nn.MultiheadAttention and no module whose class name holds 'Attention' or 'Attn' "
+        "(GPT2Attention, BertSelfAttention, LlamaAttention, T5Attention, timm's Attention), which is what "
+        f"'attention of' reads{seen}"
+    )
 
 
 def attention_hint(paths: Iterable[str]) -> str:
-    return f"attention modules: {names(paths)}"
+    return (
+        f"attention modules: {names(paths)} (nn.MultiheadAttention, and the innermost modules whose class "
+        "name holds 'Attention' or 'Attn')"
+    )
 
 
 def needs_train() -> str:
@@ -56,6 +65,17 @@ def no_match_hint(close: Iterable[str]) -> str:
 
 def no_params(kind: str, selector: str) -> str:
     return f"'{selector}' matches modules, but none has {kind}"
+
+
+def holds_no_params(selector: str, paths: Iterable[str]) -> str:
+    found = list(paths)
+    one = len(found) == 1
+    return f"'{selector}' matches {'the module' if one else 'the modules'} {names(found)}, which hold{'s' if one else ''} no parameters"
+
+
+def shared_param(asked: str, first: str, others: Iterable[str]) -> str:
+    drawn = f", drawn as {first}" if asked != first else ""
+    return f"{asked} is shared with {names(others)} (one tensor{drawn})"
 
 
 def bad_regex(pattern: str, why: str) -> str:

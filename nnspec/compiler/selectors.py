@@ -6,6 +6,8 @@ Rules (docs/guide.md §8, "Choices made where the design was silent"):
   (full match) match leaf modules, and parameter paths for parameter sources;
 - ``type(Name)`` matches every module whose class (or a base class) is Name;
 - a matched module gives a parameter source every parameter under it;
+- a shared (tied) parameter answers to each of its names and is picked once,
+  under its first name, with a note naming who shares it;
 - ``except`` removes matches; results keep the model's order, without repeats.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeAlias
 
 from nnspec.backends import backend_for
@@ -55,19 +57,22 @@ def _match_atom_modules(atom: Atom, be: Backend) -> list[str]:
     return [m.path for m in mods if m.path == atom.pattern]
 
 
+def _all_param_names(be: Backend) -> list[str]:
+    """Every name of every parameter: a tied tensor answers to each of its names."""
+    return [n for p in be.params() for n in p.names]
+
+
 def _match_atom_params(atom: Atom, be: Backend) -> list[str]:
-    names = be.param_names()
+    names = _all_param_names(be)
     if isinstance(atom, RegexSelector):
         rx = _compile(atom)
-        direct = [n for n in names if rx.fullmatch(n)]
+        direct = {n for n in names if rx.fullmatch(n)}
     elif isinstance(atom, Glob):
-        direct = [n for n in names if fnmatch.fnmatchcase(n, atom.pattern)]
+        direct = {n for n in names if fnmatch.fnmatchcase(n, atom.pattern)}
     else:
-        direct = []
-    under: set[str] = set()
-    for path in _match_atom_modules(atom, be):
-        under.update(n for n in names if n.startswith(path + "."))
-    return [n for n in names if n in under or n in direct]
+        direct = set()
+    prefixes = tuple(path + "." for path in _match_atom_modules(atom, be))
+    return [n for n in names if n in direct or (prefixes and n.startswith(prefixes))]
 
 
 def _compile(atom: RegexSelector) -> re.Pattern[str]:
@@ -77,12 +82,18 @@ def _compile(atom: RegexSelector) -> re.Pattern[str]:
         raise SpecError(messages.bad_regex(atom.pattern, str(e)), atom.span) from None
 
 
-def _resolve(selector: Selector, be: Backend, match: Matcher, universe: list[str]) -> list[str]:
+def _resolve(
+    selector: Selector,
+    be: Backend,
+    match: Matcher,
+    universe: list[str],
+    no_match: Callable[[Atom, Backend], SpecError] | None = None,
+) -> list[str]:
     chosen: set[str] = set()
     for atom in selector.include:
         found = match(atom, be)
         if not found:
-            raise _no_match(atom, be, universe)
+            raise (no_match or _no_match)(atom, be)
         chosen.update(found)
     for atom in selector.exclude:
         chosen.difference_update(match(atom, be))
@@ -97,14 +108,43 @@ def resolve_modules(selector: Selector, model: ModelOrBackend) -> list[str]:
 
 def resolve_params(kind: str, selector: Selector, model: ModelOrBackend) -> list[str]:
     """Parameter paths a selector picks for ``weights``/``biases``/``params``/``grads``."""
+    return resolve_params_noted(kind, selector, model)[0]
+
+
+def resolve_params_noted(kind: str, selector: Selector, model: ModelOrBackend) -> tuple[list[str], list[str]]:
+    """The parameters a selector picks, and notes for the view: a tied tensor (GPT-2's
+    ``lm_head.weight`` is ``transformer.wte.weight``) answers to every one of its names
+    and is picked once, under its first name (what the capture reads), with a note
+    naming who shares it."""
     be = backend_for(model)
-    universe = list(be.param_names())
-    names = _resolve(selector, be, _match_atom_params, universe)
+    universe = _all_param_names(be)
+
+    def no_match(atom: Atom, be: Backend) -> SpecError:
+        held = _match_atom_modules(atom, be)
+        if held:  # the module is there, it only holds no parameter
+            return SpecError(messages.holds_no_params(str(atom), held), atom.span)
+        return _no_match(atom, be)
+
+    names = _resolve(selector, be, _match_atom_params, universe, no_match)
     leaf = {"weights": "weight", "biases": "bias"}.get(kind)
-    picked = [n for n in names if leaf is None or leaf in n.rsplit(".", 1)[-1]]
+    asked = {n for n in names if leaf is None or leaf in n.rsplit(".", 1)[-1]}
+    picked, notes = [], []
+    for p in be.params():
+        mine = [n for n in p.names if n in asked]
+        if not mine:
+            continue
+        picked.append(p.path)
+        if len(p.names) > 1:
+            others = [_owner(n) for n in p.names if n not in mine]
+            notes.append(messages.shared_param(mine[0], p.path, others or [_owner(n) for n in p.names[1:]]))
     if not picked:
         raise SpecError(messages.no_params(kind, str(selector)), selector.span)
-    return picked
+    return picked, notes
+
+
+def _owner(name: str) -> str:
+    """The module that holds a parameter under ``name`` (the name itself for the root's own)."""
+    return name.rpartition(".")[0] or name
 
 
 def attention_modules(model: ModelOrBackend) -> list[str]:
@@ -117,7 +157,7 @@ def resolve_attention(selector: Selector, model: ModelOrBackend) -> list[str]:
     be = backend_for(model)
     universe = attention_modules(be)
     if not universe:
-        raise SpecError(messages.no_attention(), selector.span)
+        raise SpecError(messages.no_attention([m.type for m in modules(be)]), selector.span)
 
     def match(atom: Atom, be: Backend) -> list[str]:
         if isinstance(atom, TypeSelector):
@@ -132,9 +172,10 @@ def resolve_attention(selector: Selector, model: ModelOrBackend) -> list[str]:
         raise SpecError(e.message, e.span, messages.attention_hint(universe)) from None
 
 
-def _no_match(atom: Atom, be: Backend, universe: Iterable[str]) -> SpecError:
+def _no_match(atom: Atom, be: Backend) -> SpecError:
+    """Nothing matched ``atom``: the nearest names for a hint, never the one that failed."""
     if isinstance(atom, TypeSelector):
-        types = sorted({m.type for m in modules(be)})
+        types = sorted({m.type for m in modules(be)} - {atom.name})
         close = difflib.get_close_matches(atom.name, types, n=1)
         return SpecError(
             messages.unknown_type(atom.name),
@@ -142,6 +183,6 @@ def _no_match(atom: Atom, be: Backend, universe: Iterable[str]) -> SpecError:
             spec_messages.did_you_mean(close[0]) if close else None,
         )
     text = str(atom)
-    paths = [m.path for m in modules(be)] + list(be.param_names())
-    close = difflib.get_close_matches(text, paths, n=3, cutoff=0.5)
+    paths = [m.path for m in modules(be)] + _all_param_names(be)
+    close = difflib.get_close_matches(text, [p for p in dict.fromkeys(paths) if p != text], n=3, cutoff=0.5)
     return SpecError(messages.no_match(text), atom.span, messages.no_match_hint(close))

@@ -26,7 +26,7 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         return over_steps(vp, context)
     if src.kind in ("graph", "summary", "function"):
         return _structure(vp, captured, context)
-    notes: list[str] = []
+    notes: list[str] = list(vp.notes)  # from compile time: a parameter shared with another module
     values = {}
     failed: NnspecError | None = None  # a pass or loss that failed: its own error, located where it arose
     for layer, c in zip(vp.layers, vp.captures):

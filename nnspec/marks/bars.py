@@ -111,7 +111,9 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
         "tooltip": tooltip(frame),
     }
     by = "function" if data.kind == "function" else "layer"
-    color = mark.arg("color") or (by if by in frame and x != by and frame[by].nunique() > 1 else None)
+    # a function's curve is named by its legend, even alone (the title says `function *`)
+    named = by in frame and (data.kind == "function" or frame[by].nunique() > 1)
+    color = mark.arg("color") or (by if named and x != by else None)
     if color:
         enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
     if data.kind == "function":  # the curve solid, its derivative dashed

@@ -228,7 +228,9 @@ class TorchBackend:
                 mha.recording(self.model, list(attention), weights),
             ):
                 try:
-                    result = self._tracer.run(self.model, call) if self._tracer else self.model(*call.args, **call.kwargs)
+                    result = (
+                        self._tracer.run(self.model, call) if self._tracer else self.model(*call.args, **call.kwargs)
+                    )
                 except Exception as e:
                     raise PassFailed(e, list(dict.fromkeys(ran))) from e
             return ForwardResult(
