@@ -18,6 +18,7 @@ from bench.common import bench_args, human_bytes, interleaved, sync
 from nnspec.capture import run as capture
 from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.explain import kept_bytes
+from nnspec.inputs.batch import Batch
 from nnspec.models import GPT, ResNet
 from nnspec.spec.load import load_spec
 
@@ -53,7 +54,7 @@ def main():
 
         fns = {"plain": plain}
         for label, plan in plans.items():
-            fns[label] = lambda plan=plan, model=model, x=x: (capture.run(plan, model, x), sync(device))
+            fns[label] = lambda plan=plan, model=model, x=x: (capture.run(plan, model, Batch.of(x)), sync(device))
         t = interleaved(fns, repeats=args.repeats)
         n_hooks = len(plans["stats"].hooked)
         for label, plan in plans.items():
