@@ -101,7 +101,12 @@ def prepare(
     spec = expand_repeats(spec, model)  # repeat over the modules a selector matches
     plan = compile_plan(spec, model, available=available)  # 3.
     trained = None
-    if trains:
+    if trains and spec.train is not None:
+        be = backend_for(model)
+        if not be.capabilities.train:
+            raise SpecError(
+                compiler_messages.backend_cannot(be.name, "train", be.capabilities.reason("train")), spec.train.span
+            )
         if batch is None:
             raise SpecError(compiler_messages.no_input(), spec.train.span, compiler_messages.no_input_hint())
         trained = train(model, batch, loss, spec, plan)

@@ -9,6 +9,7 @@ A backend wraps one model. The rest of nnspec reads the model only through it:
                    forward pass someone runs
     forward(call)  one forward pass, model(*args, **kwargs) (optionally traced, optionally
                    reading attention)
+    compute_loss   the loss of a forward pass's result, in the framework's own arithmetic
     backward(...)  at most one backward pass, for chosen tensors only
     guest()        the context that leaves the model exactly as found
     capabilities   what this backend can do; a view that needs more fails alone, saying why
@@ -73,6 +74,7 @@ class Capabilities:
     backward: bool = True
     trace: bool = True
     attention: bool = True
+    train: bool = True  # a spec's train: loop (an optimizer over its trainable tensors)
     why: tuple[tuple[str, str], ...] = ()
 
     def reason(self, what: str) -> str:
@@ -146,6 +148,7 @@ class Backend(Protocol):
         trace: bool = False,
         attention: tuple[str, ...] = (),
     ) -> ForwardResult: ...
+    def compute_loss(self, loss_fn: Any, result: Any, target: Any, call: Call) -> Any: ...
     def backward(self, loss: Any, wanted: dict) -> dict: ...
     def paused(self) -> AbstractContextManager: ...
     def to_device(self, x: Any) -> Any: ...

@@ -262,14 +262,15 @@ def _backward(plan: Plan, be: Backend, call, x, y, loss_fn, result, outputs, out
             plan.spec.loss_span,
             messages.loss_needs_target_hint(),
         )
-    with torch.enable_grad():  # inside the user's torch.no_grad() too
-        try:
-            loss = loss_fn(result, y, call)
-        except ModelError as e:
-            raise ModelError(e.message, e.span or plan.spec.loss_span, e.hint) from e
-        if not isinstance(loss, torch.Tensor) or loss.numel() != 1 or not loss.requires_grad:
+    try:
+        loss = be.compute_loss(loss_fn, result, y, call)  # with autograd on, in the framework's arithmetic
+    except ModelError as e:
+        raise ModelError(e.message, e.span or plan.spec.loss_span, e.hint) from e
+    if isinstance(loss, torch.Tensor):
+        if loss.numel() != 1 or not loss.requires_grad:
             raise ModelError(messages.bad_loss_value(loss_fn.name, loss), plan.spec.loss_span)
-        loss = loss.reshape(())
+        with torch.enable_grad():  # inside the user's torch.no_grad() too
+            loss = loss.reshape(())
     wanted: dict[tuple, torch.Tensor] = {}
     for c in plan.captures:
         if c.kind == "grad":

@@ -176,4 +176,5 @@ def compile_plan(
         into = recorded if vp.query is not None and vp.query.over_steps else merged
         for c in vp.captures:
             into.setdefault(c.key, c)
-    return Plan(spec, views, tuple(merged.values()), tuple(recorded.values()), checks)
+    name = getattr(model, "name", "") if isinstance(getattr(model, "name", None), str) else ""
+    return Plan(spec, views, tuple(merged.values()), tuple(recorded.values()), checks, name)

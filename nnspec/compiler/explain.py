@@ -70,6 +70,8 @@ def explain(plan: Plan, shapes: Shapes | None = None) -> str:
     ]
     passes = [p for p in ran if p] or ["none (parameters only)"]
     lines = [f"PLAN {plan.spec.path or '<spec>'}"]
+    if plan.backend:
+        lines.append(f"backend: {plan.backend}")
     t = plan.spec.train
     if t is not None:
         opt = ", ".join(f"{k}={v}" for k, v in t.optimizer.items())

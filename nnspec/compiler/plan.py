@@ -121,6 +121,7 @@ class Plan:
     captures: tuple[Capture, ...]  # for the one forward/backward pass of a render
     recorded: tuple[Capture, ...] = ()  # for views over steps: what a run records at each recorded step
     checks: tuple[CompiledView, ...] = ()  # the spec's expect: entries
+    backend: str = ""  # the backend that runs it (EXPLAIN names it)
 
     @property
     def forward(self) -> bool:

@@ -33,7 +33,10 @@ def factory_failed(factory: str, why: str) -> str:
 
 
 def not_a_module(factory: str, got: str) -> str:
-    return f"model factory '{factory}' returned {got}, not a torch.nn.Module"
+    return (
+        f"model '{factory}' is a {got}: nnspec reads torch.nn.Module, Keras models and model files "
+        "(ONNX, safetensors, state_dict, .pt2, TorchScript)"
+    )
 
 
 def checkpoint_unreadable(path: str, why: str) -> str:

@@ -9,6 +9,7 @@ import sys
 
 from nnspec.backends import backend_for
 from nnspec.backends.base import own_params
+from nnspec.backends.files import open_file
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages
 from nnspec.paths import resolve_path
@@ -57,17 +58,27 @@ def build_model(spec: Spec):
     import torch
 
     m: ModelSpec = spec.model
-    if not m.factory:
+    if not m.factory and not m.file:
         raise SpecError(messages.no_model(), None, messages.no_model_hint())
-    factory = import_callable(m.factory, spec.base_dir, m.factory_span)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(m.seed)
+    model = None
+    if m.factory:
+        factory = import_callable(m.factory, spec.base_dir, m.factory_span)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(m.seed)
+            try:
+                model = factory(*m.args, **m.kwargs)
+            except Exception as e:
+                raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
+    if m.file:
+        path = resolve_path(m.file, spec.base_dir, cwd_fallback=True)
         try:
-            model = factory(*m.args, **m.kwargs)
-        except Exception as e:
-            raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
+            model = open_file(path, model, m.file)
+        except ModelError as e:
+            raise ModelError(e.message, e.span or m.file_span, e.hint) from e
     if backend_for(model) is None:
-        raise ModelError(messages.not_a_module(m.factory, type(model).__name__), m.factory_span)
+        raise ModelError(messages.not_a_module(m.factory or m.file or "", type(model).__name__), m.factory_span)
+    if not isinstance(model, torch.nn.Module):
+        return model  # another framework's model (or a file's): it stays where its framework put it
     if m.checkpoint:
         load_checkpoint(
             model, resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True), m.checkpoint_span, m.checkpoint

@@ -46,6 +46,8 @@ class ModelSpec:
     factory_span: Span | None = None
     checkpoint_span: Span | None = None
     output: str | None = None  # which part of the model's output the built-in losses use
+    file: str | None = None  # a model file (ONNX, Keras, safetensors, .pt2, …), relative to the spec
+    file_span: Span | None = None
 
 
 INPUT_KINDS = ("random", "dataset", "file", "tokens", "ones", "zeros", "full")
@@ -214,6 +216,8 @@ def build(located: Located) -> Spec:
         kwargs=dict(m.get("kwargs", {})),
         checkpoint=m.get("checkpoint"),
         output=m.get("output"),
+        file=m.get("file"),
+        file_span=located.span(("model", "file")) if "file" in m else None,
         device=m.get("device", "auto"),
         seed=m.get("seed", 0),
         span=located.span(("model",)) if "model" in d else None,
@@ -346,6 +350,8 @@ def _schema_error(located: Located, e: jsonschema.ValidationError) -> SpecError:
             messages.did_you_mean(close[0]) if close else None,
         )
     hint = messages.yaml_bool_hint() if _has_bool(e.instance) else None
+    if e.validator == "anyOf" and path == ("model",):
+        return SpecError(messages.model_needs_source(), located.span(path))
     if e.validator == "anyOf" and e.context:  # a value or a ${var}: the value's own problem says more
         return SpecError(messages.schema_problem(where, e.context[0].message), located.span(path), hint)
     return SpecError(messages.schema_problem(where, e.message), located.span(path), hint)

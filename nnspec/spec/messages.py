@@ -119,3 +119,7 @@ def view_needs_query() -> str:
 
 def view_needs_query_hint() -> str:
     return "add 'query: ...', or give it the id of a view in the spec it extends so that it merges into that view"
+
+
+def model_needs_source() -> str:
+    return "model needs 'factory' (pkg.module:callable or file.py:callable) or 'file' (a model file)"

@@ -240,6 +240,12 @@ class TorchBackend:
             handle.remove()
             self._tracer = None
 
+    def compute_loss(self, loss_fn: Any, result: Any, target: Any, call: Call) -> torch.Tensor:
+        """``loss_fn(result, target, call)`` with autograd on (also inside the caller's
+        ``torch.no_grad()``); nnspec's built-in losses are torch code."""
+        with torch.enable_grad():
+            return loss_fn(result, target, call)
+
     def backward(self, loss: torch.Tensor, wanted: dict) -> dict:
         """Gradients of ``loss`` for exactly the tensors in ``wanted`` (key -> tensor);
         None where a tensor does not reach the loss. No ``.grad`` is touched."""
