@@ -55,24 +55,34 @@ class Guess:
     attention: list[str] = field(default_factory=list)  # modules whose attention weights the probe read
 
 
-def starter(factory: str, out: str, input_shape: list[int] | None = None) -> str:
-    """The spec's text for the model ``factory`` makes, to be written at ``out``."""
+def starter(factory: str | None, out: str, input_shape: list[int] | None = None, file: str | None = None) -> str:
+    """The spec's text for the model ``factory`` makes (or the model ``file`` holds),
+    to be written at ``out``."""
     import torch
 
     base_dir = os.path.dirname(os.path.abspath(out))
-    make = import_callable(factory, os.getcwd())
-    torch.manual_seed(0)
-    try:
-        model = make()
-    except Exception as e:  # the user's factory may raise anything
-        raise SpecError(inputs_messages.bad_factory(factory, f"{type(e).__name__}: {e}")) from e
+    if file is not None:
+        from nnspec.backends.files import open_file
+
+        model = open_file(os.path.abspath(file), None, file)
+        source = ("file", os.path.relpath(os.path.abspath(file), base_dir))
+    else:
+        assert factory is not None
+        make = import_callable(factory, os.getcwd())
+        torch.manual_seed(0)
+        try:
+            model = make()
+        except Exception as e:  # the user's factory may raise anything
+            raise SpecError(inputs_messages.bad_factory(factory, f"{type(e).__name__}: {e}")) from e
+        source = ("factory", _factory_ref(factory, base_dir))
     be = backend_for(model)
     if be is None:
-        raise SpecError(inputs_messages.bad_factory(factory, f"it returned a {type(model).__name__}, not an nn.Module"))
-    guess = (None if input_shape else hugging_face_input(model)) or Guess(_input(be, input_shape))
-    _probe(be, guess, factory)
-    ref = _factory_ref(factory, base_dir)
-    return _text(ref, be, guess)
+        raise SpecError(inputs_messages.not_a_module(factory or file or "", type(model).__name__))
+    guess = None
+    if be.capabilities.forward:  # a weights-only file has no forward pass: no input, no activations
+        guess = (None if input_shape else hugging_face_input(model)) or Guess(_input(be, input_shape))
+        _probe(be, guess, factory or file or "")
+    return _text(source, be, guess)
 
 
 def hugging_face_input(model: Any) -> Guess | None:
@@ -148,22 +158,28 @@ def _probe(be: Backend, guess: Guess, factory: str) -> None:
     assert spec.input is not None
     batch = load_input(spec.input, os.getcwd())
     call = be.to_device(batch.call)  # type: ignore[attr-defined]
-    attention = tuple(m.path for m in walk(be.modules()) if m.attention)
+    caps = be.capabilities
+    attention = tuple(m.path for m in walk(be.modules()) if m.attention) if caps.attention else ()
     try:
         with be.guest():
-            result = be.forward(call, trace=True, attention=attention)
+            result = be.forward(call, trace=caps.trace, attention=attention)
     except PassFailed as e:
         raise SpecError(
             messages.init_forward_failed(factory, _described(batch), str(e)),
             None,
             messages.init_input_hint(),
         ) from None
-    guess.functions = bool(used_functions(be.model, result.trace))
+    try:  # activation modules are looked up as the framework's own callables
+        guess.functions = result.trace is not None and bool(used_functions(be.model, result.trace))
+    except (AttributeError, KeyError, TypeError):
+        guess.functions = False
     guess.attention = [p for p in attention if p in result.attention][:1]
     try:
-        loss = make_loss(guess.loss, os.getcwd())(result.result, batch.y, batch.call)
+        loss = be.compute_loss(make_loss(guess.loss, os.getcwd()), result.result, batch.y, batch.call)
         ok = getattr(loss, "numel", lambda: 0)() == 1
     except NnspecError:
+        ok = False
+    except Exception:  # a backend that computes losses its own way may raise its framework's errors
         ok = False
     if not ok:
         guess.loss = "sum"
@@ -184,49 +200,78 @@ def _factory_ref(factory: str, base_dir: str) -> str:
     return factory
 
 
-def _text(factory: str, be: Backend, guess: Guess) -> str:
+def _text(source: tuple[str, str], be: Backend, guess: Guess | None) -> str:
+    """The starter spec: views for what the backend can do, each compiled against the
+    model before it is written, so none is written broken."""
+    caps = be.capabilities
     leaves = [m for m in walk(be.modules()) if m.leaf]
     weighted = [m for m in leaves if any(n == "weight" for n, _ in own_params(be, m.path))]
     types = sorted({m.type for m in weighted if set(m.types) & _KNOWN})
     matrix = next((m.path for m in weighted if set(m.types) & set(_MATRIX) and not _shared(be, m.path)), None)
+    if matrix is None:  # another framework's layers, or a file of tensors: the first unshared 2-D weight
+        matrix = next(
+            (p.path for p in be.params() if p.role == "weight" and len(p.shape) == 2 and len(p.names) == 1), None
+        )
     relus = any("ReLU" in m.types for m in leaves)
-    views = [
-        ("Architecture", "graph"),
-        ("Layer summary", "summary"),
-    ]
+    views = [("Layer summary", "summary")]
+    if caps.trace:
+        views.insert(0, ("Architecture", "graph"))
     if matrix:
         views.append((f"{matrix} weights", f"weights of {matrix} | heatmap"))
     if types:
         sel = ", ".join(f"type({t})" for t in types)
         views.append(("Weight distributions", f"weights of {sel} | histogram(bins=40)"))
-    # a Dropout in eval mode hands its input on: its bar would repeat the layer before it
-    dropout = " except type(Dropout)" if any("Dropout" in m.types for m in leaves) else ""
-    views.append(("Activation statistics per layer", f"activations of *{dropout} | stats | bar(y=std)"))
-    if relus:
-        views.append(("Dead ReLU units (never > 0 over the batch)", "activations of type(ReLU) | dead_fraction | bar"))
-    views.append(("Gradient flow (mean |grad| per weight)", "grads of *.weight | abs | mean | bar"))
-    if guess.functions:
-        views.append(("Activation functions and their derivatives", "function *"))
-    for path in guess.attention:
-        views.append((f"Attention of {path}, per head", f"attention of {path}"))
+    elif any(p.role == "weight" for p in be.params()):
+        views.append(("Weight distributions", "weights of * | histogram(bins=40)"))
+    views.append(("Statistics of every parameter", "params of * | stats | table"))
+    if guess is not None:
+        # a Dropout in eval mode hands its input on: its bar would repeat the layer before it
+        dropout = " except type(Dropout)" if any("Dropout" in m.types for m in leaves) else ""
+        views.append(("Activation statistics per layer", f"activations of *{dropout} | stats | bar(y=std)"))
+        if relus:
+            views.append(
+                ("Dead ReLU units (never > 0 over the batch)", "activations of type(ReLU) | dead_fraction | bar")
+            )
+        if caps.backward:
+            views.append(("Gradient flow (mean |grad| per weight)", "grads of *.weight | abs | mean | bar"))
+        if guess.functions:
+            views.append(("Activation functions and their derivatives", "function *"))
+        for path in guess.attention:
+            views.append((f"Attention of {path}, per head", f"attention of {path}"))
+    views = _compilable(views, be, guess)
+    kind, ref = source
     lines = [
         f"# yaml-language-server: $schema={SCHEMA_FILE}",
-        f"# Starter spec for {factory} ({be.size():,} parameters), written by nnspec init.",  # type: ignore[attr-defined]
+        f"# Starter spec for {ref} ({be.size():,} parameters), written by nnspec init.",  # type: ignore[attr-defined]
         "# Render: nnspec render THIS_FILE    Check: nnspec check THIS_FILE",
         "nnspec: 1",
         f"title: {_quote(module_at(be, '').type + ' — a first look')}",
         "model:",
-        f"  factory: {_quote(factory)}",
-        "  seed: 0",
-        f"loss: {guess.loss:<30} # {LOSS_NOTES[guess.loss]}",
-        "input:",
-        *_input_lines(guess.input),
-        "views:",
+        f"  {kind}: {_quote(ref)}",
     ]
+    if kind == "factory":
+        lines.append("  seed: 0")
+    if guess is not None:
+        if caps.backward:
+            lines.append(f"loss: {guess.loss:<30} # {LOSS_NOTES[guess.loss]}")
+        lines += ["input:", *_input_lines(guess.input)]
+    lines.append("views:")
     for title, query in views:
         lines += [f"  - title: {_quote(title)}", f"    query: {_quote(query)}"]
-    lines += ["expect:", '  - "weights of * | nan_count == 0"']
+    lines += ["expect:", '  - "params of * | nan_count == 0"']
     return "\n".join(lines) + "\n"
+
+
+def _compilable(views: list[tuple[str, str]], be: Backend, guess: Guess | None) -> list[tuple[str, str]]:
+    """The views that compile against the model (a selector that matches nothing, a view
+    the backend cannot serve): a starter spec never carries a broken view."""
+    from nnspec.compiler.compile import compile_plan
+    from nnspec.compiler.plan import Available
+    from nnspec.spec.load import load_spec
+
+    spec = load_spec({"nnspec": 1, "views": [{"title": t, "query": q} for t, q in views]})
+    plan = compile_plan(spec, be, available=Available(has_input=guess is not None))
+    return [tv for tv, vp in zip(views, plan.views) if vp.error is None]
 
 
 def _shared(be: Backend, path: str) -> bool:
@@ -256,7 +301,7 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def write(factory: str, out: str, input_shape=None, force: bool = False) -> list[str]:
+def write(factory: str | None, out: str, input_shape=None, force: bool = False, file: str | None = None) -> list[str]:
     """Write the starter spec (and the JSON Schema beside it, if absent); never overwrite unasked."""
     import json
 
@@ -265,7 +310,7 @@ def write(factory: str, out: str, input_shape=None, force: bool = False) -> list
 
     if os.path.exists(out) and not force:
         raise SpecError(messages.init_exists(out), None, messages.init_exists_hint())
-    text = starter(factory, out, input_shape)
+    text = starter(factory, out, input_shape, file)
     written = [write_atomic(out, text)]
     schema_path = os.path.join(os.path.dirname(os.path.abspath(out)), SCHEMA_FILE)
     if not os.path.exists(schema_path):

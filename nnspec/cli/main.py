@@ -54,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
     it = sub.add_parser("init", help="write a starter spec for a model (renders without edits)")
-    it.add_argument("--factory", required=True, help="pkg.module:callable or path/file.py:callable")
+    source = it.add_mutually_exclusive_group(required=True)
+    source.add_argument("--factory", help="pkg.module:callable or path/file.py:callable")
+    source.add_argument("--file", help="a model file: .onnx, .keras/.h5, .safetensors, a state_dict, .pt2, TorchScript")
     it.add_argument("--input-shape", help="the input's shape, batch first, e.g. 8,3,32,32 (default: guessed)")
     it.add_argument("-o", "--out", default="nnspec.yaml", help="the spec file to write (default: nnspec.yaml)")
     it.add_argument("--force", action="store_true", help="replace the file if it exists")
@@ -191,7 +193,7 @@ def _init(args) -> int:
             shape = [int(n) for n in args.input_shape.replace("x", ",").split(",") if n.strip()]
         except ValueError:
             raise SpecError(f"--input-shape '{args.input_shape}': expected integers like 8,3,32,32") from None
-    for path in write(args.factory, args.out, shape, args.force):
+    for path in write(args.factory, args.out, shape, args.force, args.file):
         print(path)
     return 0
 
