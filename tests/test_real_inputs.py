@@ -12,32 +12,24 @@ import nnspec
 from nnspec.inputs import messages as inputs_messages
 
 transformers = pytest.importorskip("transformers")
+from tests import hf_models  # noqa: E402
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
+VOCAB = hf_models.VOCAB
+
+
 def gpt2():
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(
-        n_layer=2, n_head=4, n_embd=32, vocab_size=50, n_positions=32, bos_token_id=0, eos_token_id=0
-    )
-    return transformers.GPT2LMHeadModel(cfg).eval()
+    return hf_models.gpt2()
 
 
 def t5():
-    torch.manual_seed(0)
-    cfg = transformers.T5Config(
-        vocab_size=50, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0
-    )
-    return transformers.T5ForConditionalGeneration(cfg).eval()
+    return hf_models.t5()
 
 
 def llama():
-    torch.manual_seed(0)
-    cfg = transformers.LlamaConfig(
-        vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
-    return transformers.LlamaForCausalLM(cfg).eval()
+    return hf_models.llama()
 
 
 def spec(views, loss=None, **extra):
@@ -47,7 +39,7 @@ def spec(views, loss=None, **extra):
     return s
 
 
-def ids(shape=(2, 12), seed=0, high=50):
+def ids(shape=(2, 12), seed=0, high=VOCAB):
     return torch.randint(0, high, shape, generator=torch.Generator().manual_seed(seed))
 
 
@@ -94,7 +86,7 @@ def test_kwargs_input_sources_in_yaml(tmp_path):
     s["model"] = {"factory": "tests.test_real_inputs:gpt2"}
     s["input"] = {
         "kwargs": {
-            "input_ids": {"random": {"shape": [2, 12], "dist": "randint", "high": 50, "seed": 0}},
+            "input_ids": {"random": {"shape": [2, 12], "dist": "randint", "high": VOCAB, "seed": 0}},
             "attention_mask": {"ones": [2, 12]},
         }
     }
@@ -173,7 +165,7 @@ def test_cross_entropy_takes_sequence_logits_and_ignores_minus_100():
     y[:, :4] = -100
     d = nnspec.render(spec(["grads of lm_head.weight | norm"], loss="cross_entropy"), model=model, inputs=x, target=y)
     logits = model(x).logits
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 50), y.reshape(-1), ignore_index=-100)
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, VOCAB), y.reshape(-1), ignore_index=-100)
     (g,) = torch.autograd.grad(loss, [model.lm_head.weight])
     assert views(d)[0].data["value"].iloc[0] == pytest.approx(g.norm().item(), rel=1e-5)
 
@@ -183,7 +175,8 @@ def test_model_output_and_at_pick_choose_tensors():
     model.set_attn_implementation("eager")  # eager attention returns its weights as output 1
     s = spec(["activations of transformer.h.0.attn @1 | stats | table", "activations of transformer.h.0.attn | mean"])
     a, b = views(nnspec.render(s, model=model, inputs={"input_ids": x}))
-    assert a.data.iloc[0]["numel"] == 2 * 4 * 12 * 12  # the attention weights, not the output
+    heads = model.config.n_head
+    assert a.data.iloc[0]["numel"] == 2 * heads * 12 * 12  # the attention weights, not the output
     assert any("output 0 is shown of 0, 1" in n for n in b.notes)
     bad = nnspec.render(
         spec(["activations of transformer.h.0.attn @weights | mean"]), model=model, inputs={"input_ids": x}

@@ -168,13 +168,9 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
             entered.add(path)
             named = arguments(args, kwargs)
             for c in caps:  # read before the module runs: an in-place module overwrites its input
-                ti, label, names = chosen(named, c.output)
-                if ti is None:
-                    out.errors[c.key] = _no_tensor(path, c.output, names, "arguments")
-                    continue
-                if c.output is None and len(names) > 1:
-                    out.notes.setdefault(c.key, []).append(messages.note_chosen(path, label, names, "argument"))
-                _store(c, ti, out)
+                ti = _part(path, c, named, "argument", out)
+                if ti is not None:
+                    _store(c, ti, out)
 
         return record
 
@@ -185,12 +181,9 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
             seen.add(path)
             replaced = output
             for c in caps:
-                t, label, names = chosen(output, c.output)
+                t = _part(path, c, output, "output", out)
                 if t is None:
-                    out.errors[c.key] = _no_tensor(path, c.output, names, "output")
                     continue
-                if c.output is None and len(names) > 1:
-                    out.notes.setdefault(c.key, []).append(messages.note_chosen(path, label, names, "output"))
                 if c.kind == "activation":
                     _store(c, t, out)
                 elif c.kind == "output_grad":
@@ -234,10 +227,19 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
             _fail(plan.captures, BACKWARD_KINDS, e, out)
 
 
-def _no_tensor(path: str, name: str | None, names: list[str], what: str) -> str:
-    if name is None:
-        return inputs_messages.no_tensor_output(path)
-    return messages.no_such_part(path, name, names, what)
+def _part(path: str, c: Capture, value, what: str, out: Captured):
+    """The tensor of a module's output or arguments (``what``) the capture shows, noting
+    which one it is when there are several; None, with the capture's error, if none."""
+    t, label, names = chosen(value, c.output)
+    if t is None:
+        if c.output is None:
+            out.errors[c.key] = inputs_messages.no_tensor_output(path)
+        else:
+            out.errors[c.key] = messages.no_such_part(path, c.output, names, what + "s" if what == "argument" else what)
+        return None
+    if c.output is None and len(names) > 1:
+        out.notes.setdefault(c.key, []).append(messages.note_chosen(path, label, names, what))
+    return t
 
 
 def _replace(value, old, new):
