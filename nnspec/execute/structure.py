@@ -48,7 +48,10 @@ def graph_frames(trace: Trace, model, args: dict, span=None) -> tuple[pd.DataFra
             "points": [pts for _, _, pts in lay.paths],
         }
     )
-    notes = [f"captured by an {CAPTURED_BY}", f"depth {g.depth} of {deepest}"]
+    notes = [
+        f"drawn from {trace.captured_by}" if trace.captured_by else f"captured by an {CAPTURED_BY}",
+        f"depth {g.depth} of {deepest}",
+    ]
     if g.folded:
         notes.append(messages.note_folded(g.folded))
     return nodes, edges, notes

@@ -43,6 +43,8 @@ ACTIVATION_OPS = frozenset(FUNCTIONS)  # the catalog's activation functions, cal
 
 def op_name(func) -> str:
     name = getattr(func, "__name__", str(func))
+    if isinstance(func, torch._ops.OpOverload):  # an exported program's aten.flatten.using_ints: flatten
+        name = func.overloadpacket.__name__
     if name.startswith("__") and name.endswith("__"):
         name = name[2:-2]
         if name[:1] in ("i", "r") and name[1:] in ("add", "sub", "mul", "truediv", "matmul", "pow"):
@@ -68,6 +70,7 @@ class Trace:
     module_io: dict = field(default_factory=dict)  # path -> (input shape, output shape), first call
     calls: dict = field(default_factory=dict)  # path -> number of calls
     functions: set = field(default_factory=set)  # activation functions called as functions
+    captured_by: str = ""  # what a static structure was read from (a file's graph); "" for an eager trace
 
     def add(self, kind, name, type_, scope, shape=None, calls=()) -> TNode:
         node = TNode(len(self.nodes), kind, name, type_, tuple(scope), shape, tuple(calls))
