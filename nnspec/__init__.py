@@ -44,6 +44,9 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     ``runs=`` names recorded runs whose views over steps to draw side by side.
     ``vars=`` sets spec variables, as ``--set`` does.
     """
+    from nnspec.lazy import load_heavy
+
+    load_heavy()  # a Ctrl-C in the middle of the first import must not break later renders
     from nnspec.pipeline import render as _render
 
     return _render(
@@ -61,6 +64,9 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
 
 def __getattr__(name):
     if name == "Recorder":  # loads torch: only when asked for
+        from nnspec.lazy import load_heavy
+
+        load_heavy(("nnspec.runs.recorder",))
         from nnspec.runs.recorder import Recorder
 
         return Recorder
@@ -91,6 +97,9 @@ def show(model, query: str, inputs=None, loss: str | None = None, title: str | N
 
 def plan(spec, model=None, inputs=None, target=None):
     """Compile a spec into its capture Plan; ``.explain()`` prints it."""
+    from nnspec.lazy import load_heavy
+
+    load_heavy()
     from nnspec.pipeline import plan as _plan
 
     return _plan(spec, model=model, inputs=inputs, target=target)

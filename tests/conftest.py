@@ -1,6 +1,10 @@
 import os
 import sys
 
+# Keras reads its backend once, at import: the tests (and specs/keras.yaml) run it on torch,
+# TensorFlow is not installed; tests/test_keras.py runs JAX in a subprocess
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

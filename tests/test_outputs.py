@@ -117,4 +117,4 @@ def test_a_view_vl_convert_cannot_draw_fails_alone(tmp_path, monkeypatch):
     assert dash.views[0].error is None and "boom" in dash.views[1].error and not dash.ok
     html = (tmp_path / "dashboard.html").read_text()
     assert html.count('class="card failed"') == 1
-    assert (tmp_path / "heat.png").exists() and not (tmp_path / "histogram.png").exists()
+    assert (tmp_path / "dashboard.heat.png").exists() and not (tmp_path / "dashboard.histogram.png").exists()

@@ -178,7 +178,10 @@ def test_train_in_a_spec_writes_a_run_and_draws_it(tmp_path):
     con = sqlite3.connect(tmp_path / "a" / "run.sqlite")
     meta = dict(con.execute("SELECT key, value FROM meta"))
     assert meta["source"] == "train" and meta["spec_hash"] and meta["model_hash"] and meta["record_every"] == "2"
-    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert (meta["format"], meta["finished"], meta["steps_planned"], meta["last_step"]) == ("2", "1", "10", "9")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # finished: one self-contained file
+    con.close()
+    assert sorted(os.listdir(tmp_path / "a")) == ["run.lock", "run.sqlite"]  # no partial, no journal left
     again = nnspec.render(d)  # a spec's own run is replaced by its re-run: same numbers
     assert view(again, 1).data["value"].tolist() == view(dash, 1).data["value"].tolist()
 
@@ -260,7 +263,7 @@ from tests.helpers import spec
 views = ["loss over steps", "grads of *.weight over steps | norm", "activations of act over steps | stats"]
 torch.manual_seed(0)
 model = TinyMLP()
-rec = nnspec.Recorder(spec(views, loss="cross_entropy"), model, run={run!r}, record_every=1)
+rec = nnspec.Recorder(spec(views, loss="cross_entropy"), model, run={run!r}, record_every=1, steps=10**6)
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
 for step in range(10**6):
@@ -294,6 +297,8 @@ def test_a_run_killed_mid_training_still_renders(tmp_path):
     dash = _render(views, [run])
     steps = view(dash, 0).data["step"].tolist()
     assert len(steps) >= 20 and steps == list(range(len(steps)))  # every committed step, no gaps
+    for v in dash.views:  # and every series says the run is unfinished
+        assert f"is unfinished: stopped at step {steps[-1]:,} of 1,000,000" in " ".join(v.notes), v.notes
     for i in (1, 2):  # every recorded step has all of its records: no half-written step
         per_step = view(dash, i).data.groupby("step").size()
         assert per_step.index.tolist() == steps and per_step.nunique() == 1
@@ -325,3 +330,115 @@ def test_ddp_two_ranks_record_what_one_process_computes_over_the_same_data(tmp_p
                 assert [row["mean"], row["std"], row["absmean"]] == pytest.approx(want["close"], rel=1e-6)
             else:
                 assert rows["value"].tolist() == pytest.approx(want, rel=1e-5)
+
+
+_TRAINING = """
+import sys
+sys.path.insert(0, {root!r})
+import nnspec
+from tests.helpers import iris_spec
+d = iris_spec(["loss over steps"])
+d["train"] = {{"steps": 10**6, "record_every": 1, "optimizer": {{"name": "sgd", "lr": 0.01}}, "run": {run!r}}}
+nnspec.render(d)
+"""
+
+
+def _train_spec(run, steps):
+    d = iris_spec(["loss over steps"])
+    d["train"] = {"steps": steps, "record_every": 1, "optimizer": {"name": "sgd", "lr": 0.01}, "run": run}
+    return d
+
+
+def test_a_training_killed_midway_leaves_the_previous_run_and_a_second_writer_fails_at_once(tmp_path):
+    run = str(tmp_path / "a")
+    first = view(nnspec.render(_train_spec(run, 30))).data["step"].tolist()
+    assert first == list(range(30))
+    proc = subprocess.Popen([sys.executable, "-c", _TRAINING.format(root=ROOT, run=run)])
+    partial = os.path.join(run, "run.sqlite.partial")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            time.sleep(0.1)
+            try:
+                if sqlite3.connect(partial).execute("SELECT count(*) FROM steps").fetchone()[0] >= 50:
+                    break
+            except sqlite3.Error:
+                pass
+        start = time.monotonic()  # meanwhile a second render of the same run fails at once
+        with pytest.raises(SpecError) as e:
+            nnspec.render(_train_spec(run, 30))
+        assert time.monotonic() - start < 10
+        assert f"run '{run}' is being written by another process (pid {proc.pid} on " in e.value.message
+        with pytest.raises(SpecError, match="being written by another process"):  # and so does a Recorder
+            nnspec.Recorder(spec(["loss over steps"], loss="cross_entropy"), TinyMLP(), run=run)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    dash = nnspec.render(iris_spec(["loss over steps"]), runs=[run])  # the previous complete run, as it was
+    assert view(dash).data["step"].tolist() == first and view(dash).notes == []
+    again = nnspec.render(_train_spec(run, 5))  # the lock died with the process; the partial is cleaned up
+    assert view(again).data["step"].tolist() == list(range(5))
+    assert sorted(os.listdir(run)) == ["run.lock", "run.sqlite"]
+
+
+def test_a_failed_training_keeps_the_previous_run(tmp_path, monkeypatch):
+    run = str(tmp_path / "a")
+    nnspec.render(_train_spec(run, 6))
+    from nnspec.runs import recorder
+
+    def boom(self, step, loss=None):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(self, step, loss)
+
+    real = recorder.Recorder.step
+    monkeypatch.setattr(recorder.Recorder, "step", boom)
+    with pytest.raises(KeyboardInterrupt):
+        nnspec.render(_train_spec(run, 100))
+    monkeypatch.undo()
+    assert sorted(os.listdir(run)) == ["run.lock", "run.sqlite"]
+    assert view(nnspec.render(iris_spec(["loss over steps"]), runs=[run])).data["step"].tolist() == list(range(6))
+
+
+def test_recorders_racing_on_one_new_run_get_a_clean_error(tmp_path):
+    import threading
+
+    problems, won = [], 0
+    for i in range(20):
+        run = str(tmp_path / f"race{i}")
+        barrier = threading.Barrier(2)
+        results = []
+
+        def one(results=results, run=run, barrier=barrier):
+            model = TinyMLP()
+            s = spec(["loss over steps"], loss="cross_entropy")
+            barrier.wait()
+            try:
+                with nnspec.Recorder(s, model, run=run, record_every=1) as rec:
+                    for step in range(3):
+                        rec.step(step, loss=1.0)
+                results.append("ok")
+            except SpecError as e:
+                results.append("locked" if "being written" in e.message else "exists" if "exists" in e.message else e)
+            except Exception as e:
+                results.append(e)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        problems += [r for r in results if not isinstance(r, str)]
+        assert results.count("ok") == 1, results
+        won += 1
+    assert problems == [] and won == 20
+
+
+def test_a_recorder_run_left_by_an_exception_says_it_is_unfinished(tmp_path):
+    run = str(tmp_path / "r")
+    with pytest.raises(RuntimeError):
+        with nnspec.Recorder(spec(["loss over steps"], loss="cross_entropy"), TinyMLP(), run=run, steps=3000) as rec:
+            rec.step(0, loss=1.0)
+            raise RuntimeError("boom")
+    notes = view(_render(["loss over steps"], [run])).notes
+    assert notes == ["run r is unfinished: stopped at step 0 of 3,000 (killed, or still being written)"]

@@ -52,3 +52,107 @@ def test_watch_renders_on_changes_and_keeps_the_last_good_dashboard(tmp_path):
         stop.set()
         t.join(10)
     assert not t.is_alive()
+
+
+def _watching(spec, once, said, interval=0.02):
+    stop = threading.Event()
+    t = threading.Thread(target=watch, args=(str(spec), once, said.append, stop.is_set, interval), daemon=True)
+    t.start()
+    return stop, t
+
+
+def test_watch_survives_whatever_a_spec_does(tmp_path):
+    spec = tmp_path / "s.yaml"
+    out = tmp_path / "out"
+    html = out / "s.html"
+    good = "nnspec: 1\ntitle: T@\n" + MODEL + "views:\n  - query: weights of fc1 | heatmap\n"
+    bad = [
+        "nnspec: 1\ntitle: a\x07bell\n" + MODEL,  # a control character
+        "nnspec: 1\nviews: [unclosed\n",  # invalid YAML
+        "nnspec: 1\nmodel: {factory: 'tests.fixtures.models:nosuch'}\nviews: [{query: weights of fc1 | heatmap}]\n",
+        b"nnspec: 1\ntitle: \xff\xfe\n",  # not UTF-8
+    ]
+    said: list[str] = []
+    calls = []
+
+    def once():
+        calls.append(spec.read_bytes())
+        if b"raise" in calls[-1]:
+            raise RuntimeError("a bug somewhere")
+        nnspec.render(str(spec), out=str(out))
+
+    spec.write_text(good.replace("@", "0"))
+    stop, t = _watching(spec, once, said)
+    try:
+        assert _wait(lambda: html.exists() and "T0" in html.read_text())
+        for i, text in enumerate([*bad, "nnspec: 1\n# raise\n"], start=1):
+            n = len(said)
+            spec.write_bytes(text if isinstance(text, bytes) else text.encode())
+            assert _wait(lambda n=n: any("kept the last good dashboard" in s for s in said[n:])), (text, said[n:])
+            assert t.is_alive() and "T0" in html.read_text()
+            spec.write_text(good.replace("@", str(i)))  # fixed again: it renders again
+            assert _wait(lambda i=i: f"T{i}" in html.read_text()), said[-3:]
+    finally:
+        stop.set()
+        t.join(10)
+    assert not t.is_alive()
+
+
+def test_an_edit_made_during_a_render_is_never_missed(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("version 0")
+    for attempt in range(5):
+        rendered: list[str] = []
+        edited = threading.Event()
+
+        def once(attempt=attempt, rendered=rendered, edited=edited):
+            rendered.append(spec.read_text())  # what this render saw ...
+            if not edited.is_set():  # ... and an edit lands while it still runs
+                edited.set()
+                spec.write_text(f"version {attempt + 1}")
+
+        stop, t = _watching(spec, once, [], interval=0.01)
+        try:
+            assert _wait(lambda rendered=rendered, a=attempt: rendered[-1:] == [f"version {a + 1}"], timeout=10)
+        finally:
+            stop.set()
+            t.join(10)
+        assert rendered == [f"version {attempt}", f"version {attempt + 1}"]
+
+
+_INTERRUPTED = """
+import sys, tempfile, threading, time, _thread
+sys.path.insert(0, {root!r})
+import nnspec
+from nnspec.lazy import load_heavy
+threading.Thread(target=lambda: (time.sleep({delay}), _thread.interrupt_main()), daemon=True).start()
+try:
+    load_heavy()  # what nnspec.render does first: the imports complete, then Ctrl-C is raised
+    nnspec.render({spec!r})
+    time.sleep({delay} + 1)
+except KeyboardInterrupt:
+    pass
+for _ in range(2):
+    nnspec.render({spec!r})  # later renders in the same process work
+print("ok")
+"""
+
+
+def test_ctrl_c_during_the_first_imports_does_not_break_later_renders():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = os.path.join(root, "specs", "quickstart.yaml")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _INTERRUPTED.format(root=root, delay=d, spec=spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for d in (0.3, 1.0)  # inside import torch on any machine we know
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0 and out.strip() == "ok", err[-2000:]

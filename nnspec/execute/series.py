@@ -6,6 +6,8 @@
 
 The first step at which a run saw a NaN or Inf (in its loss or in any record)
 goes into ``Data.options["nonfinite"]`` so that every series chart marks it.
+What a run says about itself (``run.notes``: unfinished, "stopped at step 829
+of 3,000"; written by an older nnspec) is a note on every view over steps.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def over_steps(vp: ViewPlan, context: Context) -> Data:
                 messages.run_lacks_hint(),
             )
         frame = _loss(run, lo, hi) if src.kind == "loss" else _records(run, vp, kind, lo, hi)
+        notes += [n for n in getattr(run, "notes", ()) if n not in notes]
         notes += _nonfinite_notes(frame, kind, run.name if several else "")
         frame["run"] = run.name
         frames.append(frame)

@@ -52,6 +52,8 @@ def graph_frames(trace: Trace, model, args: dict, span=None) -> tuple[pd.DataFra
         f"drawn from {trace.captured_by}" if trace.captured_by else f"captured by an {CAPTURED_BY}",
         f"depth {g.depth} of {deepest}",
     ]
+    if trace.note:
+        notes.append(trace.note)
     if g.folded:
         notes.append(messages.note_folded(g.folded))
     return nodes, edges, notes

@@ -32,8 +32,17 @@ document.querySelectorAll('[data-spec]').forEach(function (el) {
 """
 
 
+_SCRIPT_ESCAPES = str.maketrans(
+    {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+)
+
+
 def _script_json(obj) -> str:
-    return json.dumps(obj, sort_keys=True).replace("</", "<\\/")
+    """JSON safe inside a <script> element: no '<', '>' or '&' (so no '</script>',
+    no '<!--' that would keep the element open), no line separators. The same
+    JSON value: these characters only occur inside strings, where the escape means them."""
+    text = json.dumps(obj, sort_keys=True)
+    return text.translate(_SCRIPT_ESCAPES)
 
 
 def page(title: str, description: str, cards: list[dict], vl_version: str, footer: str = "", checks=()) -> str:

@@ -1,5 +1,7 @@
-"""Stage 6: a Dashboard ──▶ files under ``out``: dashboard.html, *.vl.json,
-*.png/svg/pdf. Every write is atomic (a temp file, then a rename)."""
+"""Stage 6: a Dashboard ──▶ files under ``out``: ``<spec>.html`` and, per view,
+``<spec>.<view-slug>.vl.json`` / ``.png`` / ``.svg`` / ``.pdf`` (the spec's
+name first, so that two specs rendered into one folder never overwrite each
+other's files: a slug has no dot). Every write is atomic (a temp file, then a rename)."""
 
 from __future__ import annotations
 
@@ -24,12 +26,13 @@ def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
 
 def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
     written = []
+    name = dash.spec.name
     for v in dash.views:
         if v.chart is None:
             continue
         spec = v.vega_lite()
         if "json" in formats:
-            written.append(write_atomic(os.path.join(out, f"{v.slug}.vl.json"), v.to_json()))
+            written.append(write_atomic(os.path.join(out, f"{name}.{v.slug}.vl.json"), v.to_json()))
         for fmt in ("png", "svg", "pdf"):
             if fmt not in formats:
                 continue
@@ -39,7 +42,7 @@ def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
                 v.error = format_error(InternalError(execute_messages.internal_view_error(str(e).splitlines()[0])))
                 v.chart = v.data = None
                 break
-            written.append(write_atomic(os.path.join(out, f"{v.slug}.{fmt}"), image))
+            written.append(write_atomic(os.path.join(out, f"{name}.{v.slug}.{fmt}"), image))
     if "html" in formats:  # last, so that it shows a view that failed to export as failed
         written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
     return written

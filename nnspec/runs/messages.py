@@ -42,6 +42,70 @@ def bad_run(directory: str, why: str) -> str:
     return f"cannot read run '{directory}': {why}"
 
 
+def bad_run_hint() -> str:
+    return "a run.sqlite is written only by nnspec: record the run again, or remove the damaged file"
+
+
+def run_not_a_file(what: str) -> str:
+    return f"run.sqlite is {what}"
+
+
+def run_too_big(size: int, cap: int) -> str:
+    return f"run.sqlite is {size:,} bytes, more than nnspec reads ({cap:,}; set NNSPEC_MAX_RUN_BYTES to allow more)"
+
+
+def run_too_slow(seconds: float) -> str:
+    return f"reading it took longer than {seconds:g} s and was stopped"
+
+
+def run_damaged(why: str) -> str:
+    return f"the file is damaged or not a run ({why})"
+
+
+def run_schema(what: str) -> str:
+    return f"not the schema of a run: {what}"
+
+
+def run_format(found, known) -> str:
+    return f"unknown run format {found!r} (this nnspec reads formats {', '.join(known)})"
+
+
+def run_bad_row(table: str, where) -> str:
+    return f"a malformed row in '{table}' ({where})"
+
+
+def run_checksum(table: str, where: str) -> str:
+    return f"the row of {where} in '{table}' does not match its checksum: the file is damaged"
+
+
+def run_record_length(step, reduce: str, n: int) -> str:
+    return f"the record of step {step} holds {n} numbers, not what '{reduce}' records: the file is damaged"
+
+
+def run_too_many(table: str, cap: int) -> str:
+    return f"more than {cap:,} rows in '{table}'"
+
+
+def run_locked(directory: str, holder: str | None) -> str:
+    who = f" ({holder})" if holder else ""
+    return f"run '{directory}' is being written by another process{who}"
+
+
+def run_locked_hint() -> str:
+    return "wait until it finishes, or write this run under another name (run=... or train: {run: ...})"
+
+
+def note_unfinished(run: str, last: int | None, planned: int | None) -> str:
+    if last is None:
+        return f"run {run} is unfinished: it recorded no step yet (stopped, or still being written)"
+    of = f" of {planned:,}" if planned is not None else ""
+    return f"run {run} is unfinished: stopped at step {last:,}{of} (killed, or still being written)"
+
+
+def note_unverified(run: str) -> str:
+    return f"run {run} was written by an older nnspec (format 1, no checksums): its numbers are not verified"
+
+
 def ranks_disagree(lengths: list) -> str:
     return f"ranks recorded different amounts ({lengths} numbers): a recorded layer has a different shape per rank"
 

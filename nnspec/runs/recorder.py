@@ -49,10 +49,15 @@ class Recorder:
         overwrite: bool = False,
         last_step: int | None = None,
         plan: Plan | None = None,
+        steps: int | None = None,
     ):
         """``last_step`` is recorded too; ``overwrite`` replaces a run that a
-        spec's ``train:`` wrote (never one a Recorder wrote); ``plan``: the
-        render's own (its broken views are its business, not the recorder's)."""
+        spec's ``train:`` wrote (never one a Recorder wrote), and only when
+        ``close()`` finds the new run complete; ``plan``: the render's own (its
+        broken views are its business, not the recorder's); ``steps``: how many
+        steps the loop plans (a run that stops short says "stopped at step N of
+        STEPS"; default ``last_step + 1``). A second writer of the same run
+        directory fails at once (a lock per run directory)."""
         self.spec = spec if isinstance(spec, Spec) else load_spec(spec)
         self.model = unwrap(model)
         self.backend = backend_for(self.model)
@@ -74,7 +79,9 @@ class Recorder:
                 "record_every": self.every,
                 "world_size": self.ranks.world if self.ranks else 1,
             }
-            self.writer = RunWriter(run, meta, self.captures, replace="train" if overwrite else None)
+            if steps is None and last_step is not None:
+                steps = last_step + 1
+            self.writer = RunWriter(run, meta, self.captures, replace="train" if overwrite else None, steps=steps)
         self.run = run
         self._armed: ExitStack | None = None  # the hooks of a recorded step's forward pass
         self._parts: dict = {}  # capture key -> partial (this rank's, on the device)
@@ -106,25 +113,34 @@ class Recorder:
         if self.due(step + 1):
             self._arm()
 
-    def close(self) -> None:
-        """Write what is still open, remove every hook; the model is as it was."""
+    def close(self, finished: bool = True) -> None:
+        """Write what is still open, remove every hook; the model is as it was.
+
+        ``finished``: the loop ran to its end, and the run is marked complete
+        (a ``with`` block left by an exception closes with ``finished=False``:
+        the run says it is unfinished, and a ``train:`` run is discarded)."""
         if self.closed:
             return
         self.closed = True
+        ok = False
         try:
             late = self._updates()
             if late is not None and self.writer is not None:
                 self.writer.write_late(*late)
+            ok = True
         finally:
             self._disarm()
             if self.writer is not None:
-                self.writer.close()
+                if finished and ok:
+                    self.writer.finish()
+                else:
+                    self.writer.abandon()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, exc, tb):
+        self.close(finished=exc_type is None)
         return False
 
     # -- hooks, armed only for the forward pass of a recorded step ------------------
@@ -197,12 +213,12 @@ class Recorder:
         gradients and parameters (the same on every DDP rank: rank 0 reduces them)."""
         if self._errors:
             key, problem = next(iter(self._errors.items()))
-            self.close()
+            self.close(finished=False)
             raise SpecError(messages.record_failed(step, problem))
         forward = [c for c in self.captures if c.kind in HOOK_KINDS]
         missing = [c for c in forward if c.key not in self._parts]
         if missing:
-            self.close()
+            self.close(finished=False)
             raise SpecError(messages.not_recorded(step, missing[0].target), None, messages.not_recorded_hint())
         parts = [self._parts[c.key] for c in forward]
         merged = self.ranks.gather(parts) if self.ranks is not None else [[p] for p in parts]

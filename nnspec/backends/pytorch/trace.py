@@ -71,6 +71,7 @@ class Trace:
     calls: dict = field(default_factory=dict)  # path -> number of calls
     functions: set = field(default_factory=set)  # activation functions called as functions
     captured_by: str = ""  # what a static structure was read from (a file's graph); "" for an eager trace
+    note: str = ""  # what the card should say about how the edges were found, if anything
 
     def add(self, kind, name, type_, scope, shape=None, calls=()) -> TNode:
         node = TNode(len(self.nodes), kind, name, type_, tuple(scope), shape, tuple(calls))
