@@ -151,3 +151,48 @@ def test_layers_counts_a_shared_tensor_once():
         assert f"= {first}" in head["params"]
         text = layers_text(model)
         assert text.splitlines()[-2].split()[-1] == f"{sum(p.numel() for p in model.parameters()):,}"
+
+
+def _model_files(tmp_path):
+    """One file of each kind nnspec opens, written from one small torch CNN."""
+    import torch
+    from safetensors.torch import save_file
+
+    from tests.fixtures.models import TinyCNN
+
+    torch.manual_seed(0)
+    m = TinyCNN().eval()
+    x = torch.randn(2, 2, 8, 8)
+    files = {}
+    files["safetensors"] = tmp_path / "cnn.safetensors"
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(files["safetensors"]))
+    files["state_dict"] = tmp_path / "cnn.pt"
+    torch.save(m.state_dict(), files["state_dict"])
+    files["pt2"] = tmp_path / "cnn.pt2"
+    torch.export.save(torch.export.export(m, (x,)), str(files["pt2"]))
+    files["torchscript"] = tmp_path / "cnn.ts"
+    torch.jit.save(torch.jit.trace(m, (x,)), str(files["torchscript"]))
+    files["onnx"] = tmp_path / "cnn.onnx"
+    torch.onnx.export(m, (x,), str(files["onnx"]), dynamo=True, verbose=False)
+    return files
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_init_from_a_model_file_renders_for_every_kind(tmp_path, monkeypatch):
+    """nnspec init --file writes a spec with the views that file's backend can serve; each renders."""
+    monkeypatch.chdir(tmp_path)
+    for kind, path in _model_files(tmp_path).items():
+        out = tmp_path / f"{kind}.yaml"
+        assert main(["init", "--file", str(path), "-o", str(out)]) == 0, kind
+        text = out.read_text()
+        assert f"file: {path.name}" in text or f'file: "{path.name}"' in text, kind
+        dash = nnspec.render(str(out))
+        errors = [(v.title, v.error) for v in dash.views if v.error]
+        assert errors == [], (kind, errors)
+        assert all(c.passed for c in dash.checks), kind
+        titles = [v.title for v in dash.views]
+        assert "Layer summary" in titles, kind
+        if kind in ("safetensors", "state_dict"):  # no code: no input, no activations
+            assert "input:" not in text and not any("Activation" in t for t in titles), kind
+        if kind in ("pt2", "onnx"):
+            assert any("Activation statistics" in t for t in titles), kind

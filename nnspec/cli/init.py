@@ -134,6 +134,9 @@ def _has_lm_head(model: Any) -> bool:
 def _input(be: Backend, shape) -> dict:
     if shape:
         return {"random": {"shape": list(shape), "seed": 0}}
+    known = getattr(be, "example_input", lambda: [])()  # a file that says what it takes (ONNX, .pt2)
+    if known:
+        return _known_input(be, known)
     first = be.first_layer()  # type: ignore[attr-defined]
     if first is None:
         raise SpecError(messages.init_no_input(), None, messages.init_input_hint())
@@ -144,6 +147,26 @@ def _input(be: Backend, shape) -> dict:
         return {"random": {"shape": [8, info["features"]], "seed": 0}}
     spatial = {"Conv1d": [64], "Conv2d": [32, 32], "Conv3d": [16, 16, 16]}[kind]
     return {"random": {"shape": [8, info["channels"], *spatial], "seed": 0}}
+
+
+def _known_input(be: Backend, known: list[tuple[str, tuple[int, ...], str]]) -> dict:
+    """Random inputs of the shapes and kinds the file declares: one positional argument
+    as a single source, else each argument by name (or position)."""
+    first = be.first_layer()  # type: ignore[attr-defined]
+    vocab = first[1]["vocab"] if first and first[0] == "Embedding" else 2
+
+    def source(shape: tuple[int, ...], dtype: str, seed: int) -> dict:
+        if "int" in dtype:
+            return {"random": {"shape": list(shape), "seed": seed, "dist": "randint", "high": vocab}}
+        if "bool" in dtype:
+            return {"ones": list(shape)}
+        return {"random": {"shape": list(shape), "seed": seed}}
+
+    if len(known) == 1 and known[0][0] == "0":
+        return source(known[0][1], known[0][2], 0)
+    if all(name.isdigit() for name, _, _ in known):
+        return {"args": [source(s, d, i) for i, (_, s, d) in enumerate(known)]}
+    return {"kwargs": {name: source(s, d, i) for i, (name, s, d) in enumerate(known)}}
 
 
 def _probe(be: Backend, guess: Guess, factory: str) -> None:
@@ -232,8 +255,9 @@ def _text(source: tuple[str, str], be: Backend, guess: Guess | None) -> str:
             views.append(
                 ("Dead ReLU units (never > 0 over the batch)", "activations of type(ReLU) | dead_fraction | bar")
             )
-        if caps.backward:
-            views.append(("Gradient flow (mean |grad| per weight)", "grads of *.weight | abs | mean | bar"))
+        if caps.backward:  # by name where the framework names weights so, else every parameter
+            sel = "*.weight" if any(p.path.endswith(".weight") for p in be.params()) else "*"
+            views.append(("Gradient flow (mean |grad| per weight)", f"grads of {sel} | abs | mean | bar"))
         if guess.functions:
             views.append(("Activation functions and their derivatives", "function *"))
         for path in guess.attention:
@@ -283,6 +307,8 @@ def _input_lines(inp: dict) -> list[str]:
     """``input:``'s body: one source on a line, or each keyword argument's on its own."""
     if "kwargs" in inp:
         return ["  kwargs:"] + [f"    {name}: {_flow(source)}" for name, source in inp["kwargs"].items()]
+    if "args" in inp:
+        return ["  args:"] + [f"    - {_flow(source)}" for source in inp["args"]]
     return [f"  {key}: {_flow(value)}" for key, value in inp.items()]
 
 

@@ -455,6 +455,18 @@ class KerasBackend:
         for name, value in state.items():
             self._variable(name).assign(edge.to_native(torch.as_tensor(value), self.kind))
 
+    def example_input(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """(argument, shape, dtype) of a functional model's inputs (an unknown batch size: 8)."""
+        try:
+            inputs = list(self.model.inputs)
+        except (AttributeError, ValueError):  # a subclassed model that was never built
+            return []
+        out = []
+        for i, t in enumerate(inputs):
+            shape = tuple(8 if d is None else int(d) for d in t.shape)
+            out.append((str(i), shape, str(t.dtype)))
+        return out
+
     def first_layer(self) -> tuple[str, dict] | None:
         """The first Embedding or Dense and what its input looks like (for ``nnspec init``)."""
         for _, layer in tree.walk(self.model):

@@ -519,6 +519,20 @@ class OnnxBackend:
         self.model.forget_sessions()
         self._cache.clear()
 
+    def example_input(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """(input name, shape, dtype) of the graph's inputs; a symbolic dimension is taken as 2."""
+        from onnx import helper
+
+        inits = {i.name for i in self.model.proto.graph.initializer}
+        out = []
+        for v in self.model.proto.graph.input:
+            if v.name in inits:
+                continue
+            t = v.type.tensor_type
+            dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 2 for d in t.shape.dim)
+            out.append((v.name, dims, str(helper.tensor_dtype_to_np_dtype(t.elem_type))))
+        return out
+
     def first_layer(self) -> tuple[str, dict] | None:
         """The first Conv, Gemm/MatMul or Gather of a parameter, and what its input looks like."""
         for n in self.structure.nodes:

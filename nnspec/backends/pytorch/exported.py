@@ -146,6 +146,17 @@ class ExportedBackend(TorchBackend):
             return dict(self.model.named_modules())[path]
         return super().module_object(path)
 
+    def example_input(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """(argument name, shape, dtype) of the inputs the program was exported with: it
+        takes those shapes (a dimension not exported as dynamic is fixed)."""
+        program = self.source.program
+        if program is None or program.example_inputs is None:
+            return []
+        args, kwargs = program.example_inputs
+        out = [(str(i), tuple(a.shape), str(a.dtype).removeprefix("torch.")) for i, a in enumerate(args)]
+        out += [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in kwargs.items()]
+        return [o for o in out if o[1] is not None]
+
     def first_layer(self) -> tuple[str, dict] | None:
         """The first Embedding, Linear or ConvNd by its original class, and its input size."""
         shapes = {p.path: p.shape for p in self.params()}
