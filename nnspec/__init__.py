@@ -33,7 +33,18 @@ __all__ = [
 ]
 
 
-def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=False, runs=(), vars=None, target=None):
+def render(
+    spec,
+    out=None,
+    formats=("html",),
+    model=None,
+    inputs=None,
+    progress=False,
+    runs=(),
+    vars=None,
+    target=None,
+    root=None,
+):
     """Render a spec (path, dict or Spec) into a Dashboard.
 
     ``model=`` and ``inputs=`` use an in-memory model and batch instead of
@@ -42,24 +53,27 @@ def render(spec, out=None, formats=("html",), model=None, inputs=None, progress=
     (``model(**inputs)``: input_ids, attention_mask, pixel_values…) or
     ``nnspec.Inputs(args=…, kwargs=…, target=…)``; ``target=`` is the loss's target.
     ``runs=`` names recorded runs whose views over steps to draw side by side.
-    ``vars=`` sets spec variables, as ``--set`` does.
+    ``vars=`` sets spec variables, as ``--set`` does. ``root=`` confines every file the
+    spec reads or writes to that folder tree (guide §16).
     """
     from nnspec.lazy import load_heavy
 
     load_heavy()  # a Ctrl-C in the middle of the first import must not break later renders
+    from nnspec.paths import confine
     from nnspec.pipeline import render as _render
 
-    return _render(
-        spec,
-        out=out,
-        formats=formats,
-        model=model,
-        inputs=inputs,
-        progress=progress,
-        runs=runs,
-        vars=vars,
-        target=target,
-    )
+    with confine(root):
+        return _render(
+            spec,
+            out=out,
+            formats=formats,
+            model=model,
+            inputs=inputs,
+            progress=progress,
+            runs=runs,
+            vars=vars,
+            target=target,
+        )
 
 
 def __getattr__(name):
@@ -95,17 +109,20 @@ def show(model, query: str, inputs=None, loss: str | None = None, title: str | N
     return render(spec, model=model, inputs=inputs, target=target)
 
 
-def plan(spec, model=None, inputs=None, target=None):
+def plan(spec, model=None, inputs=None, target=None, root=None):
     """Compile a spec into its capture Plan; ``.explain()`` prints it."""
     from nnspec.lazy import load_heavy
 
     load_heavy()
+    from nnspec.paths import confine
     from nnspec.pipeline import plan as _plan
 
-    return _plan(spec, model=model, inputs=inputs, target=target)
+    with confine(root):
+        return _plan(spec, model=model, inputs=inputs, target=target)
 
 
-def load_spec(source, file=None, vars=None):
+def load_spec(source, file=None, vars=None, values_files=(), root=None):
+    """Load, template and validate a spec; ``root`` confines every file it names to a folder tree."""
     from nnspec.spec.load import load_spec as _load
 
-    return _load(source, file, vars=vars)
+    return _load(source, file, vars=vars, values_files=values_files, root=root)

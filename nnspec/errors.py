@@ -74,13 +74,20 @@ class SpecErrors(SpecError):
 
 
 def source_line(span: Span) -> str | None:
-    """The text of the span's line, or None when the file cannot be read."""
+    """The text of the span's line, or None when the file cannot be read (or is no
+    regular file: a pipe or a device never ends); control characters shown as \ufffd."""
+    import os
+
+    if not os.path.isfile(span.file):
+        return None
     try:
-        with open(span.file, encoding="utf-8") as f:
+        with open(span.file, encoding="utf-8", errors="replace") as f:
             for i, line in enumerate(f, start=1):
                 if i == span.line:
-                    return line.rstrip("\n")
-    except OSError:
+                    return "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in line.rstrip("\r\n"))
+                if i > span.line:
+                    break
+    except (OSError, ValueError):
         return None
     return None
 
@@ -91,7 +98,7 @@ def format_error(err: NnspecError) -> str:
     lines = [head]
     if err.span is not None:
         text = err.span.text if err.span.text is not None else source_line(err.span)
-        if text is not None:
+        if text:  # "": a file whose lines are never shown (not a spec)
             lines.append(f"  {text}")
             lines.append("  " + " " * max(err.span.col - 1, 0) + "^")
     if err.hint:

@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     ly.add_argument(
         "--shapes", action="store_true", help="run the spec's input through the model: input and output shapes"
     )
+    for command in (r, v, pl, ck, rs, ly):
+        command.add_argument(
+            "--root",
+            metavar="DIR",
+            help="confine the files the spec reads and writes (extends, -f, inputs, checkpoints, runs) to DIR",
+        )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
     it = sub.add_parser("init", help="write a starter spec for a model (renders without edits)")
     source = it.add_mutually_exclusive_group(required=True)
@@ -89,9 +95,12 @@ def _template(args) -> dict:
 
 
 def main(argv=None) -> int:
+    from nnspec.paths import confine
+
     args = _parser().parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        with confine(getattr(args, "root", None)):
+            return _COMMANDS[args.command](args)
     except NnspecError as e:
         print(str(e), file=sys.stderr)
         return 1

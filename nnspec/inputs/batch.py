@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from nnspec.backends.base import Call
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages
-from nnspec.paths import resolve_path
+from nnspec.paths import check_regular, resolve_path
 from nnspec.spec import messages as spec_messages
 from nnspec.spec.load import InputSpec
 
@@ -194,9 +193,8 @@ def _dataset(inp: InputSpec, base_dir: str) -> Batch:
     o = inp.options
     name = o["dataset"]
     if name.endswith(".csv"):
-        path = resolve_path(name, base_dir)
-        if not os.path.exists(path):
-            path = os.path.abspath(name)
+        path = resolve_path(name, base_dir, cwd_fallback=True, span=inp.span, what="data set")
+        check_regular(path, MAX_CSV_BYTES, inp.span, "data set", missing_ok=True)
         try:
             df = pd.read_csv(path)
         except Exception as e:
@@ -258,9 +256,11 @@ def _file(inp: InputSpec, base_dir: str) -> Batch:
     import torch
 
     name = inp.options["file"]
-    path = resolve_path(name, base_dir)
-    if not os.path.exists(path):
-        path = os.path.abspath(name)
+    path = resolve_path(name, base_dir, cwd_fallback=True, span=inp.span, what="input file")
+    arrays = path.endswith((".npy", ".npz"))  # their size once loaded is in their headers
+    exists = check_regular(path, None if arrays else MAX_ARRAY_BYTES, inp.span, "input file", missing_ok=True) >= 0
+    if exists and arrays:
+        check_arrays(path, MAX_ARRAY_BYTES, inp.span, name)
     try:
         if path.endswith(".npy"):
             return Batch.of(torch.from_numpy(np.load(path, allow_pickle=False)))
@@ -287,6 +287,48 @@ def _file(inp: InputSpec, base_dir: str) -> Batch:
         ),
         inp.span,
     )
+
+
+MAX_ARRAY_BYTES = 2 << 30
+"""The most an input file's arrays may take once loaded (a .npz expands: its headers are read first)."""
+MAX_CSV_BYTES = 1 << 30
+"""The largest CSV data set read."""
+
+
+def check_arrays(path: str, limit: int, span=None, shown: str | None = None) -> int:
+    """The bytes the arrays of a .npy or .npz file take once loaded, read from their headers
+    before anything is loaded; more than ``limit`` (or an unreadable header) is a SpecError."""
+    import zipfile
+
+    import numpy as np
+
+    shown = shown or path
+
+    def header_size(f) -> int:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+        n = 1
+        for d in shape:
+            n *= int(d)
+        return n * dtype.itemsize
+
+    total = 0
+    try:
+        if path.endswith(".npz"):
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.endswith(".npy"):
+                        with z.open(info) as f:
+                            total += header_size(f)
+        else:
+            with open(path, "rb") as f:
+                total = header_size(f)
+    except Exception as e:  # not an array file, a truncated header, a zip bomb's broken member
+        raise SpecError(messages.input_file(shown, f"{type(e).__name__}: {e}"), span) from None
+    if total > limit:
+        raise SpecError(messages.input_file(shown, f"its arrays take {total:,} bytes loaded, more than {limit:,}"), span)
+    return total
 
 
 LOSSES = ("mse", "cross_entropy", "next_token", "model", "sum")

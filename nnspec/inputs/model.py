@@ -12,7 +12,7 @@ from nnspec.backends.base import own_params
 from nnspec.backends.files import open_file
 from nnspec.errors import ModelError, SpecError
 from nnspec.inputs import messages
-from nnspec.paths import resolve_path
+from nnspec.paths import check_inside, check_regular, resolve_path
 from nnspec.spec.load import ModelSpec, Spec
 
 
@@ -25,6 +25,7 @@ def import_callable(ref: str, base_dir: str, span=None):
             path = next((p for p in candidates if os.path.isfile(p)), None)
             if path is None:
                 raise FileNotFoundError(f"no file {mod_ref} (looked in {base_dir} and {os.getcwd()})")
+            check_inside(path, span, "factory file")  # under --root, a factory's file too
             name = "nnspec_user_" + os.path.splitext(os.path.basename(path))[0]
             spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(spec)
@@ -39,6 +40,8 @@ def import_callable(ref: str, base_dir: str, span=None):
         for part in attr.split("."):
             obj = getattr(obj, part)
         return obj
+    except SpecError:
+        raise
     except Exception as e:  # the user's module may raise anything while importing
         raise SpecError(messages.bad_factory(ref, f"{type(e).__name__}: {e}"), span) from e
 
@@ -70,7 +73,7 @@ def build_model(spec: Spec):
             except Exception as e:
                 raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
     if m.file:
-        path = resolve_path(m.file, spec.base_dir, cwd_fallback=True)
+        path = resolve_path(m.file, spec.base_dir, cwd_fallback=True, span=m.file_span, what="model file")
         try:
             model = open_file(path, model, m.file)
         except ModelError as e:
@@ -80,9 +83,8 @@ def build_model(spec: Spec):
     if not isinstance(model, torch.nn.Module):
         return model  # another framework's model (or a file's): it stays where its framework put it
     if m.checkpoint:
-        load_checkpoint(
-            model, resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True), m.checkpoint_span, m.checkpoint
-        )
+        path = resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True, span=m.checkpoint_span, what="checkpoint")
+        load_checkpoint(model, path, m.checkpoint_span, m.checkpoint)
     return model.to(resolve_device(m.device))
 
 
@@ -91,6 +93,7 @@ def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> No
     import torch
 
     shown = shown or path
+    check_regular(path, None, span, "checkpoint", missing_ok=True)  # a pipe or /dev/zero never finishes loading
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -12,14 +12,15 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from nnspec.errors import Span, SpecError, SpecErrors
+from nnspec.paths import check_inside, confine, current_root
 from nnspec.spec import messages
-from nnspec.spec.yamlpos import Located, Path, load
+from nnspec.spec.yamlpos import Located, Path, load, read
 
 if TYPE_CHECKING:
     import jsonschema
@@ -104,6 +105,7 @@ class TrainSpec:
     record_every: int = 10
     span: Span | None = None
     run: str | None = None  # the run's directory; None: runs/<spec name>
+    run_span: Span | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer.get("name") not in OPTIMIZERS:
@@ -126,6 +128,7 @@ class Spec:
     train: TrainSpec | None = None
     expect: tuple[ViewSpec, ...] = ()  # checks on query results (nnspec check)
     data: dict[str, object] = field(default_factory=dict, hash=False, compare=False, repr=False)  # as parsed
+    root: str | None = None  # the folder its files must lie in (load_spec's root=), resolved; None: anywhere
 
     @property
     def hash(self) -> str:
@@ -138,9 +141,13 @@ class Spec:
         """Where ``train:`` writes its run: ``train.run`` if it is a path (has a slash),
         else ``$NNSPEC_RUNS/<train.run or the spec's name>`` (``runs/…`` by default,
         relative to the working directory like TensorBoard's)."""
-        root = os.environ.get("NNSPEC_RUNS", "runs")
+        runs = os.environ.get("NNSPEC_RUNS", "runs")
         run = self.train.run if self.train and self.train.run else self.name
-        return run if ("/" in run or os.sep in run) else os.path.join(root, run)  # a bare name lives under runs/
+        path = run if ("/" in run or os.sep in run) else os.path.join(runs, run)  # a bare name lives under runs/
+        if self.root or current_root():  # confined: the run is written under the root too
+            t = self.train
+            check_inside(os.path.abspath(path), (t.run_span or t.span) if t else None, "run", self.root)
+        return path
 
     @property
     def base_dir(self) -> str:
@@ -164,12 +171,18 @@ def load_spec(
     file: str | None = None,
     vars: Mapping[str, object] | None = None,
     values_files: Iterable[str] = (),
+    root: str | os.PathLike[str] | None = None,
 ) -> Spec:
     """A Spec from a path, a YAML string (with ``file``) or a dict, templated:
-    ``vars`` (like ``--set``) and ``values_files`` (like ``-f``) override the spec's vars."""
+    ``vars`` (like ``--set``) and ``values_files`` (like ``-f``) override the spec's vars.
+    ``root``: every file the spec reads (itself, what it extends, values files) and, once
+    rendered under ``nnspec.paths.confine(root)``, its inputs, checkpoints and runs must lie
+    in that folder tree (default: the ``confine`` in force, if any)."""
     if isinstance(source, Spec):
         return source
-    return build(resolved(source, file, vars, values_files))
+    with confine(root) as real:
+        spec = build(resolved(source, file, vars, values_files))
+    return replace(spec, root=real) if real is not None else spec
 
 
 def resolved(
@@ -177,21 +190,18 @@ def resolved(
     file: str | None = None,
     vars: Mapping[str, object] | None = None,
     values_files: Iterable[str] = (),
+    root: str | os.PathLike[str] | None = None,
 ) -> Located:
     """The spec's tree after templating (extends, vars, ${…}, repeat, x-*), with its spans."""
     from nnspec.spec.template import Options, resolve
 
-    if isinstance(source, dict):
-        located = Located(data=source, file=file or "<dict>")
-    else:
-        path = os.fspath(source)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise SpecError(messages.cannot_read(path, e.strerror or str(e))) from None
-        located = load(text, path)
-    return resolve(located, Options(tuple(values_files), dict(vars or {})))
+    with confine(root):
+        if isinstance(source, dict):
+            located = Located(data=source, file=file or "<dict>")
+        else:
+            path = os.fspath(source)
+            located = load(read(check_inside(path, None, "spec file")), path)
+        return resolve(located, Options(tuple(values_files), dict(vars or {})))
 
 
 def build(located: Located) -> Spec:
@@ -269,6 +279,7 @@ def _train(located: Located, t: Checked) -> TrainSpec:
         record_every=t.get("record_every", 10),
         span=located.span(("train",)),
         run=t.get("run"),
+        run_span=located.span(("train", "run")) if "run" in t else None,
     )
 
 
@@ -313,9 +324,38 @@ def _repeat(located: Located, path: Path, rep: Checked | None) -> tuple[str, str
 
 @cache
 def _validator() -> jsonschema.Draft7Validator:
+    """Draft-07 over the resolved spec: an integer is an int (``steps: 5.0`` is not one, as
+    jsonschema would have it), and a ``${var}`` left after templating is no number."""
     import jsonschema
+    from jsonschema import validators
 
-    return jsonschema.Draft7Validator(schema())
+    def is_int(checker: object, value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    checker = jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", is_int)
+    strict: type[jsonschema.Draft7Validator] = validators.extend(jsonschema.Draft7Validator, type_checker=checker)
+    return strict(_without_vars(schema()))
+
+
+_VAR_PATTERN = "^\\$\\{[^}]+\\}$"
+
+
+def _without_vars(node: object) -> Any:
+    """The schema less its ``${var}`` alternatives (there for editors, on the unresolved file)."""
+    if isinstance(node, list):
+        return [_without_vars(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _without_vars(v) for k, v in node.items()}
+    choices = out.get("anyOf")
+    if isinstance(choices, list):
+        kept = [c for c in choices if not (isinstance(c, dict) and c.get("pattern") == _VAR_PATTERN)]
+        if len(kept) == 1 and isinstance(kept[0], dict):
+            del out["anyOf"]
+            out.update(kept[0])
+        else:
+            out["anyOf"] = kept
+    return out
 
 
 def _schema_error(located: Located, e: jsonschema.ValidationError) -> SpecError:

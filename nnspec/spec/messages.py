@@ -26,8 +26,8 @@ def not_a_mapping() -> str:
     return "a spec must be a YAML mapping with keys nnspec, model, views, …"
 
 
-def cannot_read(path: str, why: str) -> str:
-    return f"cannot read spec file '{path}': {why}"
+def cannot_read(path: str, why: str, what: str = "spec file") -> str:
+    return f"cannot read {what} '{path}': {why}"
 
 
 def duplicate_key(key: str) -> str:
@@ -123,3 +123,76 @@ def view_needs_query_hint() -> str:
 
 def model_needs_source() -> str:
     return "model needs 'factory' (pkg.module:callable or file.py:callable) or 'file' (a model file)"
+
+
+def not_utf8(byte: int, offset: int) -> str:
+    return f"the file is not UTF-8 text: byte 0x{byte:02x} at offset {offset}"
+
+
+def bad_character(code: int) -> str:
+    return f"character U+{code:04X} is not allowed in YAML (a control character?)"
+
+
+def too_deep(limit: int) -> str:
+    return f"nested more than {limit} levels deep"
+
+
+def too_many_nodes(budget: int) -> str:
+    return f"aliases expand this document past {budget:,} values (a 'billion laughs'?)"
+
+
+def too_many_nodes_hint() -> str:
+    return "an alias (*name) repeats everything its anchor holds: nest fewer aliases"
+
+
+def recursive_alias() -> str:
+    return "this alias contains itself (a recursive anchor)"
+
+
+def bad_tag(tag: str) -> str:
+    return f"YAML tag '{tag}' is not allowed in a spec"
+
+
+def bad_tag_hint() -> str:
+    return "a spec holds only mappings, lists, strings, numbers, booleans and null; quote the value if it is text"
+
+
+def bad_tagged_value(tag: str, value: str) -> str:
+    shown = value if len(value) <= 40 else value[:40] + "…"
+    return f"{tag} {shown!r}: not a valid value of that type"
+
+
+def bad_merge() -> str:
+    return "'<<' merges a mapping (or a list of mappings) into this one"
+
+
+def bad_key() -> str:
+    return "a mapping key must be a plain value, not a list or a mapping"
+
+
+def bad_default(name: str, problem: str) -> str:
+    return f"the default of '${{{name}}}' is not valid YAML: {problem}"
+
+
+def not_regular(what: str, path: str) -> str:
+    return f"cannot read {what} '{path}': not a regular file (a directory, device or pipe)"
+
+
+def too_big(what: str, path: str, size: int, limit: int) -> str:
+    return f"cannot read {what} '{path}': {size:,} bytes, more than the limit of {limit:,}"
+
+
+def bad_path(what: str, path: str) -> str:
+    return f"{what} {path!r}: not a usable path (it holds a NUL byte)"
+
+
+def outside_root(what: str, path: str, root: str) -> str:
+    return f"{what} '{path}' is outside the folder this spec is confined to ({root})"
+
+
+def outside_root_hint() -> str:
+    return "files a confined spec reads or writes must lie under --root (symbolic links are followed)"
+
+
+def extends_not_spec(name: str) -> str:
+    return f"extends: '{name}' is not a spec (a YAML mapping with 'nnspec: 1')"

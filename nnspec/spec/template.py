@@ -24,8 +24,10 @@ from typing import TypeGuard
 import yaml
 
 from nnspec.errors import Span, SpecError
+from nnspec.paths import check_inside
 from nnspec.spec import messages
-from nnspec.spec.yamlpos import Located, Path, load
+from nnspec.spec.yamlpos import Located, Path, load, quotable, read
+from nnspec.spec.yamlpos import value as yaml_value
 
 
 @dataclass
@@ -148,20 +150,16 @@ def _extends(root: Node, base_dir: str, chain: list[str], shown: str = "", loade
         name = name_node.value
         if not isinstance(name, str):
             raise SpecError(messages.extends_not_path(name), name_node.span)
-        path = os.path.abspath(os.path.join(base_dir, name))
+        path = check_inside(os.path.abspath(os.path.join(base_dir, name)), name_node.span, "extended spec")
         if path in chain:
             raise SpecError(messages.extends_cycle([*chain, path]), name_node.span)
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as e:
-            raise SpecError(messages.cannot_read(path, e.strerror or str(e)), name_node.span) from None
+        text = read(path, name_node.span, "extended spec")
         display = name if os.path.isabs(name) else os.path.normpath(os.path.join(shown, name))
         if loaded is not None:
             loaded.append(display)
-        base = to_node(load(text, display))
-        if not _is_map(base.value):
-            raise SpecError(messages.not_a_mapping(), base.span)
+        base = to_node(load(text, display, quote=quotable(path), empty_ok=True))
+        if not _is_map(base.value) or "nnspec" not in base.value:  # at `extends:`: nothing of a file that is no spec
+            raise SpecError(messages.extends_not_spec(name), name_node.span)
         base = _extends(base, os.path.dirname(path), [*chain, path], os.path.dirname(display), loaded)
         merged = base if merged is None else merge(merged, base)
     return root if merged is None else merge(merged, root)  # `extends: []` extends nothing
@@ -179,9 +177,11 @@ def merge(base: Node, over: Node, path: Path = ()) -> Node:
     return over
 
 
-def _view_id(node: Node) -> object:
+def _view_id(node: Node) -> str | None:
+    """A view's id, if it has one that is text (the schema says what else it is)."""
     if _is_map(node.value) and "id" in node.value:
-        return node.value["id"].value
+        value = node.value["id"].value
+        return value if isinstance(value, str) else None
     return None
 
 
@@ -217,11 +217,8 @@ def _vars(entries: dict[str, Node], options: Options, base_dir: str) -> dict[str
             raise SpecError(messages.vars_not_mapping(), spec_vars.span)
         values = {k: v.plain() for k, v in spec_vars.value.items()}
     for path in options.files:
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = to_node(load(f.read(), path)).plain()
-        except OSError as e:
-            raise SpecError(messages.cannot_read(path, e.strerror or str(e))) from None
+        text = read(check_inside(path, None, "values file"), None, "values file")
+        data = to_node(load(text, path, quote=quotable(path), empty_ok=True)).plain()
         if not isinstance(data, dict):
             raise SpecError(messages.values_file_not_mapping(path), Span(path, 1, 1))
         values = _deep_update(values, data)
@@ -249,8 +246,8 @@ def parse_set(text: str) -> tuple[str, object]:
     if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", name.strip()):
         raise SpecError(messages.bad_set(text), None, messages.bad_set_hint())
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        value = yaml_value(raw, "--set") if raw.strip() else ""
+    except SpecError:
         value = raw
     return name.strip(), value
 
@@ -304,7 +301,7 @@ def _lookup(name: str, default: str | None, values: Mapping[str, object], span: 
             v = v[part]
         else:
             if default is not None:
-                return yaml.safe_load(default) if default.strip() else ""
+                return _default(name, default, span)
             close = difflib.get_close_matches(name, _names(values), n=1)
             raise SpecError(
                 messages.unknown_var(name, _names(values)),
@@ -312,6 +309,16 @@ def _lookup(name: str, default: str | None, values: Mapping[str, object], span: 
                 messages.did_you_mean("${" + close[0] + "}") if close else messages.unknown_var_hint(name),
             )
     return v
+
+
+def _default(name: str, default: str, span: Span | None) -> object:
+    """``${name:-default}``'s default, read as YAML like a value in the spec."""
+    if not default.strip():
+        return ""
+    try:
+        return yaml_value(default, span.file if span else "<default>")
+    except SpecError as e:
+        raise SpecError(messages.bad_default(name, e.message.removeprefix("invalid YAML: ")), span) from None
 
 
 def _names(values: Mapping[str, object], prefix: str = "") -> list[str]:
