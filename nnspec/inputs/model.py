@@ -46,11 +46,11 @@ def import_callable(ref: str, base_dir: str, span=None):
         raise SpecError(messages.bad_factory(ref, f"{type(e).__name__}: {e}"), span) from e
 
 
-def resolve_device(name: str):
+def resolve_device(name: str, span=None):
     import torch
 
     if name == "cuda" and not torch.cuda.is_available():
-        raise SpecError(messages.no_cuda())
+        raise SpecError(messages.no_cuda(), span)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(name)
@@ -79,13 +79,16 @@ def build_model(spec: Spec):
         except ModelError as e:
             raise ModelError(e.message, e.span or m.file_span, e.hint) from e
     if backend_for(model) is None:
-        raise ModelError(messages.not_a_module(m.factory or m.file or "", type(model).__name__), m.factory_span)
+        raise ModelError(
+            messages.not_a_module(m.factory or m.file or "", type(model).__name__),
+            m.file_span if m.file else m.factory_span,
+        )
     if not isinstance(model, torch.nn.Module):
         return model  # another framework's model (or a file's): it stays where its framework put it
     if m.checkpoint:
         path = resolve_path(m.checkpoint, spec.base_dir, cwd_fallback=True, span=m.checkpoint_span, what="checkpoint")
         load_checkpoint(model, path, m.checkpoint_span, m.checkpoint)
-    return model.to(resolve_device(m.device))
+    return model.to(resolve_device(m.device, m.span))
 
 
 def load_checkpoint(model, path: str, span=None, shown: str | None = None) -> None:

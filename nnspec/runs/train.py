@@ -33,7 +33,7 @@ class TrainResult:
         return messages.note_trained(t.steps, opt["name"], opt.get("lr"), first, last) + f", run {self.run}"
 
 
-def make_optimizer(params, options: dict):
+def make_optimizer(params, options: dict, span=None):
     o = dict(options)
     name = o.pop("name")
     if "betas" in o:
@@ -42,7 +42,7 @@ def make_optimizer(params, options: dict):
     try:
         return cls(params, **o)
     except (TypeError, ValueError) as e:
-        raise SpecError(messages.bad_optimizer(name, str(e))) from None
+        raise SpecError(messages.bad_optimizer(name, str(e)), span) from None
 
 
 def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
@@ -65,7 +65,7 @@ def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
     batch = min(t.batch or n, n)
     order = torch.Generator().manual_seed(t.seed)
     result = TrainResult(run=spec.run_dir)
-    opt = make_optimizer(be.trainable(), t.optimizer)
+    opt = make_optimizer(be.trainable(), t.optimizer, t.span)
     perm, pos = torch.randperm(n, generator=order), 0
     devices = [device] if device.type == "cuda" else []
     rec = Recorder(spec, model, spec.run_dir, t.record_every, overwrite=True, last_step=t.steps - 1, plan=plan)
@@ -81,10 +81,10 @@ def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
                 rows = on_device.rows(idx)
                 loss = loss_fn(model(*rows.call.args, **rows.call.kwargs), rows.y, rows.call)
                 loss.backward()
-            except ModelError:
-                raise
+            except ModelError as e:
+                raise ModelError(e.message, e.span or t.span, e.hint) from e
             except Exception as e:
-                raise ModelError(messages.train_step_failed(step, f"{type(e).__name__}: {e}")) from e
+                raise ModelError(messages.train_step_failed(step, f"{type(e).__name__}: {e}"), t.span) from e
             rec.step(step, loss)
             opt.step()
             if step in (0, t.steps - 1):
