@@ -42,6 +42,7 @@ from nnspec.marks import draw
 from nnspec.output import messages as output_messages
 from nnspec.output.dashboard import Dashboard, ViewResult
 from nnspec.output.write import FORMATS, write_outputs
+from nnspec.query.parser import query_span
 from nnspec.runs.train import train
 from nnspec.spec.load import Spec, load_spec
 
@@ -193,6 +194,8 @@ def run_views(
             res.data, res.chart, res.notes = draw(data, vp.mark, v)
             res.vega_lite()  # Altair validates the chart here, so a bad one fails this view only
         except NnspecError as e:
+            if e.span is None:  # every error of a view points somewhere: at least at its query
+                e.span = query_span(v.query_span, v.query_quoted, v.query)
             res.error = format_error(e)
         except Exception as e:  # our bug: this view fails, the others still render
             res.error = format_error(InternalError(execute_messages.internal_view_error(f"{type(e).__name__}: {e}")))

@@ -93,3 +93,29 @@ def test_mark_must_be_last():
 )
 def test_bad_arguments(text, needle):
     assert needle in _error(text).message
+
+
+@pytest.mark.parametrize(
+    ("text", "col", "message"),
+    [
+        ("activations of fc1 [::0]", 21, messages.bad_index_step(0)),
+        ("activations of fc1 [1:4:-1]", 21, messages.bad_index_step(-1)),
+        (f"weights of fc1 [{10**30}]", 17, messages.index_too_large(str(10**30), 2**62)),
+        (f"weights of fc1 [0, -{10**30}:]", 20, messages.index_too_large(f"-{10**30}", 2**62)),
+        ("weights of fc1 | histogram(range=[-1e400, 1])", 35, messages.not_finite("-1e400")),
+        ("function relu over [-1e999, 1]", 21, messages.not_finite("-1e999")),
+    ],
+)
+def test_index_and_number_errors_point_at_them(text, col, message):
+    """[::0], negative steps, indexes past int64 and non-finite numbers fail at parse
+    time, located at the index or the number (never as a failed forward pass)."""
+    with pytest.raises(SpecError) as e:
+        parse(text, Span("s.yaml", 3, 10))
+    assert e.value.message == message
+    assert (e.value.span.line, e.value.span.col) == (3, 10 + col - 1)
+
+
+def test_sample_n_is_capped():
+    with pytest.raises(SpecError, match="sample"):
+        parse("weights of fc1 | sample(n=100000000000000000000)")
+    parse("weights of fc1 | sample(n=1000000, seed=4611686018427387904)")

@@ -40,10 +40,13 @@ def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
     """The capture's index applied to ``t`` (``t`` itself without one)."""
     if c.index is None:
         return t
-    try:
-        return t[c.index.as_torch()]
-    except IndexError:
-        raise _IndexProblem(messages.index_out_of_range(c.target or "input", t.shape, str(c.index))) from None
+    try:  # torch says IndexError, ValueError (steps), RuntimeError or OverflowError: all the index's fault
+        out = t[c.index.as_torch()]
+    except (IndexError, ValueError, RuntimeError, OverflowError):
+        out = None
+    if out is None or out.numel() == 0:  # an index that selects nothing is an index problem too
+        raise _IndexProblem(messages.index_out_of_range(c.target or "input", t.shape, str(c.index)))
+    return out
 
 
 def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None):

@@ -134,7 +134,7 @@ def _has_lm_head(model: Any) -> bool:
 def _input(be: Backend, shape) -> dict:
     if shape:
         return {"random": {"shape": list(shape), "seed": 0}}
-    known = getattr(be, "example_input", lambda: [])()  # a file that says what it takes (ONNX, .pt2)
+    known: list = getattr(be, "example_input", lambda: [])()  # a file that says what it takes (ONNX, .pt2)
     if known:
         return _known_input(be, known)
     first = be.first_layer()  # type: ignore[attr-defined]

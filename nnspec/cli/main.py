@@ -118,6 +118,12 @@ def _render(args) -> int:
     from nnspec.output.write import FORMATS
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if not formats:
+        print(f"nnspec render: error: -F/--format names no format (choose from {', '.join(FORMATS)})", file=sys.stderr)
+        return 2
+    if args.out is not None and not str(args.out).strip():
+        print("nnspec render: error: -o/--out names no folder", file=sys.stderr)
+        return 2
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         print(f"nnspec render: error: unknown format '{bad[0]}' (choose from {', '.join(FORMATS)})", file=sys.stderr)

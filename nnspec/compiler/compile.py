@@ -59,11 +59,11 @@ def compile_view(
             raise SpecError(messages.needs_train(), query.source.span, messages.needs_train_hint())
         vp = _resolve(view, query, model)
         kinds = {c.kind for c in vp.captures} if not query.over_steps else set()  # a run has them
+        _check_capable(backend_for(model), kinds, query)  # a backend that cannot run a pass says so first
         if kinds - {"param"} and not available.has_input:
             raise SpecError(messages.no_input(), query.source.span, messages.no_input_hint())
         if kinds & set(BACKWARD_KINDS) and available.loss_problem is not None:
             raise available.loss_problem(query.source.span)
-        _check_capable(backend_for(model), kinds, query)
         for rule in rules:
             vp = rule(vp)
         if query.over_steps:
@@ -87,6 +87,13 @@ def _check_capable(be: Backend, kinds: set[str], query: Query) -> None:
             raise SpecError(messages.backend_cannot(be.name, what, caps.reason(what)), query.source.span)
 
 
+def _static_structure(model: ModelOrBackend, kind: str) -> bool:
+    """Whether the backend gives ``kind`` (graph, summary) without a traced pass."""
+    be = backend_for(model)
+    structure = getattr(be, "structure", None)
+    return not be.capabilities.trace and structure is not None and structure(kind) is not None
+
+
 def _check_recordable(vp: ViewPlan) -> None:
     """A run keeps a few numbers per layer and step, never whole tensors."""
     if vp.query.source.kind == "loss":
@@ -107,6 +114,10 @@ def _resolve(view: ViewSpec, query: Query, model: ModelOrBackend) -> ViewPlan:
             raise sub.error
         captures = (Capture("trace", ""),) + sub.captures
         return ViewPlan(view, query, ("model",), captures, query.transforms, query.mark, colour=sub)
+    if src.kind in ("graph", "summary") and _static_structure(model, src.kind):
+        # a backend that cannot trace a pass but knows its structure (a TorchScript graph,
+        # a weights file's names): no pass, the backend's structure() at gather time
+        return ViewPlan(view, query, ("model",), (), query.transforms, query.mark)
     if src.kind in ("graph", "summary") or (src.kind == "function" and "*" in src.arg("names")):
         # one eager trace of the forward pass serves graph, summary and `function *`
         return ViewPlan(view, query, ("model",), (Capture("trace", ""),), query.transforms, query.mark)

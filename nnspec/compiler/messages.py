@@ -82,6 +82,15 @@ def bad_regex(pattern: str, why: str) -> str:
     return f"invalid regular expression /{pattern}/: {why}"
 
 
+def regex_timeout(pattern: str, seconds: float) -> str:
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."
+    return f"regular expression /{shown}/ took longer than {seconds:g} s to match the module names (it backtracks)"
+
+
+def regex_timeout_hint() -> str:
+    return "avoid nested repeats such as (a+)+; a glob (layer1.*.conv2) or a simpler pattern does the same"
+
+
 def unknown_type(name: str) -> str:
     return f"no module of type '{name}' in the model"
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
-from collections.abc import Callable
-from typing import TypeAlias
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeAlias
+
+import regex  # its match functions take a timeout (re has none)
 
 from nnspec.backends import backend_for
 from nnspec.backends.base import Backend, Module, walk
@@ -50,8 +52,7 @@ def _match_atom_modules(atom: Atom, be: Backend) -> list[str]:
     if isinstance(atom, TypeSelector):
         return [m.path for m in mods if atom.name in m.types]
     if isinstance(atom, RegexSelector):
-        rx = _compile(atom)
-        return [m.path for m in mods if m.leaf and rx.fullmatch(m.path)]
+        return regex_matches(atom, [m.path for m in mods if m.leaf])
     if _wild(atom.pattern):
         return [m.path for m in mods if m.leaf and fnmatch.fnmatchcase(m.path, atom.pattern)]
     return [m.path for m in mods if m.path == atom.pattern]
@@ -65,8 +66,7 @@ def _all_param_names(be: Backend) -> list[str]:
 def _match_atom_params(atom: Atom, be: Backend) -> list[str]:
     names = _all_param_names(be)
     if isinstance(atom, RegexSelector):
-        rx = _compile(atom)
-        direct = {n for n in names if rx.fullmatch(n)}
+        direct = set(regex_matches(atom, names))
     elif isinstance(atom, Glob):
         direct = {n for n in names if fnmatch.fnmatchcase(n, atom.pattern)}
     else:
@@ -75,11 +75,35 @@ def _match_atom_params(atom: Atom, be: Backend) -> list[str]:
     return [n for n in names if n in direct or (prefixes and n.startswith(prefixes))]
 
 
-def _compile(atom: RegexSelector) -> re.Pattern[str]:
+REGEX_SECONDS = 1.0  # time budget of one /regex/ selector over all the names it is matched against
+
+
+def _compile(atom: RegexSelector) -> Any:
     try:
-        return re.compile(atom.pattern)
-    except re.error as e:
+        return regex.compile(atom.pattern)
+    except (regex.error, ValueError, OverflowError, RecursionError) as e:
         raise SpecError(messages.bad_regex(atom.pattern, str(e)), atom.span) from None
+
+
+def regex_matches(atom: RegexSelector, names: Iterable[str], budget: float = REGEX_SECONDS) -> list[str]:
+    """The names ``atom`` matches in full, within ``budget`` seconds in all: a pattern
+    that backtracks without end (``/blocks.(a+)+$/`` on a long name) is a located
+    error, never a hang (the ``regex`` engine checks its timeout while it backtracks)."""
+    rx = _compile(atom)
+    deadline = time.monotonic() + budget
+    out = []
+    for name in names:
+        left = deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            if rx.fullmatch(name, timeout=left):
+                out.append(name)
+        except TimeoutError:
+            raise SpecError(
+                messages.regex_timeout(atom.pattern, budget), atom.span, messages.regex_timeout_hint()
+            ) from None
+    return out
 
 
 def _resolve(
@@ -125,18 +149,21 @@ def resolve_params_noted(kind: str, selector: Selector, model: ModelOrBackend) -
             return SpecError(messages.holds_no_params(str(atom), held), atom.span)
         return _no_match(atom, be)
 
-    names = _resolve(selector, be, _match_atom_params, universe, no_match)
-    leaf = {"weights": "weight", "biases": "bias"}.get(kind)
-    asked = {n for n in names if leaf is None or leaf in n.rsplit(".", 1)[-1]}
-    picked, notes = [], []
+    names = set(_resolve(selector, be, _match_atom_params, universe, no_match))
+    role = {"weights": "weight", "biases": "bias"}.get(kind)  # Keras kernels and ONNX initializers too
+    paths = {m.path for m in modules(be)}
+    picked: list[str] = []
+    notes: list[str] = []
     for p in be.params():
-        mine = [n for n in p.names if n in asked]
-        if not mine:
+        mine = [n for n in p.names if n in names]
+        if not mine or (role is not None and p.role != role):
             continue
         picked.append(p.path)
-        if len(p.names) > 1:
-            others = [_owner(n) for n in p.names if n not in mine]
-            notes.append(messages.shared_param(mine[0], p.path, others or [_owner(n) for n in p.names[1:]]))
+        notes.extend(getattr(be, "param_notes", lambda _name: ())(p.path))  # e.g. a BatchNorm folded in
+        owners = [_owner(n) for n in p.names]
+        if len({o for o in owners if o in paths}) > 1:  # held by several modules: tied
+            others = [_owner(n) for n in p.names if n not in mine and _owner(n) in paths]
+            notes.append(messages.shared_param(mine[0], p.path, others or [o for o in owners[1:] if o in paths]))
     if not picked:
         raise SpecError(messages.no_params(kind, str(selector)), selector.span)
     return picked, notes
@@ -163,7 +190,7 @@ def resolve_attention(selector: Selector, model: ModelOrBackend) -> list[str]:
         if isinstance(atom, TypeSelector):
             return [p for p in _match_atom_modules(atom, be) if p in universe]
         if isinstance(atom, RegexSelector):
-            return [p for p in universe if _compile(atom).fullmatch(p)]
+            return regex_matches(atom, universe)
         return [p for p in universe if fnmatch.fnmatchcase(p, atom.pattern)]
 
     try:

@@ -30,6 +30,7 @@ class Data:
     edges: pd.DataFrame | None = None  # a graph's edges
     options: dict = field(default_factory=dict)  # a graph's depth, fold, direction, color
     context: Context | None = None
+    layouts: dict = field(default_factory=dict)  # layer -> what each axis of a parameter is, e.g. ("in", "out")
 
 
 @dataclass

@@ -3,6 +3,7 @@ a structure (graph, summary, function curves) or a series over steps."""
 
 from __future__ import annotations
 
+from nnspec.backends import backend_for
 from nnspec.compiler import messages as compiler_messages
 from nnspec.compiler.plan import ViewPlan
 from nnspec.errors import NnspecError, SpecError
@@ -28,6 +29,7 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         return _structure(vp, captured, context)
     notes: list[str] = list(vp.notes)  # from compile time: a parameter shared with another module
     values = {}
+    layouts: dict = {}
     failed: NnspecError | None = None  # a pass or loss that failed: its own error, located where it arose
     for layer, c in zip(vp.layers, vp.captures):
         if c.key in captured.errors:
@@ -42,6 +44,10 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
             continue
         notes.extend(captured.notes.get(c.key, ()))
         values[layer] = captured.values[c.key]
+        if c.kind in ("param", "grad") and c.index is None and context.model is not None:
+            layout = _layout(context.model, c.target)
+            if layout:
+                layouts[layer] = layout
     if not values:
         if failed is not None:
             raise type(failed)(failed.message, failed.span or vp.query.source.span, failed.hint)
@@ -51,7 +57,7 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         )
     reduction = vp.captures[0].reduce
     if reduction is None:
-        return Data("tensors", tensors=values, notes=notes)
+        return Data("tensors", tensors=values, notes=notes, layouts=layouts)
     if reduction.op == "stats":
         return Data("stats", table=stats_table(values), notes=notes)
     if reduction.op == "histogram":
@@ -67,6 +73,8 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
             raise type(problem)(problem.message, problem.span or src.span, problem.hint)
         raise SpecError(str(problem), src.span)
     trace = captured.values[vp.captures[0].key] if vp.captures else None
+    if trace is None and src.kind in ("graph", "summary"):  # a backend's own structure, no pass
+        trace = backend_for(context.model).structure(src.kind)  # type: ignore[attr-defined]
     if src.kind == "graph":
         # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
         options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
@@ -86,3 +94,12 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
         raise SpecError(messages.no_functions(), src.span)
     lo, hi = src.arg("over", (-5.0, 5.0))
     return Data("function", table=functions.curves(fns, lo, hi))
+
+
+def _layout(model, name: str) -> tuple[str, ...]:
+    """What each axis of parameter ``name`` is (a Keras kernel is (in, out)), if the backend says."""
+    be = backend_for(model)
+    for p in be.params():
+        if name in p.names:
+            return p.layout
+    return ()

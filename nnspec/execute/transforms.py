@@ -157,9 +157,26 @@ def transform_sample(data: Data, step: Step) -> Data:
         flat = t.reshape(-1)
         if flat.numel() > n:
             data.notes.append(f"{layer}: " + messages.note_sampled(n, flat.numel()))
-            flat = flat[torch.randperm(flat.numel(), generator=g)[:n].sort().values]
+            flat = flat[sample_indexes(flat.numel(), n, g)]
         out[layer] = flat
     return Data("tensors", tensors=out, notes=data.notes)
+
+
+PERMUTE_MAX = 1 << 24  # elements a permutation may cover (128 MB of indexes); past it, draws
+
+
+def sample_indexes(numel: int, n: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` of ``range(numel)`` without replacement, sorted, uniformly; memory O(n)
+    past ``PERMUTE_MAX`` (a random permutation of 400 million indexes is 3.2 GB):
+    the distinct values of repeated uniform draws are a uniform subset of their size,
+    and a random ``n`` of them a uniform subset of size ``n``."""
+    if numel <= PERMUTE_MAX:
+        return torch.randperm(numel, generator=g)[:n].sort().values
+    got = torch.empty(0, dtype=torch.int64)
+    while got.numel() < n:
+        draw = torch.randint(numel, (n - got.numel() + n // 8 + 16,), generator=g, dtype=torch.int64)
+        got = torch.unique(torch.cat([got, draw]))
+    return got[torch.randperm(got.numel(), generator=g)[:n]].sort().values
 
 
 @transform("channels")

@@ -327,7 +327,9 @@ def check_arrays(path: str, limit: int, span=None, shown: str | None = None) -> 
     except Exception as e:  # not an array file, a truncated header, a zip bomb's broken member
         raise SpecError(messages.input_file(shown, f"{type(e).__name__}: {e}"), span) from None
     if total > limit:
-        raise SpecError(messages.input_file(shown, f"its arrays take {total:,} bytes loaded, more than {limit:,}"), span)
+        raise SpecError(
+            messages.input_file(shown, f"its arrays take {total:,} bytes loaded, more than {limit:,}"), span
+        )
     return total
 
 

@@ -62,7 +62,7 @@ def build_model(spec: Spec):
 
     m: ModelSpec = spec.model
     if not m.factory and not m.file:
-        raise SpecError(messages.no_model(), None, messages.no_model_hint())
+        raise SpecError(messages.no_model(), m.span, messages.no_model_hint())
     model = None
     if m.factory:
         factory = import_callable(m.factory, spec.base_dir, m.factory_span)

@@ -19,13 +19,14 @@ from nnspec.marks.bars import (
     visit_line,
     visit_scatter,
 )
-from nnspec.marks.common import finish
+from nnspec.marks.common import check_scheme_name, finish
 from nnspec.marks.graph import visit_graph
 from nnspec.marks.heatmap import visit_heatmap
 from nnspec.marks.images import visit_images
 from nnspec.marks.steps import SERIES_KINDS, visit_ridgeline, visit_steps_line
 from nnspec.marks.tables import visit_box, visit_table
 from nnspec.query.ast import Step
+from nnspec.query.parser import query_span
 from nnspec.spec.load import ViewSpec
 
 Visitor = Callable[[Data, Step, ViewSpec], tuple]
@@ -78,7 +79,8 @@ def natural_mark(data: Data, budget: int) -> str:
 def draw(data: Data, mark: Step | None, view: ViewSpec):
     """The view's frame, chart and notes."""
     name = mark.name if mark else natural_mark(data, view.max_marks)
-    mark = mark or Step(name, (), None)
+    # a query without a mark: errors of the mark it gets point at the query
+    mark = mark or Step(name, (), query_span(view.query_span, view.query_quoted, view.query))
     visit = visit_attention if (name == "heatmap" and data.source == "attention") else VISITORS.get(name)
     if data.kind == "histogram_series" and name == "histogram":  # "… over steps | histogram(bins=30)"
         visit = visit_ridgeline
@@ -88,6 +90,7 @@ def draw(data: Data, mark: Step | None, view: ViewSpec):
         visit = visit_steps_line
     if visit is None:
         raise InternalError(f"no visitor for mark '{name}'")
+    check_scheme_name(mark)
     frame, chart, notes = visit(data, mark, view)
     if len(frame) > view.max_marks:
         raise SpecError(messages.over_budget(name, len(frame), view.max_marks), mark.span)

@@ -27,7 +27,7 @@ import torch
 from nnspec.execute.data import Data
 from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages, raster
-from nnspec.marks.common import check_columns, inline, tooltip
+from nnspec.marks.common import check_columns, clamp, inline, tooltip
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -252,7 +252,7 @@ def _cells(frame: pd.DataFrame, mark: Step, px: float, axes: bool, domain: list[
             color=alt.Color("weight:Q", scale=scale, title="weight"),
             tooltip=tooltip(frame),
         )
-        .properties(width=round(px * n_k), height=round(px * n_q))
+        .properties(width=clamp(px * n_k), height=clamp(px * n_q))
     )
 
 

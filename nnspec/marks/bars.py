@@ -12,6 +12,7 @@ from nnspec.execute.data import Data
 from nnspec.execute.transforms import transform_histogram
 from nnspec.marks import messages
 from nnspec.marks.common import (
+    MAX_SIZE,
     check_columns,
     facet,
     inline,
@@ -124,7 +125,8 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     chart = (base.mark_bar() if kind == "bar" else line).encode(**enc)
     dims = size(view, 1)
     if nominal and frame[x].nunique() > 16 and not view.width:
-        dims["width"] = alt.Step(18)  # one readable band per layer, the chart grows
+        # one readable band per layer, the chart grows (up to MAX_SIZE: then the bands narrow)
+        dims["width"] = alt.Step(18) if 18 * frame[x].nunique() <= MAX_SIZE else MAX_SIZE
     chart = chart.properties(**dims)
     if mark.arg("facet"):
         chart = facet(chart, frame, mark, independent=("y",))
@@ -149,6 +151,7 @@ def visit_scatter(data: Data, mark: Step, view: ViewSpec):
         frame, x_default, y_default = data.table, data.table.columns[1], data.table.columns[-1]
     else:
         raise SpecError(messages.needs_table("scatter", ["two numeric columns, e.g. from '| pca'"]), mark.span)
+    assert frame is not None  # every branch above gives a table
     check_columns(mark, frame)
     x, y = mark.arg("x", x_default), mark.arg("y", y_default)
     enc = {"x": alt.X(f"{x}:Q"), "y": alt.Y(f"{y}:Q"), "tooltip": tooltip(frame)}
@@ -157,6 +160,6 @@ def visit_scatter(data: Data, mark: Step, view: ViewSpec):
         numeric = frame[color].dtype.kind in "fiu"
         enc["color"] = alt.Color(f"{color}:{'Q' if numeric else 'N'}", title=color)
     chart = alt.Chart(inline(frame)).mark_circle(size=40, opacity=0.8).encode(**enc).properties(**size(view, 1))
-    if frame["layer"].nunique() > 1:
+    if "layer" in frame and frame["layer"].nunique() > 1:
         chart = facet(chart, frame, mark)
     return frame, chart, []

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+from functools import cache
 
 import altair as alt
 import pandas as pd
@@ -10,11 +12,13 @@ import pandas as pd
 from nnspec.errors import SpecError
 from nnspec.marks import messages
 from nnspec.query.ast import Step
+from nnspec.spec import messages as spec_messages
 from nnspec.spec.load import ViewSpec
 
 DIVERGING = "blueorange"
 SEQUENTIAL = "viridis"
 FACET_COLUMNS = 3
+MAX_SIZE = 4000  # px: the widest and tallest a chart (or one panel of it) is drawn, as the spec's width/height
 
 
 def inline(frame: pd.DataFrame) -> dict:
@@ -47,10 +51,39 @@ def finish(chart, view: ViewSpec, notes: list[str]):
     return chart.properties(title=title)
 
 
+def clamp(px: float) -> int:
+    """A size in px a mark computed (or a spec gave), within 1 … ``MAX_SIZE``."""
+    return int(min(max(round(px), 1), MAX_SIZE))
+
+
 def size(view: ViewSpec, n_panels: int, width: int = 360, height: int = 240) -> dict:
     if n_panels > 1:
         width, height = 220, 160
-    return {"width": view.width or width, "height": view.height or height}
+    return {"width": clamp(view.width or width), "height": clamp(view.height or height)}
+
+
+@cache
+def vega_schemes() -> tuple[str, ...]:
+    """Every colour scheme name Vega-Lite accepts (Altair's schema), in its order."""
+    out: list[str] = []
+    for kind in ("Categorical", "SequentialSingleHue", "SequentialMultiHue", "Diverging", "Cyclical"):
+        enum = getattr(alt, kind).resolve_references().get("enum", [])
+        out += [str(e) for e in enum]
+    return tuple(out)
+
+
+def check_scheme_name(mark: Step) -> None:
+    """``scheme=`` names one of Vega's schemes: a located error listing them, not a schema error while drawing."""
+    scheme = mark.arg("scheme")
+    if scheme is None:
+        return
+    known = vega_schemes()
+    if scheme in known:
+        return
+    base = [k for k in known if not k.rsplit("-", 1)[-1].isdigit()]
+    close = difflib.get_close_matches(str(scheme).lower(), base, n=1)
+    hint = spec_messages.did_you_mean(close[0]) if close else None
+    raise SpecError(messages.unknown_scheme(mark.name, str(scheme), base), mark.span, hint)
 
 
 def check_columns(mark: Step, frame: pd.DataFrame) -> None:
@@ -62,7 +95,7 @@ def check_columns(mark: Step, frame: pd.DataFrame) -> None:
 
 def facet(chart, frame: pd.DataFrame, mark: Step, independent=("x", "y")):
     """Facet by ``facet=`` (or by layer when there are several), else the chart."""
-    by = mark.arg("facet") or ("layer" if frame["layer"].nunique() > 1 else None)
+    by = mark.arg("facet") or ("layer" if "layer" in frame and frame["layer"].nunique() > 1 else None)
     if by is None:
         return chart
     order = list(dict.fromkeys(frame[by]))

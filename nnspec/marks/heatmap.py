@@ -18,6 +18,7 @@ from nnspec.marks import messages
 from nnspec.marks.common import (
     FACET_COLUMNS,
     check_columns,
+    clamp,
     color_domain,
     color_scale,
     facet,
@@ -107,9 +108,24 @@ def _flags(values: list[float], bad_counts: list[float] | None) -> list[str]:
     return out
 
 
+AXIS_NAMES = {"in": "input unit", "out": "output unit", "token": "token", "dim": "dimension"}
+
+
+def axis_titles(data: Data) -> tuple[str, str]:
+    """(rows, columns) titles: what the axes of a 2-D parameter are, when its backend says
+    and every layer of the view agrees (a Keras kernel: input unit × output unit)."""
+    layouts = {data.layouts.get(k, ()) for k, t in data.tensors.items() if t.dim() == 2}
+    if len(layouts) == 1 and len(data.layouts) == len(data.tensors):
+        (layout,) = layouts
+        if len(layout) == 2 and all(a in AXIS_NAMES for a in layout):
+            return AXIS_NAMES[layout[0]], AXIS_NAMES[layout[1]]
+    return "row", "column"
+
+
 def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
         raise SpecError(messages.needs_table("heatmap", ["tensors (not a table)"]), mark.span)
+    y_title, x_title = axis_titles(data)
     data = Data(
         "tensors",
         tensors={k: _as_2d(k, t, mark) for k, t in data.tensors.items()},
@@ -117,7 +133,7 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     )
     per_layer = max(1, view.max_marks // max(1, len(data.tensors)))
     if any(t.numel() > per_layer for t in data.tensors.values()):
-        return _image_heatmap(data, mark, view)
+        return _image_heatmap(data, mark, view, (y_title, x_title))
     frame, notes = heatmap_frame(data, view.max_marks)
     check_columns(mark, frame)
     flagged = bool((frame["flag"] != "").any())
@@ -126,8 +142,8 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     drawn["value"] = [_short(v) for v in drawn["value"]]
     axis = alt.Axis(labelOverlap=True, labelAngle=0)
     base = alt.Chart().encode(
-        x=alt.X("col:O", title="column", axis=axis),
-        y=alt.Y("row:O", title="row", axis=axis),
+        x=alt.X("col:O", title=x_title, axis=axis),
+        y=alt.Y("row:O", title=y_title, axis=axis),
         tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")] + (["flag:N"] if flagged else []),
     )
     scale = color_scale(frame["value"], mark)
@@ -169,7 +185,7 @@ def check_scheme(scheme: str, mark: Step) -> None:
         raise SpecError(messages.scheme_not_continuous(scheme, list(SCHEMES)), mark.span)
 
 
-def _image_heatmap(data: Data, mark: Step, view: ViewSpec):
+def _image_heatmap(data: Data, mark: Step, view: ViewSpec, titles: tuple[str, str] = ("row", "column")):
     """Each layer one image at its true values: a pixel per value up to the image
     budget (``PIXEL_BUDGET`` per view), blocks of largest magnitude past it; one
     colour scale, the tensors' true range. The view's data: the blocks of
@@ -202,7 +218,17 @@ def _image_heatmap(data: Data, mark: Step, view: ViewSpec):
         box = (360, 270) if many else (720, 480)
         w, h = display_size(values.shape[0], values.shape[1], box)
         chart = raster(
-            values, domain, scheme, view.width or w, view.height or h, mid=mid, log=log, pixel=(kr, kc), extent=(r, c)
+            values,
+            domain,
+            scheme,
+            clamp(view.width or w),
+            clamp(view.height or h),
+            mid=mid,
+            log=log,
+            pixel=(kr, kc),
+            extent=(r, c),
+            x_title=titles[1],
+            y_title=titles[0],
         )
         panels.append(chart.properties(title=layer) if many else chart)
     if not many:
@@ -234,7 +260,7 @@ def _heatmap_size(view: ViewSpec, drawn: pd.DataFrame) -> dict:
     cols = max(drawn.groupby("layer")["col"].nunique())
     box_w, box_h = (220, 180) if drawn["layer"].nunique() > 1 else (360, 300)
     step = max(2.0, min(48.0, box_w / cols, box_h / rows))
-    return {"width": view.width or round(cols * step), "height": view.height or round(rows * step)}
+    return {"width": clamp(view.width or cols * step), "height": clamp(view.height or rows * step)}
 
 
 def _short(v: float) -> float:

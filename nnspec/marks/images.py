@@ -17,6 +17,7 @@ from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages
 from nnspec.marks.common import (
     check_columns,
+    clamp,
     color_domain,
     color_scale,
     inline,
@@ -179,7 +180,7 @@ def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
         blank[oy : oy + bh, ox : ox + bw] = False
         tags.append({"tile": labels[i], "gx": ox, "gy": oy})
     scheme, domain, mid = colour
-    size = (max(40, round(grid_w * px)), max(40, round(grid_h * px)))
+    size = (max(40, clamp(grid_w * px)), max(40, clamp(grid_h * px)))
     image = raster(canvas, domain, scheme, *size, mid=mid, log=bool(mark.arg("log")), blank=blank, axes=False)
     x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False, zero=False))
     y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, zero=False, reverse=True))
@@ -218,5 +219,5 @@ def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, ti
         .encode(x=x, y=y, text="tile:N")
     )
     chart = alt.layer(*cells, tags, data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]]))
-    props = {"width": round(grid_w * px), "height": round(grid_h * px)}
+    props = {"width": clamp(grid_w * px), "height": clamp(grid_h * px)}
     return chart.properties(**props, title=layer) if titled else chart.properties(**props)

@@ -101,3 +101,8 @@ def note_nonfinite_pixels(n: int, colour: str) -> str:
 
 def scheme_not_continuous(scheme: str, known) -> str:
     return f"an image is coloured by a continuous scheme; '{scheme}' is not one (try {names(known, 8)})"
+
+
+def unknown_scheme(mark: str, scheme: str, known) -> str:
+    shown = scheme if len(scheme) <= 40 else scheme[:37] + "..."
+    return f"'{mark}': no colour scheme '{shown}' (Vega's schemes: {names(known, 100)}; most take a -3 … -11 suffix)"

@@ -17,6 +17,7 @@ from nnspec.marks import messages
 from nnspec.marks.common import (
     FACET_COLUMNS,
     check_columns,
+    clamp,
     inline,
     size,
     tooltip,
@@ -164,7 +165,7 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
         alt.Chart(inline(frame))
         .mark_area(interpolate="step-after", fillOpacity=0.6 if several else 0.85)
         .encode(**enc)
-        .properties(width=view.width or 300, height=RIDGE_HEIGHT)
+        .properties(width=clamp(view.width or 300), height=RIDGE_HEIGHT)
     )
     header = alt.Header(labelAngle=0, labelAlign="left", labelFontSize=9)
     # flush bounds: a ridge reaching into the row above does not push the rows apart

@@ -13,6 +13,7 @@ from nnspec.execute.data import Data, stats_table
 from nnspec.marks import messages
 from nnspec.marks.common import (
     check_columns,
+    clamp,
     inline,
     size,
     tooltip,
@@ -21,17 +22,30 @@ from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
 
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+SORTED_MAX = 1 << 22  # elements a layer's sort may hold in memory; past it, exact selection in chunks
+_CHUNK = 1 << 22  # elements per chunk of the selection passes
+_BINS = 1 << 16  # bins of one selection pass
+
 
 def box_frame(data: Data) -> pd.DataFrame:
-    """Five numbers per layer over all finite elements: whiskers at min and max."""
+    """Five numbers per layer over all finite elements: whiskers at min and max.
+
+    Exact at any size: up to ``SORTED_MAX`` elements by a sort, past it by
+    selection (``_select``) in chunks, in memory that does not grow with the
+    tensor (a 20k×20k weight: three passes, ~250 MB beyond the weight)."""
     import torch
 
     rows = []
     for layer, t in data.tensors.items():
-        flat = t.reshape(-1).double()
-        finite = flat[torch.isfinite(flat)].sort().values
-        n = finite.numel()
-        q = [_quantile(finite, p) for p in (0.0, 0.25, 0.5, 0.75, 1.0)] if n else [math.nan] * 5
+        flat = t.detach().reshape(-1)
+        if flat.numel() <= SORTED_MAX:
+            flat = flat.double()
+            finite = flat[torch.isfinite(flat)].sort().values
+            n = finite.numel()
+            q = [_quantile(finite, p) for p in QUANTILES] if n else [math.nan] * 5
+        else:
+            q, n = _quantiles_chunked(flat)
         rows.append(
             {
                 "layer": layer,
@@ -45,6 +59,96 @@ def box_frame(data: Data) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _chunks(flat):
+    """``flat`` in chunks of ``_CHUNK`` values, half precision as float32."""
+    import torch
+
+    for i in range(0, flat.numel(), _CHUNK):
+        c = flat[i : i + _CHUNK]
+        yield c if c.dtype in (torch.float32, torch.float64) else c.float()
+
+
+def _quantiles_chunked(flat) -> tuple[list[float], int]:
+    """``QUANTILES`` of the finite values of a 1-D tensor, exactly (numpy's linear
+    interpolation between closest ranks), and how many values are finite."""
+    import torch
+
+    lo, hi, n = math.inf, -math.inf, 0
+    for c in _chunks(flat):
+        c = c[torch.isfinite(c)]
+        if c.numel():
+            mn, mx = torch.aminmax(c)
+            lo, hi, n = min(lo, float(mn)), max(hi, float(mx)), n + c.numel()
+    if n == 0:
+        return [math.nan] * 5, 0
+    ranks: set[int] = set()
+    for p in QUANTILES[1:-1]:
+        k = math.floor(p * (n - 1))
+        ranks |= {k, min(k + 1, n - 1)}
+    value = _select(flat, sorted(ranks), lo, hi)
+    value[0], value[n - 1] = lo, hi
+    out = []
+    for p in QUANTILES:
+        pos = p * (n - 1)
+        k = math.floor(pos)
+        a, b = value[k], value[min(k + 1, n - 1)] if pos > k else value[k]
+        out.append(float(a + (b - a) * (pos - k)))
+    return out, n
+
+
+def _bins(c, lo: float, hi: float):
+    """The values of chunk ``c`` in [lo, hi] (NaN and ±Inf fall outside) and their bins."""
+    c = c[(c >= lo) & (c <= hi)]
+    return c, ((c - lo) * (_BINS / (hi - lo))).floor().clamp_(0, _BINS - 1).long()
+
+
+def _select(flat, ranks: list[int], lo: float, hi: float) -> dict[int, float]:
+    """The values of the given ranks (0-based, among the finite values of ``flat``,
+    which all lie in [lo, hi]): count the values per bin in chunks, keep the bins
+    holding the ranks, sort a bin once it fits in memory, else narrow to it and
+    count again. Binning is monotone in value, so a bin is a range of values."""
+    import torch
+
+    out: dict[int, float] = {}
+    todo = [(ranks, lo, hi, 0)]  # ranks, their interval, how many finite values lie below it
+    while todo:
+        group, lo, hi, before = todo.pop()
+        if lo == hi:
+            out.update({k: lo for k in group})
+            continue
+        counts = torch.zeros(_BINS, dtype=torch.int64)
+        for c in _chunks(flat):
+            counts += torch.bincount(_bins(c, lo, hi)[1], minlength=_BINS)
+        cum = counts.cumsum(0)
+        where = {k: int(torch.searchsorted(cum, torch.tensor(k - before + 1))) for k in group}
+        wanted = sorted(set(where.values()))
+        small = [b for b in wanted if int(counts[b]) <= SORTED_MAX]
+        # each small bin's values go into a buffer allocated up front: small tensors kept
+        # between the chunks' large temporaries would pin the heap and grow it chunk by chunk
+        parts = {b: torch.empty(int(counts[b]), dtype=next(_chunks(flat[:1])).dtype) for b in small}
+        filled = dict.fromkeys(small, 0)
+        extent = {b: [math.inf, -math.inf] for b in wanted if b not in parts}
+        for c in _chunks(flat):
+            c, idx = _bins(c, lo, hi)
+            for b in wanted:
+                vals = c[idx == b]
+                if b in parts:
+                    parts[b][filled[b] : filled[b] + vals.numel()] = vals
+                    filled[b] += vals.numel()
+                elif vals.numel():
+                    mn, mx = torch.aminmax(vals)
+                    extent[b] = [min(extent[b][0], float(mn)), max(extent[b][1], float(mx))]
+        for b in wanted:
+            first = before + (int(cum[b - 1]) if b else 0)
+            mine = [k for k in group if where[k] == b]
+            if b in parts:
+                values = parts[b].sort().values
+                out.update({k: float(values[k - first]) for k in mine})
+            else:
+                todo.append((mine, extent[b][0], extent[b][1], first))
+    return out
 
 
 def _quantile(sorted_t, p: float) -> float:
@@ -101,7 +205,7 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
             base.mark_text(align="left", baseline="middle", fontSize=11).transform_filter("!datum.head"),
             data=inline(pd.DataFrame(cells)),
         )
-        .properties(width=view.width or round(x), height=view.height or 18 * (len(frame) + 1))
+        .properties(width=clamp(view.width or x), height=clamp(view.height or 18 * (len(frame) + 1)))
         .configure_view(stroke=None)
     )
     return frame, chart, []

@@ -38,6 +38,9 @@ def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
                 continue
             try:
                 image = convert(spec, fmt)
+            except NnspecError as e:  # too large an image: this file is not written, the view still shows
+                v.notes.append(e.message)
+                continue
             except ValueError as e:  # vl-convert could not draw our chart: our bug, this view fails alone
                 v.error = format_error(InternalError(execute_messages.internal_view_error(str(e).splitlines()[0])))
                 v.chart = v.data = None

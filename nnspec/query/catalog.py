@@ -17,6 +17,7 @@ validate`` stays cheap.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -35,24 +36,31 @@ class ArgType:
     check: Callable[[object], bool]
 
 
+MAX_INT = 2**62  # an argument's integers stay well inside int64 (torch's dims, seeds, sizes)
+
+
 def _is_int(v: object, lo: int | None = None, hi: int | None = None) -> bool:
     if not isinstance(v, int) or isinstance(v, bool):
         return False
-    return (lo is None or v >= lo) and (hi is None or v <= hi)
+    return (lo if lo is not None else -MAX_INT) <= v <= (hi if hi is not None else MAX_INT)
 
 
 def _is_range(v: object) -> bool:
     return (
         isinstance(v, tuple)
         and len(v) == 2
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
         and v[0] < v[1]
+        and math.isfinite(float(v[1]) - float(v[0]))
     )
 
 
 INTEGER = ArgType("an integer", _is_int)
 POSITIVE = ArgType("a positive integer", lambda v: _is_int(v, 1))
+SEED = ArgType(f"an integer from 0 to {MAX_INT}", lambda v: _is_int(v, 0))
 BINS = ArgType(f"an integer from 1 to {MAX_BINS}", lambda v: _is_int(v, 1, MAX_BINS))
+MAX_SAMPLE = 1_000_000  # sample(n=…): at most this many values (a chart's data, not a copy of a tensor)
+SAMPLE = ArgType(f"an integer from 1 to {MAX_SAMPLE:,}", lambda v: _is_int(v, 1, MAX_SAMPLE))
 RANGE = ArgType("[low, high] with low < high", _is_range)
 COMPONENTS = ArgType("1, 2 or 3", lambda v: _is_int(v, 1, 3))
 COLUMN = ArgType("a column name", lambda v: isinstance(v, str))
@@ -196,7 +204,7 @@ TRANSFORMS: Mapping[str, Transform] = _table(
             Arg("agg", ArgType("mean, absmax, rms or std", lambda v: v in ("mean", "absmax", "rms", "std")), "absmax"),
         ),
     ),
-    Transform("sample", (Arg("n", POSITIVE, 1000), Arg("seed", INTEGER, 0))),
+    Transform("sample", (Arg("n", SAMPLE, 1000), Arg("seed", SEED, 0))),
     Transform("channels"),
     Transform("pca", (Arg("k", COMPONENTS, 2),)),
     Transform("dead_fraction", reduction=True),

@@ -59,3 +59,25 @@ def check_has_mark(mark: str) -> str:
 
 def pick_not_allowed(kind: str, allowed: Iterable[object]) -> str:
     return f"'@' chooses one tensor of a module's output or arguments: {names(allowed)} take it, {kind} does not"
+
+
+def bad_index_step(step: int) -> str:
+    if step == 0:
+        return "an index step of 0 selects nothing: a step must be a positive integer"
+    return f"an index step of {step} is not supported: tensors are indexed with positive steps only"
+
+
+def bad_index_step_hint(step: int) -> str:
+    if step == 0:
+        return "write [::1] or leave the step out, e.g. [0:8]"
+    return "write the slice forwards, e.g. [::1] or [2:8:2] (PyTorch cannot index backwards)"
+
+
+def index_too_large(text: str, limit: int) -> str:
+    shown = text if len(text) <= 24 else text[:20] + "..."
+    return f"index {shown} is out of range for any tensor (at most {limit:.3g} either way)"
+
+
+def not_finite(text: str) -> str:
+    shown = text if len(text) <= 24 else text[:20] + "..."
+    return f"{shown} is not a finite number (floats reach about ±1.8e308)"

@@ -7,6 +7,7 @@ scalar that holds the query shifts them to the place in the spec file.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
@@ -51,7 +52,10 @@ from nnspec.query.catalog import (
 )
 from nnspec.spec import messages as spec_messages
 
-PICKS = ("activations", "inputs", "output_grads")  # sources whose tensor ``@name`` can choose
+PICKS = ("activations", "inputs", "output_grads")
+MAX_INDEX = (
+    2**62
+)  # no tensor is longer; torch's int64 indexing overflows past 2**63  # sources whose tensor ``@name`` can choose
 
 
 @cache
@@ -229,7 +233,7 @@ class _Build(Transformer[Token, Query]):
         return tuple(str(i) for i in items)
 
     def over(self, items: _Tokens) -> tuple[float, ...]:
-        return tuple(float(i) for i in items)
+        return tuple(float(self._finite(i)) for i in items)
 
     def call(self, items: list[_Arg | None]) -> list[_Arg]:
         return [a for a in items if a is not None]
@@ -261,19 +265,37 @@ class _Build(Transformer[Token, Query]):
         return Index(tuple(items), self._at(meta))
 
     def at(self, items: _Tokens) -> int:
-        return int(items[0])
+        return self._index_int(items[0])
 
-    def range(self, items: list[int | None]) -> tuple[int | None, int | None, int | None]:
+    @v_args(meta=True)
+    def range(self, meta: Meta, items: list[int | None]) -> tuple[int | None, int | None, int | None]:
         bounds = list(items) + [None] * (3 - len(items))
+        step = bounds[2]
+        if step is not None and step <= 0:
+            # torch indexing takes positive steps only; [::0] selects nothing in Python either
+            raise SpecError(messages.bad_index_step(step), self._at(meta), messages.bad_index_step_hint(step))
         return cast(tuple[int | None, int | None, int | None], tuple(bounds))
 
     def bound(self, items: _Tokens) -> int | None:
-        return int(items[0]) if items else None
+        return self._index_int(items[0]) if items else None
+
+    def _index_int(self, tok: Token) -> int:
+        value = int(tok)
+        if not -MAX_INDEX <= value <= MAX_INDEX:
+            raise SpecError(messages.index_too_large(str(tok), MAX_INDEX), self._at(tok))
+        return value
 
     # -- steps
     def number(self, items: _Tokens) -> int | float:
-        text = str(items[0])
-        return int(text) if text.lstrip("+-").isdigit() else float(text)
+        return self._finite(items[0])
+
+    def _finite(self, tok: Token) -> int | float:
+        """A number of the query: an int, or a finite float (1e400 is no number to draw)."""
+        text = str(tok)
+        value = int(text) if text.lstrip("+-").isdigit() else float(text)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SpecError(messages.not_finite(text), self._at(tok))
+        return value
 
     def string(self, items: _Tokens) -> str:
         return str(items[0])[1:-1]
@@ -317,9 +339,7 @@ class _Build(Transformer[Token, Query]):
     @v_args(meta=True)
     def comparison(self, meta: Meta, items: _Tokens) -> _Compare:
         op, number = items
-        text = str(number)
-        value = int(text) if text.lstrip("+-").isdigit() else float(text)
-        return _Compare(str(op), value, self._at(meta))
+        return _Compare(str(op), self._finite(number), self._at(meta))
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
     captures over steps into the run ``spec.run_dir``; the model's train/eval
     modes come back as they were."""
     t = spec.train
+    assert t is not None, "train() runs a spec with train:"
     if loss_fn is None:
         raise SpecError(messages.train_needs_loss(), t.span, capture_messages.needs_loss_hint())
     if loss_fn.needs_target and data.y is None:

@@ -14,10 +14,12 @@ from dataclasses import replace
 
 from nnspec.compiler.plan import Reduce, ViewPlan, with_captures
 from nnspec.numerics.reductions import REDUCTIONS
-from nnspec.query.catalog import TRANSFORMS
+from nnspec.query.catalog import SOURCES, TRANSFORMS
 
 
 def pushdown_reductions(vp: ViewPlan) -> ViewPlan:
+    if SOURCES[vp.query.source.kind].yields != "tensors":
+        return vp  # a graph's colour query has its own captures, already rewritten
     steps = list(vp.transforms)
     take_abs = bool(steps) and steps[0].name == "abs"
     head = steps[1] if take_abs and len(steps) > 1 else (steps[0] if steps and not take_abs else None)
