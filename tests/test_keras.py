@@ -301,3 +301,16 @@ def test_no_keras_backend_says_how_to_choose(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode != 0 and "KERAS_BACKEND=torch" in done.stderr
     assert kfiles.import_keras() is keras
+
+
+def test_a_conv_kernel_draws_one_filter_per_output_and_input_channel():
+    """Keras keeps a Conv2D kernel as (h, w, in, out); `images` tiles it as torch's (out, in, h, w)."""
+    m = keras.Sequential([keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, name="conv")])
+    k = m.get_weights()[0]  # (3, 3, 2, 4)
+    (v,) = nnspec.render({"nnspec": 1, "views": [{"query": "weights of conv | images"}]}, model=m).views
+    assert v.error is None and any("(out, in, h, w)" in n for n in v.notes)
+    assert sorted(set(v.data["tile"])) == [f"{o},{i}" for o in range(4) for i in range(2)]
+    for o, i in ((0, 0), (3, 1), (2, 0)):
+        tile = v.data[v.data["tile"] == f"{o},{i}"]
+        got = tile.pivot(index="row", columns="col", values="value").to_numpy()
+        assert got == pytest.approx(k[:, :, i, o], abs=1e-6)

@@ -46,6 +46,13 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
         values[layer] = captured.values[c.key]
         if c.kind in ("param", "grad") and c.index is None and context.model is not None:
             layout = _layout(context.model, c.target)
+            if layout[-2:] == ("in", "out") and len(layout) > 2 and c.reduce is None:
+                # a channels-last conv kernel (Keras: h, w, in, out) drawn as filters, as torch
+                # keeps them: (out, in, h, w), so images and channels tile one filter per pair
+                t = values[layer]
+                values[layer] = t.permute(t.dim() - 1, t.dim() - 2, *range(t.dim() - 2))
+                notes.append(messages.note_kernel_order(layer, tuple(t.shape), tuple(values[layer].shape)))
+                layout = ("out", "in", *layout[:-2])
             if layout:
                 layouts[layer] = layout
     if not values:

@@ -120,3 +120,7 @@ def check_needs_values(kind: str) -> str:
 
 def check_needs_values_hint() -> str:
     return "end it with a reduction: | mean, | max, | norm, | dead_fraction, | nan_count …"
+
+
+def note_kernel_order(layer: str, was: tuple, now: tuple) -> str:
+    return f"{layer}: a channels-last kernel {was} (h, w, in, out) drawn as (out, in, h, w) {now}"
