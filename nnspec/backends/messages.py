@@ -44,7 +44,8 @@ def weights_need_module(path: str, got: str) -> str:
     return f"'{path}' holds weights only, and the factory's model is a {got}: weights load into a torch.nn.Module"
 
 
-def weights_mismatch(path: str, missing, unexpected, shapes) -> str:
+def misfit(missing, unexpected, shapes) -> str:
+    """What keeps a set of weights from fitting a model: names missing, unexpected, misshapen."""
     parts = []
     if missing:
         parts.append(f"missing {names(missing)}")
@@ -52,7 +53,11 @@ def weights_mismatch(path: str, missing, unexpected, shapes) -> str:
         parts.append(f"unexpected {names(unexpected)}")
     if shapes:
         parts.append("wrong shape " + names(f"{k} {a} vs model {b}" for k, a, b in shapes))
-    return f"the weights in '{path}' do not fit the factory's model: " + "; ".join(parts)
+    return "; ".join(parts)
+
+
+def weights_mismatch(path: str, missing, unexpected, shapes) -> str:
+    return f"the weights in '{path}' do not fit the factory's model: " + misfit(missing, unexpected, shapes)
 
 
 def whole_program(path: str, kind: str) -> str:

@@ -5,6 +5,7 @@ Tests assert against these functions, not against copied strings.
 
 from __future__ import annotations
 
+from nnspec.backends.messages import misfit
 from nnspec.text import names
 
 
@@ -44,14 +45,7 @@ def checkpoint_unreadable(path: str, why: str) -> str:
 
 
 def checkpoint_mismatch(path: str, missing, unexpected, shapes) -> str:
-    parts = []
-    if missing:
-        parts.append(f"missing {names(missing)}")
-    if unexpected:
-        parts.append(f"unexpected {names(unexpected)}")
-    if shapes:
-        parts.append("wrong shape " + names(f"{k} {a} vs model {b}" for k, a, b in shapes))
-    return f"checkpoint '{path}' does not fit the model: " + "; ".join(parts)
+    return f"checkpoint '{path}' does not fit the model: " + misfit(missing, unexpected, shapes)
 
 
 def no_cuda() -> str:
