@@ -46,6 +46,16 @@ def import_callable(ref: str, base_dir: str, span=None):
         raise SpecError(messages.bad_factory(ref, f"{type(e).__name__}: {e}"), span) from e
 
 
+def _keras_without_backend(e: Exception) -> bool:
+    """A factory that imported Keras, whose backend's framework is not installed."""
+    name = getattr(e, "name", None) or ""
+    return (
+        isinstance(e, ModuleNotFoundError)
+        and name.split(".")[0] in ("tensorflow", "jax", "jaxlib")
+        and ("keras" in sys.modules or any(k.startswith("keras.") for k in sys.modules))
+    )
+
+
 def resolve_device(name: str, span=None):
     import torch
 
@@ -71,6 +81,12 @@ def build_model(spec: Spec):
             try:
                 model = factory(*m.args, **m.kwargs)
             except Exception as e:
+                if _keras_without_backend(e):  # Keras imported with no KERAS_BACKEND and no TensorFlow
+                    from nnspec.backends.keras import messages as keras_messages
+
+                    raise ModelError(
+                        keras_messages.no_keras_backend(str(e)), m.factory_span, keras_messages.no_keras_backend_hint()
+                    ) from None
                 raise ModelError(messages.factory_failed(m.factory, f"{type(e).__name__}: {e}"), m.factory_span) from e
     if m.file:
         path = resolve_path(m.file, spec.base_dir, cwd_fallback=True, span=m.file_span, what="model file")
