@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from altair.utils.schemapi import debug_mode
+
 from nnspec.errors import InternalError, SpecError
 from nnspec.execute.data import Data
 from nnspec.marks import messages
@@ -91,7 +93,10 @@ def draw(data: Data, mark: Step | None, view: ViewSpec):
     if visit is None:
         raise InternalError(f"no visitor for mark '{name}'")
     check_scheme_name(mark)
-    frame, chart, notes = visit(data, mark, view)
-    if len(frame) > view.max_marks:
-        raise SpecError(messages.over_budget(name, len(frame), view.max_marks), mark.span)
-    return frame, finish(chart, view, data.notes + notes), data.notes + notes
+    # Altair validates some objects as they are made (a mark, a title), each on its own:
+    # not here, where the view's one to_dict validates the whole chart
+    with debug_mode(False):
+        frame, chart, notes = visit(data, mark, view)
+        if len(frame) > view.max_marks:
+            raise SpecError(messages.over_budget(name, len(frame), view.max_marks), mark.span)
+        return frame, finish(chart, view, data.notes + notes), data.notes + notes

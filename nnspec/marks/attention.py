@@ -27,7 +27,7 @@ import torch
 from nnspec.execute.data import Data
 from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages, raster
-from nnspec.marks.common import check_columns, clamp, inline, tooltip
+from nnspec.marks.common import check_columns, clamp, field, inline, props, tooltip
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -243,17 +243,17 @@ def _cells(frame: pd.DataFrame, mark: Step, px: float, axes: bool, domain: list[
         if mark.arg("log")
         else alt.Scale(scheme=scheme, domain=domain)
     )
-    return (
+    chart = (
         alt.Chart(inline(frame))
         .mark_rect()
         .encode(
             x=alt.X(**channel("key")),
             y=alt.Y(**channel("query")),
-            color=alt.Color("weight:Q", scale=scale, title="weight"),
+            color=alt.Color(**field("weight", "Q"), scale=scale, title="weight"),
             tooltip=tooltip(frame),
         )
-        .properties(width=clamp(px * n_k), height=clamp(px * n_q))
     )
+    return props(chart, width=clamp(px * n_k), height=clamp(px * n_q))
 
 
 def _px(n: int, side: float, lo: float, hi: float) -> float:
@@ -273,7 +273,7 @@ def _heads_grid(frame: pd.DataFrame, mark: Step, domain: list[float], titled: bo
         return _cells(frame, mark, _px(n, 420, 2, 24), True, domain).properties(title=f"{layer}, head {heads[0]}")
     px = _px(n, 220, 1.5, 18)
     chart = _cells(frame, mark, px, px >= 5, domain).facet(
-        facet=alt.Facet("head:O", header=_head_label(), sort=heads), columns=_columns(len(heads))
+        facet=alt.Facet(**field("head", "O"), header=_head_label(), sort=heads), columns=_columns(len(heads))
     )
     return chart.properties(title=layer) if titled else chart
 
@@ -283,9 +283,9 @@ def _overview(frame: pd.DataFrame, mark: Step, domain: list[float]):
     n = max(frame["query"].nunique(), frame["key"].nunique())
     layers = list(dict.fromkeys(frame["layer"]))
     px = _px(n, 84 if len(layers) > 1 else 160, 0.5, 8)
-    row = alt.Row("layer:N", sort=layers, header=alt.Header(labelAngle=0, labelAlign="left", title=None))
+    row = alt.Row(**field("layer", "N"), sort=layers, header=alt.Header(labelAngle=0, labelAlign="left", title=None))
     return _cells(frame, mark, px, False, domain).facet(
-        row=row, column=alt.Column("head:O", header=_head_label()), spacing=4
+        row=row, column=alt.Column(**field("head", "O"), header=_head_label()), spacing=4
     )
 
 

@@ -15,8 +15,11 @@ from nnspec.marks.common import (
     MAX_SIZE,
     check_columns,
     facet,
+    field,
     inline,
+    props,
     size,
+    tip,
     tooltip,
 )
 from nnspec.numerics import reduce
@@ -35,23 +38,23 @@ def visit_histogram(data: Data, mark: Step, view: ViewSpec):
     frame = data.table
     check_columns(mark, frame)
     y_scale = alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined
-    color = alt.Color(f"{mark.arg('color')}:N") if mark.arg("color") else alt.value("#4c78a8")
-    chart = (
+    color = alt.Color(**field(mark.arg("color"), "N")) if mark.arg("color") else alt.ColorValue(value="#4c78a8")
+    chart = props(
         alt.Chart(inline(frame))
         .mark_bar(binSpacing=0)
         .encode(
-            x=alt.X("bin_start:Q", bin="binned", title="value"),
-            x2="bin_end:Q",
-            y=alt.Y("count:Q", scale=y_scale, title="count"),
+            x=alt.X(**field("bin_start", "Q"), bin="binned", title="value"),
+            x2=alt.X2(**field("bin_end")),
+            y=alt.Y(**field("count", "Q"), scale=y_scale, title="count"),
             color=color,
             tooltip=[
-                "layer:N",
-                alt.Tooltip("bin_start:Q", format=".4g"),
-                alt.Tooltip("bin_end:Q", format=".4g"),
-                "count:Q",
+                tip("layer", "N"),
+                tip("bin_start", "Q", format=".4g"),
+                tip("bin_end", "Q", format=".4g"),
+                tip("count", "Q"),
             ],
-        )
-        .properties(**size(view, frame["layer"].nunique()))
+        ),
+        **size(view, frame["layer"].nunique()),
     )
     return frame, facet(chart, frame, mark), []
 
@@ -98,11 +101,13 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     nominal = x in ("layer", "feature") or frame[x].dtype == object or str(frame[x].dtype) in ("string", "str")
     angle = 0 if nominal and frame[x].nunique() <= 4 else -45
     x_enc = (
-        alt.X(f"{x}:N", sort=None, title=x, axis=alt.Axis(labelAngle=angle)) if nominal else alt.X(f"{x}:Q", title=x)
+        alt.X(**field(x, "N"), sort=None, title=x, axis=alt.Axis(labelAngle=angle))
+        if nominal
+        else alt.X(**field(x, "Q"), title=x)
     )
     y_title = data.label if (y == "value" and data.kind in ("scalar", "features")) else y
     y_enc = alt.Y(
-        f"{y}:Q",
+        **field(y, "Q"),
         title=y_title,
         scale=alt.Scale(type="symlog") if mark.arg("log") else alt.Undefined,
     )
@@ -116,10 +121,10 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     named = by in frame and (data.kind == "function" or frame[by].nunique() > 1)
     color = mark.arg("color") or (by if named and x != by else None)
     if color:
-        enc["color"] = alt.Color(f"{color}:N", sort=list(dict.fromkeys(frame[color])))
+        enc["color"] = alt.Color(**field(color, "N"), sort=list(dict.fromkeys(frame[color])))
     if data.kind == "function":  # the curve solid, its derivative dashed
-        enc["strokeDash"] = alt.StrokeDash("kind:N", sort=["f(x)", "f'(x)"], title=None)
-        enc["detail"] = "function:N"
+        enc["strokeDash"] = alt.StrokeDash(**field("kind", "N"), sort=["f(x)", "f'(x)"], title=None)
+        enc["detail"] = alt.Detail(**field("function", "N"))
     base = alt.Chart(inline(frame))
     line = base.mark_line(point=data.kind != "function" and len(frame) <= 200)
     chart = (base.mark_bar() if kind == "bar" else line).encode(**enc)
@@ -127,7 +132,7 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     if nominal and frame[x].nunique() > 16 and not view.width:
         # one readable band per layer, the chart grows (up to MAX_SIZE: then the bands narrow)
         dims["width"] = alt.Step(18) if 18 * frame[x].nunique() <= MAX_SIZE else MAX_SIZE
-    chart = chart.properties(**dims)
+    chart = props(chart, **dims)
     if mark.arg("facet"):
         chart = facet(chart, frame, mark, independent=("y",))
     name = "layer" if "layer" in frame else x
@@ -154,12 +159,12 @@ def visit_scatter(data: Data, mark: Step, view: ViewSpec):
     assert frame is not None  # every branch above gives a table
     check_columns(mark, frame)
     x, y = mark.arg("x", x_default), mark.arg("y", y_default)
-    enc = {"x": alt.X(f"{x}:Q"), "y": alt.Y(f"{y}:Q"), "tooltip": tooltip(frame)}
+    enc = {"x": alt.X(**field(x, "Q")), "y": alt.Y(**field(y, "Q")), "tooltip": tooltip(frame)}
     color = mark.arg("color") or ("label" if "label" in frame else None)
     if color:
         numeric = frame[color].dtype.kind in "fiu"
-        enc["color"] = alt.Color(f"{color}:{'Q' if numeric else 'N'}", title=color)
-    chart = alt.Chart(inline(frame)).mark_circle(size=40, opacity=0.8).encode(**enc).properties(**size(view, 1))
+        enc["color"] = alt.Color(**field(color, "Q" if numeric else "N"), title=color)
+    chart = props(alt.Chart(inline(frame)).mark_circle(size=40, opacity=0.8).encode(**enc), **size(view, 1))
     if "layer" in frame and frame["layer"].nunique() > 1:
         chart = facet(chart, frame, mark)
     return frame, chart, []

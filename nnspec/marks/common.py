@@ -21,6 +21,28 @@ FACET_COLUMNS = 3
 MAX_SIZE = 4000  # px: the widest and tallest a chart (or one panel of it) is drawn, as the spec's width/height
 
 
+TYPES = {"Q": "quantitative", "N": "nominal", "O": "ordinal", "T": "temporal"}
+
+
+def field(name: str, type: str | None = None, **kw) -> dict:
+    """A channel's keyword arguments for column ``name`` of type ``"Q"``, ``"N"``,
+    ``"O"`` or ``"T"`` (none for ``x2``/``y2``), e.g. ``alt.X(**field("count", "Q"))``.
+
+    Marks build channels as objects with an explicit ``field`` and ``type``, never
+    as shorthand strings (``"count:Q"``): Altair turns a string into a channel by
+    hashing its ~570 schema classes each time, most of a chart's cost, and the
+    Vega-Lite is the same."""
+    out = {"field": name, **kw}
+    if type is not None:
+        out["type"] = TYPES[type]
+    return out
+
+
+def tip(name: str, type: str, **kw) -> alt.Tooltip:
+    """A tooltip channel for column ``name`` (``field``'s types)."""
+    return alt.Tooltip(**field(name, type, **kw))
+
+
 def inline(frame: pd.DataFrame) -> dict:
     """Inline rows for the chart, as a plain ``{"values": [...]}``: Altair then
     neither walks nor validates each row (seconds for 10,000), and our mark
@@ -40,15 +62,24 @@ def tooltip(frame: pd.DataFrame) -> list:
     for c in frame.columns:
         kind = frame[c].dtype.kind
         if kind == "f":
-            out.append(alt.Tooltip(f"{c}:Q", format=".4g"))
+            out.append(tip(c, "Q", format=".4g"))
         else:
-            out.append(alt.Tooltip(f"{c}:{'Q' if kind in 'iu' else 'N'}"))
+            out.append(tip(c, "Q" if kind in "iu" else "N"))
+    return out
+
+
+def props(chart, **kw):
+    """``chart.properties(**kw)`` without validating each property on its own: the
+    view's Vega-Lite is made by one ``to_dict``, which validates the whole chart."""
+    out = chart.copy(deep=False)
+    for k, v in kw.items():
+        setattr(out, k, v)
     return out
 
 
 def finish(chart, view: ViewSpec, notes: list[str]):
     title = alt.TitleParams(view.title, subtitle=notes or alt.Undefined, anchor="start")
-    return chart.properties(title=title)
+    return props(chart, title=title)
 
 
 def clamp(px: float) -> int:
@@ -99,7 +130,7 @@ def facet(chart, frame: pd.DataFrame, mark: Step, independent=("x", "y")):
     if by is None:
         return chart
     order = list(dict.fromkeys(frame[by]))
-    faceted = chart.facet(facet=alt.Facet(f"{by}:N", sort=order, title=None), columns=FACET_COLUMNS)
+    faceted = chart.facet(facet=alt.Facet(**field(by, "N"), sort=order, title=None), columns=FACET_COLUMNS)
     return faceted.resolve_scale(**{k: "independent" for k in independent})
 
 

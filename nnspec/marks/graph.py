@@ -13,7 +13,7 @@ import pandas as pd
 from nnspec.errors import SpecError
 from nnspec.execute.data import Data
 from nnspec.marks import messages
-from nnspec.marks.common import inline
+from nnspec.marks.common import field, inline, tip
 from nnspec.query import messages as query_messages
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -48,8 +48,8 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     ranks_px = (ranks.max() - ranks.min() + 1) * per_rank
     width, height = (across_px, ranks_px) if direction == "TB" else (ranks_px, across_px)
     pad_x = 0.6 if direction == "TB" else 0.7
-    x = alt.X("x:Q", axis=None, scale=alt.Scale(domain=[xs.min() - pad_x, xs.max() + pad_x]))
-    y = alt.Y("y:Q", axis=None, scale=alt.Scale(domain=[ys.min() - 0.6, ys.max() + 0.6], reverse=True))
+    x = alt.X(**field("x", "Q"), axis=None, scale=alt.Scale(domain=[xs.min() - pad_x, xs.max() + pad_x]))
+    y = alt.Y(**field("y", "Q"), axis=None, scale=alt.Scale(domain=[ys.min() - 0.6, ys.max() + 0.6], reverse=True))
     rows = [
         {"edge": i, "seq": j, "x": float(px), "y": float(py)}
         for i, pts in enumerate(edges["points"])
@@ -58,22 +58,24 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
     lines = (
         alt.Chart(inline(pd.DataFrame(rows, columns=["edge", "seq", "x", "y"])))
         .mark_line(color="#8a93a5", strokeWidth=1.3)
-        .encode(x=x, y=y, detail="edge:N", order="seq:Q")
+        .encode(x=x, y=y, detail=alt.Detail(**field("edge", "N")), order=alt.Order(**field("seq", "Q")))
     )
     drawn = nodes.drop(columns=["kind"])
     fits = int((box_w - 10) / CHAR_PX)
     drawn["label"] = ["\n".join(_fit(line, fits) for line in str(label).split("\n")) for label in drawn["label"]]
     if color_by == "type":
-        color = alt.Color("type:N", scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type"))
+        color = alt.Color(
+            **field("type", "N"), scale=alt.Scale(scheme="tableau20"), legend=alt.Legend(title="layer type")
+        )
     elif color_by == "params":
         color = alt.Color(
-            "params:Q", scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params")
+            **field("params", "Q"), scale=alt.Scale(scheme="viridis", type="symlog"), legend=alt.Legend(title="params")
         )
     else:  # a value per node from another query; nodes without one stay grey (below)
-        color = alt.Color("stat:Q", scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title="value"))
-    tips = [alt.Tooltip(c) for c in ("path:N", "type:N", "shape:N", "params:Q", "fold:Q")]
+        color = alt.Color(**field("stat", "Q"), scale=alt.Scale(scheme="viridis"), legend=alt.Legend(title="value"))
+    tips = [tip(c, t) for c, t in (("path", "N"), ("type", "N"), ("shape", "N"), ("params", "Q"), ("fold", "Q"))]
     if "stat" in nodes:
-        tips.append(alt.Tooltip("stat:Q", format=".4g", title="value"))
+        tips.append(tip("stat", "Q", format=".4g", title="value"))
     opacity = 0.9 if color_by == "type" else 0.6  # dark viridis boxes would hide the labels
     boxes = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, opacity=opacity)
     boxes = boxes.encode(x=x, y=y, color=color, tooltip=tips)
@@ -81,7 +83,7 @@ def visit_graph(data: Data, mark: Step, view: ViewSpec):
         grey = alt.Chart(inline(drawn)).mark_rect(width=box_w, height=box_h, cornerRadius=4, color="#d5d9e0")
         boxes = alt.layer(grey.encode(x=x, y=y, tooltip=tips).transform_filter("!isValid(datum.stat)"), boxes)
     labels = alt.Chart(inline(drawn)).mark_text(fontSize=10, lineBreak="\n", color="#111")
-    labels = labels.encode(x=x, y=y, text="label:N", tooltip=tips)
+    labels = labels.encode(x=x, y=y, text=alt.Text(**field("label", "N")), tooltip=tips)
     chart = (
         alt.layer(lines, boxes, labels)
         .configure_view(stroke=None)

@@ -22,7 +22,10 @@ from nnspec.marks.common import (
     color_domain,
     color_scale,
     facet,
+    field,
     inline,
+    props,
+    tip,
 )
 from nnspec.marks.raster import (
     PIXEL_BUDGET,
@@ -142,12 +145,13 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     drawn["value"] = [_short(v) for v in drawn["value"]]
     axis = alt.Axis(labelOverlap=True, labelAngle=0)
     base = alt.Chart().encode(
-        x=alt.X("col:O", title=x_title, axis=axis),
-        y=alt.Y("row:O", title=y_title, axis=axis),
-        tooltip=["layer:N", "row:O", "col:O", alt.Tooltip("value:Q", format=".4g")] + (["flag:N"] if flagged else []),
+        x=alt.X(**field("col", "O"), title=x_title, axis=axis),
+        y=alt.Y(**field("row", "O"), title=y_title, axis=axis),
+        tooltip=[tip("layer", "N"), tip("row", "O"), tip("col", "O"), tip("value", "Q", format=".4g")]
+        + ([tip("flag", "N")] if flagged else []),
     )
     scale = color_scale(frame["value"], mark)
-    color = alt.Color("value:Q", scale=scale, title=None)
+    color = alt.Color(**field("value", "Q"), scale=scale, title=None)
     layers = [base.mark_rect().encode(color=color)]
     if flagged:  # NaN/Inf cells are drawn black, not dropped
         layers = [
@@ -156,11 +160,11 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
         ]
     if len(drawn) <= LABELLED_CELLS:  # few cells: print each value on its cell
         drawn["ink"] = _ink(drawn["value"], scale)
-        ink = alt.condition("datum.ink == 'white'", alt.value("white"), alt.value("black"))
-        text = base.mark_text(fontSize=10).encode(text=alt.Text("value:Q", format=".3~g"), color=ink)
+        ink = alt.ColorValue(**alt.condition("datum.ink == 'white'", alt.value("white"), alt.value("black")))
+        text = base.mark_text(fontSize=10).encode(text=alt.Text(**field("value", "Q"), format=".3~g"), color=ink)
         layers.append(text)
-    chart = alt.layer(*layers, data=inline(drawn)) if len(layers) > 1 else layers[0].properties(data=inline(drawn))
-    chart = chart.properties(**_heatmap_size(view, drawn))
+    chart = alt.layer(*layers, data=inline(drawn)) if len(layers) > 1 else props(layers[0], data=inline(drawn))
+    chart = props(chart, **_heatmap_size(view, drawn))
     return frame, facet(chart, frame, mark), notes
 
 

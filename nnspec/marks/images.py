@@ -20,7 +20,9 @@ from nnspec.marks.common import (
     clamp,
     color_domain,
     color_scale,
+    field,
     inline,
+    tip,
 )
 from nnspec.marks.heatmap import AGG, check_scheme, finite_range
 from nnspec.marks.raster import PIXEL_BUDGET, block_edges, nonfinite_colour, raster, raster_blocks
@@ -182,12 +184,12 @@ def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
     scheme, domain, mid = colour
     size = (max(40, clamp(grid_w * px)), max(40, clamp(grid_h * px)))
     image = raster(canvas, domain, scheme, *size, mid=mid, log=bool(mark.arg("log")), blank=blank, axes=False)
-    x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False, zero=False))
-    y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, zero=False, reverse=True))
+    x = alt.X(**field("gx", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False, zero=False))
+    y = alt.Y(**field("gy", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, zero=False, reverse=True))
     text = (
         alt.Chart(alt.Data(values=tags))
         .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
-        .encode(x=x, y=y, text="tile:N")
+        .encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
     )
     chart = alt.layer(image, text).properties(width=size[0], height=size[1])
     return chart.properties(title=title) if title else chart
@@ -196,14 +198,14 @@ def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
 def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, titled: bool):
     grid_w, grid_h = size
     px = _cell_px(grid_w, grid_h)
-    x = alt.X("gx:Q", axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False))
-    y = alt.Y("gy:Q", axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, reverse=True))
-    color = alt.Color("value:Q", scale=color_scale(frame["value"], mark), title=None)
-    tip = ["layer:N", "tile:N", "row:Q", "col:Q", alt.Tooltip("value:Q", format=".4g")]
+    x = alt.X(**field("gx", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False))
+    y = alt.Y(**field("gy", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, reverse=True))
+    color = alt.Color(**field("value", "Q"), scale=color_scale(frame["value"], mark), title=None)
+    tips = [tip("layer", "N"), tip("tile", "N"), tip("row", "Q"), tip("col", "Q"), tip("value", "Q", format=".4g")]
     base = (
         alt.Chart()
         .transform_calculate(gx2="datum.gx + 1", gy2="datum.gy + 1")
-        .encode(x=x, x2="gx2:Q", y=y, y2="gy2:Q", tooltip=tip)
+        .encode(x=x, x2=alt.X2(**field("gx2")), y=y, y2=alt.Y2(**field("gy2")), tooltip=tips)
     )
     cells = [base.mark_rect().encode(color=color)]
     if not frame["value"].map(math.isfinite).all():  # NaN/Inf (null in the JSON) drawn black, not left blank
@@ -216,7 +218,7 @@ def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, ti
         alt.Chart()
         .transform_aggregate(gx="min(gx)", gy="min(gy)", groupby=["tile"])
         .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
-        .encode(x=x, y=y, text="tile:N")
+        .encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
     )
     chart = alt.layer(*cells, tags, data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]]))
     props = {"width": clamp(grid_w * px), "height": clamp(grid_h * px)}

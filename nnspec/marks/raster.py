@@ -34,6 +34,8 @@ from typing import Any, cast
 import altair as alt
 import numpy as np
 
+from nnspec.marks.common import field, props
+
 PIXEL_BUDGET = 1 << 22  # pixels per view (4 Mpx); past it, blocks (``raster_blocks``)
 LEVELS = 254  # colour levels; index 254: NaN/±Inf; index 255: blank (transparent)
 NONFINITE = LEVELS
@@ -276,12 +278,17 @@ def raster(
     cover_y, cover_x = rows * pixel[0], cols * pixel[1]
     span_y, span_x = extent or (cover_y, cover_x)
     ax = alt.Axis(format="d", labelOverlap=True, labelAngle=0) if axes else None
-    x = alt.X("x:Q", title=x_title, axis=ax, scale=alt.Scale(domain=[0, span_x], nice=False, zero=False))
-    y = alt.Y("y:Q", title=y_title, axis=ax, scale=alt.Scale(domain=[0, span_y], nice=False, zero=False, reverse=True))
+    x = alt.X(**field("x", "Q"), title=x_title, axis=ax, scale=alt.Scale(domain=[0, span_x], nice=False, zero=False))
+    y = alt.Y(
+        **field("y", "Q"),
+        title=y_title,
+        axis=ax,
+        scale=alt.Scale(domain=[0, span_y], nice=False, zero=False, reverse=True),
+    )
     image = (
         alt.Chart(alt.Data(values=[{"url": url, "x": 0, "x2": cover_x, "y": 0, "y2": cover_y}]))
         .mark_image(aspect=False, smooth=False, aria=False, clip=(cover_x, cover_y) != (span_x, span_y))
-        .encode(x=x, x2="x2:Q", y=y, y2="y2:Q", url="url:N")
+        .encode(x=x, x2=alt.X2(**field("x2")), y=y, y2=alt.Y2(**field("y2")), url=alt.Url(**field("url", "N")))
     )
     kw: dict[str, Any] = {
         "scheme": scheme,
@@ -297,6 +304,6 @@ def raster(
     legend = (
         alt.Chart(alt.Data(values=[{"value": float(domain[0])}, {"value": float(domain[1])}]))
         .mark_rect(opacity=0, aria=False)
-        .encode(color=alt.Color("value:Q", scale=scale, title=None))
+        .encode(color=alt.Color(**field("value", "Q"), scale=scale, title=None))
     )
-    return cast(alt.LayerChart, alt.layer(image, legend).properties(width=width, height=height))
+    return cast(alt.LayerChart, props(alt.layer(image, legend), width=width, height=height))

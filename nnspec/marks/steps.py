@@ -18,8 +18,11 @@ from nnspec.marks.common import (
     FACET_COLUMNS,
     check_columns,
     clamp,
+    field,
     inline,
+    props,
     size,
+    tip,
     tooltip,
 )
 from nnspec.query.ast import Step
@@ -54,7 +57,7 @@ def _panels(chart, frame: pd.DataFrame, data: Data, mark: Step):
     if by is None:
         return chart
     order = list(dict.fromkeys(frame[by]))
-    return chart.facet(facet=alt.Facet(f"{by}:N", sort=order, title=None), columns=FACET_COLUMNS).resolve_scale(
+    return chart.facet(facet=alt.Facet(**field(by, "N"), sort=order, title=None), columns=FACET_COLUMNS).resolve_scale(
         y="independent"
     )
 
@@ -69,36 +72,48 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     colour = _colour(frame, data, mark)
     chart_frame = _with_nonfinite(frame, data)
     base = alt.Chart(inline(chart_frame))
-    x = alt.X("step:Q", title="step")
+    x = alt.X(**field("step", "Q"), title="step")
     enc = {"x": x}
     if colour:
-        enc["color"] = alt.Color(f"{colour}:N", sort=list(dict.fromkeys(frame[colour])))
+        enc["color"] = alt.Color(**field(colour, "N"), sort=list(dict.fromkeys(frame[colour])))
     if data.options.get("runs") and colour != "run":  # each run its own line: dashes and point shapes tell them apart
         order = list(dict.fromkeys(frame["run"]))
-        enc["strokeDash"] = alt.StrokeDash("run:N", sort=order, legend=None)  # the shape legend names the runs
-        enc["shape"] = alt.Shape("run:N", sort=order)
+        enc["strokeDash"] = alt.StrokeDash(
+            **field("run", "N"), sort=order, legend=None
+        )  # the shape legend names the runs
+        enc["shape"] = alt.Shape(**field("run", "N"), sort=order)
     if colour != "layer" and frame["layer"].nunique() > 1 and not data.options.get("runs") and not stats:
-        enc["detail"] = "layer:N"  # color= picked another column: still one line per layer
+        enc["detail"] = alt.Detail(**field("layer", "N"))  # color= picked another column: still one line per layer
     y_title = data.label if y == "value" else (f"{y} of {data.label}" if stats else y)
     log = _log_scale(frame, y) if mark.arg("log") else alt.Undefined
     layers = []
     if stats and mark.arg("y") is None:  # min..max and mean±std bands under the mean
-        layers.append(base.mark_area(opacity=0.12).encode(y=alt.Y("min:Q", scale=log), y2="max:Q", **enc))
+        layers.append(
+            base.mark_area(opacity=0.12).encode(
+                y=alt.Y(**field("min", "Q"), scale=log), y2=alt.Y2(**field("max")), **enc
+            )
+        )
         spread = base.transform_calculate(lo="datum.mean - datum.std", hi="datum.mean + datum.std")
-        layers.append(spread.mark_area(opacity=0.25).encode(y="lo:Q", y2="hi:Q", **enc))
+        layers.append(
+            spread.mark_area(opacity=0.25).encode(y=alt.Y(**field("lo", "Q")), y2=alt.Y2(**field("hi")), **enc)
+        )
         y_title = "mean; bands ±std, min..max"
     line = base.mark_line(point=len(frame) <= 200).encode(
-        y=alt.Y(f"{y}:Q", title=y_title, scale=log, axis=alt.Axis(format="~g")), tooltip=tooltip(frame), **enc
+        y=alt.Y(**field(y, "Q"), title=y_title, scale=log, axis=alt.Axis(format="~g")), tooltip=tooltip(frame), **enc
     )
     layers.append(line)
     if data.options.get("nonfinite"):
         rule = base.transform_filter("datum.nonfinite_at != null").transform_aggregate(
             step="min(nonfinite_at)", groupby=["run"]
         )
-        tip = [alt.Tooltip("run:N"), alt.Tooltip("step:Q", title="first NaN/Inf at step")]
-        layers.append(rule.mark_rule(color=RED, strokeDash=[4, 3], strokeWidth=2).encode(x="step:Q", tooltip=tip))
+        tips = [tip("run", "N"), tip("step", "Q", title="first NaN/Inf at step")]
+        layers.append(
+            rule.mark_rule(color=RED, strokeDash=[4, 3], strokeWidth=2).encode(
+                x=alt.X(**field("step", "Q")), tooltip=tips
+            )
+        )
     panels = frame["layer"].nunique() if (data.options.get("runs") or stats) else 1
-    chart = alt.layer(*layers).properties(**size(view, panels))
+    chart = props(alt.layer(*layers), **size(view, panels))
     return chart_frame, _panels(chart, frame, data, mark), []
 
 
@@ -143,24 +158,24 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
         range=[RIDGE_HEIGHT, -RIDGE_HEIGHT * RIDGE_OVERLAP], type="symlog" if mark.arg("log") else "linear"
     )
     enc = {
-        "x": alt.X("value:Q", title=layer),
-        "y": alt.Y("height:Q", axis=None, scale=scale, stack=None),
-        "stroke": alt.condition(first, alt.value(RED), alt.value("white")),
-        "strokeWidth": alt.condition(first, alt.value(2), alt.value(0.6)),
-        "detail": "run:N",
+        "x": alt.X(**field("value", "Q"), title=layer),
+        "y": alt.Y(**field("height", "Q"), axis=None, scale=scale, stack=None),
+        "stroke": alt.StrokeValue(**alt.condition(first, alt.value(RED), alt.value("white"))),
+        "strokeWidth": alt.StrokeWidthValue(**alt.condition(first, alt.value(2), alt.value(0.6))),
+        "detail": alt.Detail(**field("run", "N")),
         "tooltip": [
-            "step:Q",
-            "layer:N",
-            "run:N",
-            alt.Tooltip("value:Q", title="bin start", format=".4g"),
-            alt.Tooltip("bin_end:Q", format=".4g"),
-            "count:Q",
+            tip("step", "Q"),
+            tip("layer", "N"),
+            tip("run", "N"),
+            tip("value", "Q", title="bin start", format=".4g"),
+            tip("bin_end", "Q", format=".4g"),
+            tip("count", "Q"),
         ],
     }
     if several:
-        enc["fill"] = alt.Fill("run:N", sort=list(dict.fromkeys(frame["run"])))
+        enc["fill"] = alt.Fill(**field("run", "N"), sort=list(dict.fromkeys(frame["run"])))
     else:
-        enc["fill"] = alt.Fill("step:Q", scale=alt.Scale(scheme="blues", reverse=True), legend=None)
+        enc["fill"] = alt.Fill(**field("step", "Q"), scale=alt.Scale(scheme="blues", reverse=True), legend=None)
     area = (
         alt.Chart(inline(frame))
         .mark_area(interpolate="step-after", fillOpacity=0.6 if several else 0.85)
@@ -169,4 +184,4 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
     )
     header = alt.Header(labelAngle=0, labelAlign="left", labelFontSize=9)
     # flush bounds: a ridge reaching into the row above does not push the rows apart
-    return area.facet(row=alt.Row("step:O", title="step", header=header), spacing=0, bounds="flush")
+    return area.facet(row=alt.Row(**field("step", "O"), title="step", header=header), spacing=0, bounds="flush")

@@ -14,7 +14,9 @@ from nnspec.marks import messages
 from nnspec.marks.common import (
     check_columns,
     clamp,
+    field,
     inline,
+    props,
     size,
     tooltip,
 )
@@ -164,17 +166,22 @@ def visit_box(data: Data, mark: Step, view: ViewSpec):
         raise SpecError(execute_messages.step_needs_tensors("box"), mark.span)
     frame = box_frame(data)
     check_columns(mark, frame)
-    x = alt.X("layer:N", sort=None)
+    x = alt.X(**field("layer", "N"), sort=None)
     base = alt.Chart().encode(
         x=x,
         tooltip=tooltip(frame),
     )
-    chart = alt.layer(
-        base.mark_rule().encode(y=alt.Y("min:Q", title="value", scale=_whole(frame)), y2="max:Q"),
-        base.mark_bar(size=18).encode(y="q1:Q", y2="q3:Q"),
-        base.mark_tick(color="white", size=18).encode(y="median:Q"),
-        data=inline(frame),
-    ).properties(**size(view, 1))
+    chart = props(
+        alt.layer(
+            base.mark_rule().encode(
+                y=alt.Y(**field("min", "Q"), title="value", scale=_whole(frame)), y2=alt.Y2(**field("max"))
+            ),
+            base.mark_bar(size=18).encode(y=alt.Y(**field("q1", "Q")), y2=alt.Y2(**field("q3"))),
+            base.mark_tick(color="white", size=18).encode(y=alt.Y(**field("median", "Q"))),
+            data=inline(frame),
+        ),
+        **size(view, 1),
+    )
     notes = [f"{r.layer}: " + messages.note_nonfinite_values(r.nonfinite) for r in frame.itertuples() if r.nonfinite]
     return frame, chart, notes + [messages.note_whiskers()]
 
@@ -196,7 +203,11 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
     for c in frame.columns:
         cells += [{"row": i, "x": starts[c], "text": t, "head": False} for i, t in enumerate(texts[c])]
     scale_x = alt.Scale(domain=[0, x], range=[0, x])
-    base = alt.Chart().encode(x=alt.X("x:Q", axis=None, scale=scale_x), y=alt.Y("row:O", axis=None), text="text:N")
+    base = alt.Chart().encode(
+        x=alt.X(**field("x", "Q"), axis=None, scale=scale_x),
+        y=alt.Y(**field("row", "O"), axis=None),
+        text=alt.Text(**field("text", "N")),
+    )
     chart = (
         alt.layer(
             base.mark_text(align="left", baseline="middle", fontSize=11, fontWeight="bold").transform_filter(

@@ -1,7 +1,10 @@
 """Stage 6: a Dashboard ──▶ files under ``out``: ``<spec>.html`` and, per view,
 ``<spec>.<view-slug>.vl.json`` / ``.png`` / ``.svg`` / ``.pdf`` (the spec's
 name first, so that two specs rendered into one folder never overwrite each
-other's files: a slug has no dot). Every write is atomic (a temp file, then a rename)."""
+other's files: a slug has no dot). Every write is atomic (a temp file, then a rename).
+
+PNG/SVG/PDF exports of three views or more run in a small process pool
+(``convert.ExportPool``); the files are the bytes the serial path writes."""
 
 from __future__ import annotations
 
@@ -10,11 +13,12 @@ import os
 from nnspec.errors import InternalError, NnspecError, format_error
 from nnspec.execute import messages as execute_messages
 from nnspec.output import messages
-from nnspec.output.convert import convert
+from nnspec.output.convert import ExportPool, Outcome, convert, pool_size
 from nnspec.output.dashboard import Dashboard
 from nnspec.output.files import write_atomic
 
 FORMATS = ("html", "json", "png", "svg", "pdf")
+IMAGES = ("png", "svg", "pdf")
 
 
 def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
@@ -27,25 +31,42 @@ def write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
 def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
     written = []
     name = dash.spec.name
-    for v in dash.views:
-        if v.chart is None:
-            continue
-        spec = v.vega_lite()
-        if "json" in formats:
-            written.append(write_atomic(os.path.join(out, f"{name}.{v.slug}.vl.json"), v.to_json()))
-        for fmt in ("png", "svg", "pdf"):
-            if fmt not in formats:
-                continue
-            try:
-                image = convert(spec, fmt)
-            except NnspecError as e:  # too large an image: this file is not written, the view still shows
-                v.notes.append(e.message)
-                continue
-            except ValueError as e:  # vl-convert could not draw our chart: our bug, this view fails alone
-                v.error = format_error(InternalError(execute_messages.internal_view_error(str(e).splitlines()[0])))
-                v.chart = v.data = None
-                break
-            written.append(write_atomic(os.path.join(out, f"{name}.{v.slug}.{fmt}"), image))
+    images = [fmt for fmt in IMAGES if fmt in formats]
+    views = [v for v in dash.views if v.chart is not None]
+    n_export = len(views) if images else 0
+    # ``convert`` looked up here, so that a test's stand-in for it draws the serial path's views
+    pool = ExportPool(pool_size(n_export), lambda spec, fmt: convert(spec, fmt))
+    files: list[list[str]] = []
+    try:
+        for v in views:
+            spec = v.vega_lite()
+            files.append([])
+            if "json" in formats:
+                files[-1].append(write_atomic(os.path.join(out, f"{name}.{v.slug}.vl.json"), v.to_json()))
+            if images:
+                pool.submit(spec, images)
+        outcomes = pool.results() if images else [[] for _ in views]
+    except BaseException:
+        pool.close()
+        raise
+    for v, paths, outs in zip(views, files, outcomes):
+        written += paths + _keep(v, outs, out, name)
     if "html" in formats:  # last, so that it shows a view that failed to export as failed
         written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
+    return written
+
+
+def _keep(v, outcomes: list[Outcome], out: str, name: str) -> list[str]:
+    """A view's exported files written; a refused image a note, a failed one the view's error."""
+    written = []
+    for kind, fmt, value in outcomes:
+        if kind == "refused":  # too large an image: this file is not written, the view still shows
+            v.notes.append(value)
+        elif kind == "failed":  # vl-convert could not draw our chart: our bug, this view fails alone
+            v.error = format_error(InternalError(execute_messages.internal_view_error(str(value))))
+            v.chart = v.data = None
+            break
+        else:
+            assert isinstance(value, (bytes, str))
+            written.append(write_atomic(os.path.join(out, f"{name}.{v.slug}.{fmt}"), value))
     return written
