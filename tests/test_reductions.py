@@ -276,3 +276,180 @@ def test_downsample_agg_equals_numpy(agg):
     for r in frame.itertuples():  # near-equal blocks: block i spans floor(i·n/k) … floor((i+1)·n/k)
         block = w[r.row * 30 // rows : (r.row + 1) * 30 // rows, r.col * 40 // cols : (r.col + 1) * 40 // cols]
         assert r.value == pytest.approx(_numpy_block(block, agg), rel=1e-6, abs=1e-6)
+
+
+# -- the tuned torch path against the implementation it replaced (issue 15) --------------------
+def _old_finite_stats(t, n_total, nan, inf, total=None):
+    """``reduce._finite_stats`` before issue 15 (zero count as the sum of |sign|)."""
+    import math
+
+    n = t.numel()
+    flat = t.reshape(-1)
+    s = (flat.sum() if total is None else total).double()
+    mn, mx = torch.aminmax(flat)
+    sumsq = torch.dot(flat, flat).double()
+    signs = torch.sign(flat)
+    abssum = torch.dot(flat, signs).double()
+    nonzero = signs.abs_().sum().double()
+    mean = s / n
+    var = (sumsq - s * mean) / max(n - 1, 1)
+    if bool(var <= 1e-4 * sumsq / n):
+        var = torch.linalg.vector_norm(flat - mean.to(flat.dtype)).double() ** 2 / max(n - 1, 1)
+    std = torch.sqrt(var.clamp(min=0)) if n > 1 else var * math.nan
+    parts = [mean.new_tensor(float(n_total)), mean, std, mn.double(), mx.double(), abssum / n, (n - nonzero) / n]
+    return torch.stack(parts + [nan.double(), inf.double()])
+
+
+def _old_stats_torch(t):
+    zero = torch.zeros((), dtype=torch.float64)
+    total = t.sum()
+    if bool(torch.isfinite(total)):
+        return _old_finite_stats(t, t.numel(), zero, zero, total)
+    ok = torch.isfinite(t)
+    return _old_finite_stats(t[ok], t.numel(), torch.isnan(t).sum().double(), torch.isinf(t).sum().double())
+
+
+def _old_histogram_torch(t, bins, range_=None):
+    """``reduce.histogram_torch`` before issue 15 (float -> uint8 directly), float32/64."""
+    t = t.reshape(-1)
+    nan = inf = t.new_zeros((), dtype=torch.int64)
+    vals = t
+    mn, mx = torch.aminmax(t)
+    if not bool(torch.isfinite(mn) & torch.isfinite(mx)):
+        finite = torch.isfinite(t)
+        nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
+        vals = t[finite]
+        mn, mx = torch.aminmax(vals)
+    if range_ is None:
+        lo, hi = mn.double(), mx.double()
+        same = hi <= lo
+        lo, hi = torch.where(same, lo - 0.5, lo), torch.where(same, hi + 0.5, hi)
+    else:
+        lo = torch.tensor(float(range_[0]), dtype=torch.float64)
+        hi = torch.tensor(float(range_[1]), dtype=torch.float64)
+    scale = bins / (hi - lo)
+    pos = torch.sub(vals, lo.to(vals.dtype)).mul_(scale.to(vals.dtype))
+    if range_ is not None:
+        pos.clamp_(0, bins)
+    small = torch.uint8 if bins < 255 else torch.int32
+    counts = torch.bincount(pos.to(small), minlength=bins + 1).to(torch.int64)
+    counts = torch.cat([counts[: bins - 1], counts[bins - 1 : bins + 1].sum().reshape(1)])
+    outside = counts.new_zeros(())
+    if range_ is not None:
+        below, above = (vals < lo.to(vals.dtype)).sum(), (vals > hi.to(vals.dtype)).sum()
+        counts[0] -= below
+        counts[-1] -= above
+        outside = below + above
+    return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
+
+
+def _kinds(n: int, dtype: torch.dtype, seed: int) -> dict[str, torch.Tensor]:
+    """Tensors that exercise every branch: plain, ReLU-like (many zeros), a large
+    mean (the two-pass variance), bin-edge values, and NaN/Inf."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, generator=g, dtype=dtype)
+    dirty = x.clone()
+    dirty[::97] = float("nan")
+    dirty[5::89] = float("inf")
+    dirty[7::83] = -float("inf")
+    return {
+        "randn": x,
+        "relu": x.clamp(min=0),
+        "offset": x * 1e-3 + 100.0,
+        "grid": torch.randint(-8, 9, (n,), generator=g).to(dtype) / 4,
+        "dirty": dirty,
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("n", [SMALL + 1, 3 * SMALL + 7])
+def test_stats_equal_the_implementation_they_replaced(n, dtype, monkeypatch):
+    monkeypatch.setattr(reduce, "_CHUNK", 4096)  # the chunked zero count too
+    for name, t in _kinds(n, dtype, 11).items():
+        got, old = reduce.stats(t, reduce.Scratch()).numpy(), _old_stats_torch(t).numpy()
+        assert got[[0, 3, 4, 6, 7, 8]].tolist() == old[[0, 3, 4, 6, 7, 8]].tolist(), name  # counts, min, max exact
+        np.testing.assert_allclose(got, old, rtol=1e-6 if dtype == torch.float32 else 1e-12, err_msg=name)
+        _close(got, _stats(t.double().numpy()), dtype)
+
+
+@pytest.mark.parametrize("range_", [None, (-1.0, 1.5)], ids=["auto", "range"])
+@pytest.mark.parametrize("bins", [50, 64, 300])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_histogram_bins_equal_the_implementation_they_replaced(dtype, bins, range_):
+    for name, t in _kinds(3 * SMALL + 7, dtype, 12).items():
+        got, old = reduce.histogram(t, bins, range_, reduce.Scratch()), _old_histogram_torch(t, bins, range_)
+        for k in ("counts", *HISTOGRAM_HEAD):
+            assert got[k].tolist() == old[k].tolist(), (name, k)
+
+
+# -- reductions already made are reused, on one thread ------------------------------------------
+def _capture_counting(model, query, monkeypatch):
+    from nnspec.capture import run as capture
+    from nnspec.compiler.compile import compile_plan
+    from nnspec.inputs.batch import Batch
+    from nnspec.spec.load import load_spec
+
+    calls = []
+    real = {"stats": reduce.stats, "histogram": reduce.histogram}
+    for op, fn in real.items():
+        monkeypatch.setattr(reduce, op, lambda t, *a, fn=fn, **k: calls.append(t.shape) or fn(t, *a, **k))
+    plan = compile_plan(load_spec({"nnspec": 1, "views": [{"query": query}]}), model)
+    out = capture.run(plan, model, Batch.of(torch.randn(4, 8, generator=torch.Generator().manual_seed(1))))
+    return out.values, calls
+
+
+@pytest.mark.parametrize("query", ["activations of * | stats", "activations of * | histogram(bins=20)"])
+def test_a_tensor_passed_on_unchanged_is_reduced_once(query, monkeypatch):
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(8, 30), nn.Identity(), nn.Dropout(0.5), nn.ReLU(), nn.Identity()).eval()
+    values, calls = _capture_counting(model, query, monkeypatch)
+    assert len(calls) == 2  # the Linear's output and the ReLU's: the Identity and Dropout pass them on
+    first = [values[k] for k in sorted(values) if k[1] in ("0", "1", "2")]
+    for v in first[1:]:
+        if isinstance(v, dict):
+            assert all(v[k].tolist() == first[0][k].tolist() for k in v)
+        else:
+            assert v.tolist() == first[0].tolist()
+
+
+def test_a_tensor_written_in_place_is_reduced_again(monkeypatch):
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(8, 30), nn.ReLU(inplace=True)).eval()  # the same tensor, changed
+    values, calls = _capture_counting(model, "activations of * | stats", monkeypatch)
+    assert len(calls) == 2
+    before, after = (values[k] for k in sorted(values))
+    assert float(before[3]) < 0 and float(after[3]) == 0.0  # min before and after the ReLU
+
+
+def test_remembered_reductions_die_with_their_tensor():
+    scratch = reduce.Scratch()
+    t = torch.randn(100)
+    scratch.remember(t, "x", 1)
+    assert scratch.recall(t, "x") == 1 and scratch.recall(t.view(10, 10), "x") is None
+    assert scratch.recall(t, "y") is None
+    t.add_(1)  # a new version
+    assert scratch.recall(t, "x") is None
+    scratch.remember(t, "x", 2)
+    del t
+    assert not scratch._memo
+    with torch.inference_mode():
+        u = torch.ones(3)
+    scratch.remember(u, "x", 3)  # no version counter: never remembered
+    assert scratch.recall(u, "x") is None
+
+
+def test_cpu_reductions_run_on_one_thread_and_restore_the_count():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = reduce.steady(lambda t: torch.get_num_threads())(torch.ones(1000))
+        assert seen == 1 and torch.get_num_threads() == 2
+        big = reduce.steady(lambda t: torch.get_num_threads())(torch.ones(reduce.ONE_THREAD_MAX + 1))
+        assert big == 2
+        with pytest.raises(ZeroDivisionError):
+            reduce.steady(lambda t: 1 / 0)(torch.ones(3))
+        assert torch.get_num_threads() == 2
+        reduce.stats(torch.randn(SMALL * 2))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

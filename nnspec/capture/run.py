@@ -50,8 +50,22 @@ def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
 
 
 def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None):
-    """Index, then reduce or keep a copy, on the tensor's own device."""
-    t = select(c, t).detach()
+    """Index, then reduce or keep a copy, on the tensor's own device. A reduction of
+    a tensor this run already reduced the same way (passed on by an Identity, a
+    Dropout in eval mode) is the one made then (``scratch.recall``)."""
+    r = c.reduce
+    if r is None or scratch is None:
+        return _reduced(c, select(c, t).detach(), scratch)
+    what = ("apply", str(c.index), r.op, r.abs, r.bins, r.range)
+    done = scratch.recall(t, what)
+    if done is not None:
+        return done
+    value = _reduced(c, select(c, t).detach(), scratch)
+    scratch.remember(t, what, value)
+    return value
+
+
+def _reduced(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None):
     r = c.reduce
     if r is None:
         return t.clone()

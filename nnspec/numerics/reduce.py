@@ -10,8 +10,11 @@ the query language has, and how each is recorded, is ``reductions.REDUCTIONS``.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import cast
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Concatenate, ParamSpec, TypeVar, cast
 
 import torch
 
@@ -42,19 +45,56 @@ def _float(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
-_CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact
+_CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact (BLAS dots included)
+
+# CPU reductions of at most this many elements run on one thread: torch's
+# parallel ops on a busy machine wait for a descheduled worker (a sum over
+# 786k floats took 8 ms with 2 threads, 0.03 ms with 1), and one thread reads
+# a tensor of this size at close to memory speed anyway.
+ONE_THREAD_MAX = 1 << 22
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def steady(fn: Callable[Concatenate[torch.Tensor, _P], _R]) -> Callable[Concatenate[torch.Tensor, _P], _R]:
+    """``fn(t, …)`` on one torch thread when ``t`` is a CPU tensor of at most
+    ONE_THREAD_MAX elements; the caller's thread count is restored after."""
+
+    @functools.wraps(fn)
+    def run(t: torch.Tensor, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        threads = torch.get_num_threads()
+        if threads == 1 or t.device.type != "cpu" or t.numel() > ONE_THREAD_MAX:
+            return fn(t, *args, **kwargs)
+        torch.set_num_threads(1)
+        try:
+            return fn(t, *args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    return run
 
 
 class Scratch:
-    """Reusable work buffers for one capture run.
+    """Reusable work buffers, and reductions already made, for one capture run.
 
     A fresh large tensor per hook costs page faults worth 1-2 ns per element
     on the CPU, more than the reductions themselves; one buffer per dtype and
     device, grown to the largest activation, avoids that.
+
+    ``recall``/``remember``: a tensor passed on unchanged (by an Identity, a
+    Dropout in eval mode, a tied weight) is reduced once. An entry is keyed by
+    the tensor's memory (device, data pointer, shape, strides, dtype), its
+    version counter (bumped by every in-place write) and what was computed; it
+    holds only a weak reference to the tensor, and is valid while that tensor
+    lives (its memory cannot then belong to another tensor) and dropped when
+    it dies, so no activation is kept alive by it.
     """
 
     def __init__(self) -> None:
         self._buffers: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+        self._memo: dict[Hashable, tuple[weakref.ref[torch.Tensor], object]] = {}
+        self.hits = 0
 
     def get(self, n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
         key = (dtype, str(device))
@@ -63,6 +103,44 @@ class Scratch:
             buf = self._buffers[key] = torch.empty(n, dtype=dtype, device=device)
         return buf[:n]
 
+    @staticmethod
+    def _key(t: torch.Tensor, what: Hashable) -> Hashable | None:
+        """None where the tensor cannot be told apart safely (inference tensors keep
+        no version counter; meta, fake and sparse tensors have no plain memory)."""
+        if t.is_inference() or t.layout != torch.strided or t.device.type == "meta":
+            return None
+        try:
+            key = (str(t.device), t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t._version, what)
+            hash(key)  # what: made of hashable parts (a list range would not be)
+        except (RuntimeError, NotImplementedError, TypeError):
+            return None
+        return key
+
+    def recall(self, t: torch.Tensor, what: Hashable) -> object | None:
+        """What was remembered of ``t`` as ``what``, or None (a dict comes back as a copy)."""
+        key = self._key(t, what)
+        entry = self._memo.get(key) if key is not None else None
+        if entry is None or entry[0]() is None:
+            return None
+        self.hits += 1
+        value = entry[1]
+        return dict(value) if isinstance(value, dict) else value
+
+    def remember(self, t: torch.Tensor, what: Hashable, value: object) -> None:
+        key = self._key(t, what)
+        if key is None:
+            return
+        memo = self._memo
+
+        def forget(_: weakref.ref[torch.Tensor]) -> None:
+            memo.pop(key, None)
+
+        try:
+            ref = weakref.ref(t, forget)
+        except TypeError:
+            return
+        memo[key] = (ref, value)
+
 
 def _buffer(scratch: Scratch | None, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor | None:
     if scratch is None:
@@ -70,53 +148,57 @@ def _buffer(scratch: Scratch | None, like: torch.Tensor, dtype: torch.dtype | No
     return scratch.get(like.numel(), dtype or like.dtype, like.device)
 
 
-def _exact_count(ones: torch.Tensor) -> torch.Tensor:
-    """Sum of a 0/1 float tensor, exact at any size (chunks, then float64)."""
-    flat = ones.reshape(-1)
-    if flat.numel() <= _CHUNK:
-        return flat.sum().double()
-    return torch.stack([c.sum() for c in flat.split(_CHUNK)]).double().sum()
+def _nonzero_count(signs: torch.Tensor) -> torch.Tensor:
+    """How many of a tensor of signs (-1, 0, 1) are not 0: the sum of their squares
+    as one BLAS dot per chunk (no abs pass), exact at any size."""
+    if signs.numel() <= _CHUNK:
+        return torch.dot(signs, signs).double()
+    return torch.stack([torch.dot(c, c) for c in signs.split(_CHUNK)]).double().sum()
 
 
 def _finite_stats(
     t: torch.Tensor,
     n_total: int,
-    nan: torch.Tensor,
-    inf: torch.Tensor,
+    nan: int,
+    inf: int,
     total: torch.Tensor | None = None,
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
-    """Stats of an all-finite tensor ``t`` (n_total counts NaN/Inf too).
+    """Stats of an all-finite CPU tensor ``t`` (n_total counts NaN/Inf too).
 
-    Five cheap passes: sum, aminmax, a BLAS dot for the sum of squares, sign(),
-    and a dot with the signs for the sum of |x|; the zero count is the sum of
-    |sign|. float64 accumulation is avoided on purpose: on the CPU it costs
-    10-20× a float32 pass.
+    Five cheap passes besides the sum: aminmax, a BLAS dot for the sum of
+    squares, sign(), a dot with the signs for the sum of |x| and a dot of the
+    signs with themselves for the zero count. float64 accumulation is avoided
+    on purpose: on the CPU it costs 10-20× a float32 pass. The few numbers
+    they give are combined as Python floats (float64, the same IEEE operations
+    as float64 tensors): on the CPU reading them costs nothing, and two dozen
+    scalar tensor ops would cost more than the passes over a 100k-element tensor.
     """
     n = t.numel()
     if n == 0:
-        nanv = torch.tensor(math.nan, dtype=torch.float64, device=t.device)
-        z = torch.zeros((), dtype=torch.float64, device=t.device)
-        return torch.stack([z + n_total, nanv, nanv, nanv, nanv, nanv, nanv, nan, inf])
+        return torch.tensor([float(n_total)] + [math.nan] * 6 + [float(nan), float(inf)], dtype=torch.float64)
     flat = t.reshape(-1)
     if flat.dtype != torch.float32 and flat.dtype != torch.float64:
         flat = flat.float()
-    s = (flat.sum() if total is None else total).double()
-    mn, mx = torch.aminmax(flat)
-    sumsq = torch.dot(flat, flat).double()
+    s_t = flat.sum() if total is None else total
+    mn_t, mx_t = torch.aminmax(flat)
+    sumsq_t = torch.dot(flat, flat)
     signs = torch.sign(flat, out=_buffer(scratch, flat))
-    abssum = torch.dot(flat, signs).double()
-    nonzero = _exact_count(signs.abs_())
+    abssum_t = torch.dot(flat, signs)
+    nonzero = float(_nonzero_count(signs))
+    s, mn, mx, sumsq, abssum = (float(v) for v in (s_t, mn_t, mx_t, sumsq_t, abssum_t))
     mean = s / n
     var = (sumsq - s * mean) / max(n - 1, 1)
-    if flat.device.type == "cpu" and bool(var <= 1e-4 * sumsq / n):
+    if var <= 1e-4 * sumsq / n:
         # |mean| ≫ std: E[x²]-E[x]² cancels; take the two-pass value instead
-        var = torch.linalg.vector_norm(flat - mean.to(flat.dtype)).double() ** 2 / max(n - 1, 1)
-    std = torch.sqrt(var.clamp(min=0)) if n > 1 else var * math.nan
-    parts = [mean.new_tensor(float(n_total)), mean, std, mn.double(), mx.double(), abssum / n, (n - nonzero) / n]
-    return torch.stack(parts + [nan.double(), inf.double()])
+        dev = torch.sub(flat, torch.tensor(mean, dtype=flat.dtype), out=_buffer(scratch, flat))
+        var = float(torch.linalg.vector_norm(dev)) ** 2 / max(n - 1, 1)
+    std = math.sqrt(max(var, 0.0)) if n > 1 else math.nan
+    row = [float(n_total), mean, std, mn, mx, abssum / n, (n - nonzero) / n, float(nan), float(inf)]
+    return torch.tensor(row, dtype=torch.float64)
 
 
+@steady
 def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     """float64 vector in STATS_FIELDS order; moments over the finite values only."""
     t = _float(t)
@@ -128,14 +210,13 @@ def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
 def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     """``stats`` in torch ops, whatever the size."""
     t = _float(t)
-    zero = torch.zeros((), dtype=torch.float64, device=t.device)
     if t.device.type != "cpu":
         return _masked_stats(t, torch.isnan(t).sum().double(), torch.isinf(t).sum().double())
     total = t.sum()
-    if bool(torch.isfinite(total)):  # a finite sum means no NaN and no Inf
-        return _finite_stats(t, t.numel(), zero, zero, total, scratch)
-    nan = torch.isnan(t).sum().double()
-    inf = torch.isinf(t).sum().double()
+    if math.isfinite(float(total)):  # a finite sum means no NaN and no Inf
+        return _finite_stats(t, t.numel(), 0, 0, total, scratch)
+    nan = int(torch.isnan(t).sum())
+    inf = int(torch.isinf(t).sum())
     return _finite_stats(t[torch.isfinite(t)], t.numel(), nan, inf)
 
 
@@ -164,6 +245,7 @@ def stats_dict(vec: torch.Tensor) -> dict[str, float]:
     return row
 
 
+@steady
 def histogram(
     t: torch.Tensor, bins: int, range_: tuple[float, ...] | None = None, scratch: Scratch | None = None
 ) -> dict[str, torch.Tensor]:
@@ -195,47 +277,52 @@ def histogram_torch(
     exact: bool = False,
 ) -> dict[str, torch.Tensor]:
     """``histogram`` in torch ops on the CPU, whatever the size (``exact``: bins
-    checked against numpy's float32 edges)."""
+    checked against numpy's float32 edges). The range and scale are Python
+    floats (float64), as ``histogram_sync_free`` computes them in float64 tensors."""
     t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
-    mn, mx = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))
+    mn, mx = (float(v) for v in torch.aminmax(t)) if t.numel() else (0.0, 0.0)
     # min and max propagate NaN and show ±Inf, so finite ones mean all values are
-    if not bool(torch.isfinite(mn) & torch.isfinite(mx)):
+    if not (math.isfinite(mn) and math.isfinite(mx)):
         finite = torch.isfinite(t)
         nan, inf = torch.isnan(t).sum(), torch.isinf(t).sum()
         vals = t[finite]
-        mn, mx = torch.aminmax(vals) if vals.numel() else (t.new_zeros(()), t.new_zeros(()))
+        mn, mx = (float(v) for v in torch.aminmax(vals)) if vals.numel() else (0.0, 0.0)
     if range_ is None:
-        lo, hi = mn.double(), mx.double()
-        same = hi <= lo
-        lo, hi = torch.where(same, lo - 0.5, lo), torch.where(same, hi + 0.5, hi)
+        lo, hi = reduce_small.widen(mn, mx)
     else:
-        lo = torch.tensor(float(range_[0]), dtype=torch.float64, device=t.device)
-        hi = torch.tensor(float(range_[1]), dtype=torch.float64, device=t.device)
+        lo, hi = float(range_[0]), float(range_[1])
     scale = bins / (hi - lo)
+    lo_v = torch.tensor(lo, dtype=vals.dtype)  # rounded to the values' precision, as .to() rounds
     # pos = (x - lo) * scale, as torch.histc and histogram_sync_free compute it;
     # values equal to hi land at index ``bins`` and are folded into the last bin
     pos = _buffer(scratch, vals)
-    pos = torch.sub(vals, lo.to(vals.dtype), out=pos).mul_(scale.to(vals.dtype))
+    pos = torch.sub(vals, lo_v, out=pos).mul_(torch.tensor(scale, dtype=vals.dtype))
     if range_ is not None:
         pos.clamp_(0, bins)
+    lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
     if exact:
-        edges = numpy_edges(lo, hi, bins, range_ is None, vals.dtype)
+        edges = numpy_edges(lo_t, hi_t, bins, range_ is None, vals.dtype)
         counts = torch.bincount(numpy_bins(vals, pos.to(torch.int64), edges), minlength=bins)
     else:
-        small = torch.uint8 if bins < 255 else torch.int32  # small ints make bincount fast
-        idx = _buffer(scratch, vals, small)
-        idx = pos.to(small) if idx is None else idx.copy_(pos)
-        counts = torch.bincount(idx, minlength=bins + 1).to(torch.int64)
-        counts = torch.cat([counts[: bins - 1], counts[bins - 1 : bins + 1].sum().reshape(1)])
+        # float -> int32 is a vectorised truncation, float -> uint8 is not (4x slower):
+        # go through int32, then narrow to uint8, which makes bincount fast
+        wide = _buffer(scratch, vals, torch.int32)
+        idx = pos.to(torch.int32) if wide is None else wide.copy_(pos)
+        if bins < 255:
+            narrow = _buffer(scratch, vals, torch.uint8)
+            idx = idx.to(torch.uint8) if narrow is None else narrow.copy_(idx)
+        every = torch.bincount(idx, minlength=bins + 1)
+        counts = every[:bins].clone()
+        counts[-1] += every[bins]
     outside = counts.new_zeros(())
     if range_ is not None:  # clamped into the edge bins above: take them back out
-        below, above = (vals < lo.to(vals.dtype)).sum(), (vals > hi.to(vals.dtype)).sum()
+        below, above = (vals < lo_v).sum(), (vals > torch.tensor(hi, dtype=vals.dtype)).sum()
         counts[0] -= below
         counts[-1] -= above
         outside = below + above
-    return {"counts": counts, "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
+    return {"counts": counts, "lo": lo_t, "hi": hi_t, "nan": nan, "inf": inf, "outside": outside}
 
 
 def numpy_edges(lo: torch.Tensor, hi: torch.Tensor, bins: int, from_data: bool, dtype: torch.dtype) -> torch.Tensor:
@@ -295,6 +382,7 @@ def histogram_sync_free(
     return {"counts": counts[:bins], "lo": lo, "hi": hi, "nan": nan, "inf": inf, "outside": outside}
 
 
+@steady
 def scalar(t: torch.Tensor, op: str, dim: int | None = None) -> torch.Tensor:
     """mean, max, min, std, norm (L2), dead_fraction, nan_count or inf_count of
     ``t``, over all elements or (the first five) along ``dim``."""

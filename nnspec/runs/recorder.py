@@ -199,13 +199,24 @@ class Recorder:
         return hook
 
     def _reduce(self, c: Capture, t: torch.Tensor) -> None:
+        agree = self.ranks.agree_range if self.ranks is not None and c.kind in HOOK_KINDS else None
+        r = c.reduce
+        # a tensor passed on unchanged (Identity, Dropout in eval) is reduced once; not
+        # with an agreed range, a collective every rank must take part in
+        what = None if agree is not None or r is None else ("partial", str(c.index), r.op, r.abs, r.bins, r.range)
+        if what is not None:
+            done = self._scratch.recall(t, what)
+            if isinstance(done, torch.Tensor):
+                self._parts[c.key] = done
+                return
         try:
-            t = select(c, t)
+            picked = select(c, t)
         except _IndexProblem as e:
             self._errors[c.key] = str(e)
             return
-        agree = self.ranks.agree_range if self.ranks is not None and c.kind in HOOK_KINDS else None
-        self._parts[c.key] = partials.partial(c.reduce, t, self._scratch, agree)
+        part = self._parts[c.key] = partials.partial(c.reduce, picked, self._scratch, agree)
+        if what is not None:
+            self._scratch.remember(t, what, part)
 
     # -- at rec.step ------------------------------------------------------------------
     def _collect(self, step: int) -> dict:
