@@ -157,9 +157,8 @@ class _Worker:
     """One ``--serve`` process: a job (spec, formats, version) in on its stdin, its outcomes out."""
 
     def __init__(self, version: str) -> None:
-        import nnspec
-
-        root = os.path.dirname(os.path.dirname(os.path.abspath(nnspec.__file__)))
+        # the folder that holds the nnspec package (this file is nnspec/output/convert.py)
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
         self.proc = subprocess.Popen(
