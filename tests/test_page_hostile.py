@@ -31,9 +31,9 @@ PAYLOADS = [
 
 
 # Module names become a facet's custom sort, which Vega-Lite compiles into a Vega
-# expression with the names as string literals, unescaped: a raw U+2028 there is
-# "Unexpected token ILLEGAL" and the chart fails (nnspec/marks must sort by an order
-# field instead; test_a_line_separator_in_a_module_name below).
+# expression with the names as string literals, unescaped: a raw U+2028 there was
+# "Unexpected token ILLEGAL"; marks now sort such labels by value instead
+# (nnspec/marks/common.py in_order; test_a_line_separator_in_a_module_name below).
 MODULE_NAMES = [p for p in PAYLOADS if "\u2028" not in p][:6]
 
 
@@ -167,9 +167,6 @@ def test_hostile_strings_everywhere_and_every_chart_still_draws(browser, tmp_pat
     page.close()
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Vega-Lite puts a facet's sort values into an expression unescaped (nnspec/marks)"
-)
 def test_a_line_separator_in_a_module_name(browser, tmp_path):  # noqa: F811
     names = ["fc", "a\u2028b", "out"]
     d = _specs(tmp_path)["modules"]

@@ -27,7 +27,7 @@ import torch
 from nnspec.execute.data import Data
 from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages, raster
-from nnspec.marks.common import check_columns, clamp, field, inline, props, tooltip
+from nnspec.marks.common import check_columns, clamp, field, in_order, inline, props, tooltip
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -283,7 +283,9 @@ def _overview(frame: pd.DataFrame, mark: Step, domain: list[float]):
     n = max(frame["query"].nunique(), frame["key"].nunique())
     layers = list(dict.fromkeys(frame["layer"]))
     px = _px(n, 84 if len(layers) > 1 else 160, 0.5, 8)
-    row = alt.Row(**field("layer", "N"), sort=layers, header=alt.Header(labelAngle=0, labelAlign="left", title=None))
+    row = alt.Row(
+        **field("layer", "N"), sort=in_order(layers), header=alt.Header(labelAngle=0, labelAlign="left", title=None)
+    )
     return _cells(frame, mark, px, False, domain).facet(
         row=row, column=alt.Column(**field("head", "O"), header=_head_label()), spacing=4
     )

@@ -16,6 +16,7 @@ from nnspec.marks.common import (
     check_columns,
     facet,
     field,
+    in_order,
     inline,
     props,
     size,
@@ -121,7 +122,7 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     named = by in frame and (data.kind == "function" or frame[by].nunique() > 1)
     color = mark.arg("color") or (by if named and x != by else None)
     if color:
-        enc["color"] = alt.Color(**field(color, "N"), sort=list(dict.fromkeys(frame[color])))
+        enc["color"] = alt.Color(**field(color, "N"), sort=in_order(frame[color]))
     if data.kind == "function":  # the curve solid, its derivative dashed
         enc["strokeDash"] = alt.StrokeDash(**field("kind", "N"), sort=["f(x)", "f'(x)"], title=None)
         enc["detail"] = alt.Detail(**field("function", "N"))

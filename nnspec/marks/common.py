@@ -124,13 +124,28 @@ def check_columns(mark: Step, frame: pd.DataFrame) -> None:
             raise SpecError(messages.unknown_column(mark.name, col, list(frame.columns)), mark.span)
 
 
+_LINE_BREAKS = ("\u2028", "\u2029")
+
+
+def in_order(values) -> list | str:
+    """A custom sort for a channel or facet: ``values`` in order of first appearance.
+    Vega-Lite writes a custom sort into a Vega expression with the values as string
+    literals, where a raw U+2028/U+2029 breaks the page; a label holding one is sorted
+    by value instead ("ascending"): the chart still draws, in another order."""
+    order = list(dict.fromkeys(values))
+    if any(isinstance(v, str) and any(c in v for c in _LINE_BREAKS) for v in order):
+        return "ascending"
+    return order
+
+
 def facet(chart, frame: pd.DataFrame, mark: Step, independent=("x", "y")):
     """Facet by ``facet=`` (or by layer when there are several), else the chart."""
     by = mark.arg("facet") or ("layer" if "layer" in frame and frame["layer"].nunique() > 1 else None)
     if by is None:
         return chart
-    order = list(dict.fromkeys(frame[by]))
-    faceted = chart.facet(facet=alt.Facet(**field(by, "N"), sort=order, title=None), columns=FACET_COLUMNS)
+    faceted = chart.facet(
+        facet=alt.Facet(**field(by, "N"), sort=in_order(frame[by]), title=None), columns=FACET_COLUMNS
+    )
     return faceted.resolve_scale(**{k: "independent" for k in independent})
 
 

@@ -19,6 +19,7 @@ from nnspec.marks.common import (
     check_columns,
     clamp,
     field,
+    in_order,
     inline,
     props,
     size,
@@ -56,7 +57,7 @@ def _panels(chart, frame: pd.DataFrame, data: Data, mark: Step):
     by = mark.arg("facet") or ("layer" if apart and frame["layer"].nunique() > 1 else None)
     if by is None:
         return chart
-    order = list(dict.fromkeys(frame[by]))
+    order = in_order(frame[by])
     return chart.facet(facet=alt.Facet(**field(by, "N"), sort=order, title=None), columns=FACET_COLUMNS).resolve_scale(
         y="independent"
     )
@@ -75,7 +76,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     x = alt.X(**field("step", "Q"), title="step")
     enc = {"x": x}
     if colour:
-        enc["color"] = alt.Color(**field(colour, "N"), sort=list(dict.fromkeys(frame[colour])))
+        enc["color"] = alt.Color(**field(colour, "N"), sort=in_order(frame[colour]))
     if data.options.get("runs") and colour != "run":  # each run its own line: dashes and point shapes tell them apart
         order = list(dict.fromkeys(frame["run"]))
         enc["strokeDash"] = alt.StrokeDash(
@@ -173,7 +174,7 @@ def _ridges(frame: pd.DataFrame, layer: str, several: bool, mark: Step, view: Vi
         ],
     }
     if several:
-        enc["fill"] = alt.Fill(**field("run", "N"), sort=list(dict.fromkeys(frame["run"])))
+        enc["fill"] = alt.Fill(**field("run", "N"), sort=in_order(frame["run"]))
     else:
         enc["fill"] = alt.Fill(**field("step", "Q"), scale=alt.Scale(scheme="blues", reverse=True), legend=None)
     area = (
