@@ -30,6 +30,7 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
     notes: list[str] = list(vp.notes)  # from compile time: a parameter shared with another module
     values = {}
     layouts: dict = {}
+    axes: dict[str, tuple[str, ...]] | None = None  # parameter name -> layout, read once per view
     failed: NnspecError | None = None  # a pass or loss that failed: its own error, located where it arose
     for layer, c in zip(vp.layers, vp.captures):
         if c.key in captured.errors:
@@ -44,9 +45,10 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
             continue
         notes.extend(captured.notes.get(c.key, ()))
         values[layer] = captured.values[c.key]
-        if c.kind in ("param", "grad") and c.index is None and context.model is not None:
-            layout = _layout(context.model, c.target)
-            if layout[-2:] == ("in", "out") and len(layout) > 2 and c.reduce is None:
+        if c.kind in ("param", "grad") and c.index is None and c.reduce is None and context.model is not None:
+            axes = _layouts(context.model) if axes is None else axes
+            layout = axes.get(c.target, ())
+            if layout[-2:] == ("in", "out") and len(layout) > 2:
                 # a channels-last conv kernel (Keras: h, w, in, out) drawn as filters, as torch
                 # keeps them: (out, in, h, w), so images and channels tile one filter per pair
                 t = values[layer]
@@ -57,7 +59,7 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
                 layouts[layer] = layout
     if not values:
         if failed is not None:
-            raise type(failed)(failed.message, failed.span or vp.query.source.span, failed.hint)
+            raise _located(failed, vp.query.source.span)
         raise SpecError(
             notes[0] if notes else compiler_messages.no_match(str(vp.query.source)),
             vp.query.source.span,
@@ -77,7 +79,7 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     if vp.captures and vp.captures[0].key in captured.errors:  # the pass that traces failed
         problem = captured.errors[vp.captures[0].key]
         if isinstance(problem, NnspecError):
-            raise type(problem)(problem.message, problem.span or src.span, problem.hint)
+            raise _located(problem, src.span)
         raise SpecError(str(problem), src.span)
     trace = captured.values[vp.captures[0].key] if vp.captures else None
     if trace is None and src.kind in ("graph", "summary"):  # a backend's own structure, no pass
@@ -103,10 +105,11 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     return Data("function", table=functions.curves(fns, lo, hi))
 
 
-def _layout(model, name: str) -> tuple[str, ...]:
-    """What each axis of parameter ``name`` is (a Keras kernel is (in, out)), if the backend says."""
-    be = backend_for(model)
-    for p in be.params():
-        if name in p.names:
-            return p.layout
-    return ()
+def _located(error: NnspecError, span) -> NnspecError:
+    """A pass's error for this view: where it arose, else at the view's source."""
+    return type(error)(error.message, error.span or span, error.hint)
+
+
+def _layouts(model) -> dict[str, tuple[str, ...]]:
+    """What each axis of every parameter is (a Keras kernel is (in, out)), by each of its names."""
+    return {name: p.layout for p in backend_for(model).params() if p.layout for name in p.names}
