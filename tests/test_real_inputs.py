@@ -20,18 +20,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 VOCAB = hf_models.VOCAB
 
 
-def gpt2():
-    return hf_models.gpt2()
-
-
-def t5():
-    return hf_models.t5()
-
-
-def llama():
-    return hf_models.llama()
-
-
 def spec(views, loss=None, **extra):
     s = {"nnspec": 1, "title": "t", "views": [{"query": q} for q in views], **extra}
     if loss:
@@ -51,7 +39,7 @@ def views(dash):
 
 # -- inputs ----------------------------------------------------------------------
 def test_keyword_inputs_from_a_spec_honour_the_attention_mask(tmp_path):
-    model = gpt2()
+    model = hf_models.gpt2()
     mask = torch.ones(2, 12, dtype=torch.long)
     mask[1, :4] = 0  # left padding: every later position of the row changes
     x = ids()
@@ -65,7 +53,7 @@ def test_keyword_inputs_from_a_spec_honour_the_attention_mask(tmp_path):
     assert (want - unmasked).abs().max() > 1e-3  # the mask matters, so a dropped mask would show
     torch.save({"input_ids": x, "attention_mask": mask}, tmp_path / "batch.pt")
     s = spec(["activations of transformer.h.1.mlp | stats | table"], input={"file": "batch.pt"})
-    s["model"] = {"factory": "tests.test_real_inputs:gpt2"}
+    s["model"] = {"factory": "tests.hf_models:gpt2"}
     import yaml
 
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(s))
@@ -83,7 +71,7 @@ def test_kwargs_input_sources_in_yaml(tmp_path):
     import yaml
 
     s = spec(["activations of transformer.h.0.mlp | stats | table"], loss="next_token")
-    s["model"] = {"factory": "tests.test_real_inputs:gpt2"}
+    s["model"] = {"factory": "tests.hf_models:gpt2"}
     s["input"] = {
         "kwargs": {
             "input_ids": {"random": {"shape": [2, 12], "dist": "randint", "high": VOCAB, "seed": 0}},
@@ -92,7 +80,7 @@ def test_kwargs_input_sources_in_yaml(tmp_path):
     }
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(s))
     (v,) = views(nnspec.render(str(tmp_path / "s.yaml")))
-    model, seen = gpt2(), {}
+    model, seen = hf_models.gpt2(), {}
     h = model.transformer.h[0].mlp.register_forward_hook(lambda m, a, o: seen.setdefault("o", o.detach()))
     with torch.no_grad():
         model(input_ids=ids(), attention_mask=torch.ones(2, 12, dtype=torch.long))
@@ -101,7 +89,7 @@ def test_kwargs_input_sources_in_yaml(tmp_path):
 
 
 def test_a_bad_source_under_kwargs_is_located(tmp_path):
-    text = "nnspec: 1\nmodel: {factory: tests.test_real_inputs:gpt2}\ninput:\n  kwargs:\n    input_ids: {ones: [2, 4], zeros: [2, 4]}\nviews: [{query: summary}]\n"
+    text = "nnspec: 1\nmodel: {factory: tests.hf_models:gpt2}\ninput:\n  kwargs:\n    input_ids: {ones: [2, 4], zeros: [2, 4]}\nviews: [{query: summary}]\n"
     (tmp_path / "s.yaml").write_text(text)
     with pytest.raises(nnspec.SpecError) as e:
         nnspec.render(str(tmp_path / "s.yaml"))
@@ -109,7 +97,7 @@ def test_a_bad_source_under_kwargs_is_located(tmp_path):
 
 
 def test_python_inputs_dict_inputs_object_and_no_guessing():
-    model = gpt2()
+    model = hf_models.gpt2()
     x = ids()
     d1 = nnspec.render(spec(["activations of lm_head | mean"]), model=model, inputs={"input_ids": x})
     d2 = nnspec.render(
@@ -126,7 +114,7 @@ def test_python_inputs_dict_inputs_object_and_no_guessing():
 
 
 def test_t5_runs_with_decoder_inputs_and_its_own_loss():
-    model = t5()
+    model = hf_models.t5()
     x, dec, labels = ids(seed=0), ids((2, 6), seed=1), ids((2, 6), seed=2)
     inputs = {"input_ids": x, "decoder_input_ids": dec, "labels": labels}
     dash = nnspec.render(
@@ -142,7 +130,7 @@ def test_t5_runs_with_decoder_inputs_and_its_own_loss():
 
 
 def test_next_token_loss_equals_the_models_own_loss():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     a = nnspec.render(
         spec(["grads of transformer.h.0.mlp.c_fc.weight | norm"], loss="next_token"),
         model=model,
@@ -160,7 +148,7 @@ def test_next_token_loss_equals_the_models_own_loss():
 
 
 def test_cross_entropy_takes_sequence_logits_and_ignores_minus_100():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     y = ids(seed=3)
     y[:, :4] = -100
     d = nnspec.render(spec(["grads of lm_head.weight | norm"], loss="cross_entropy"), model=model, inputs=x, target=y)
@@ -171,7 +159,7 @@ def test_cross_entropy_takes_sequence_logits_and_ignores_minus_100():
 
 
 def test_model_output_and_at_pick_choose_tensors():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     model.set_attn_implementation("eager")  # eager attention returns its weights as output 1
     s = spec(["activations of transformer.h.0.attn @1 | stats | table", "activations of transformer.h.0.attn | mean"])
     a, b = views(nnspec.render(s, model=model, inputs={"input_ids": x}))
@@ -185,7 +173,7 @@ def test_model_output_and_at_pick_choose_tensors():
 
 
 def test_inputs_of_sees_keyword_arguments():
-    model, x, seen = llama(), ids(), {}
+    model, x, seen = hf_models.llama(), ids(), {}
     attn = model.model.layers[0].self_attn
 
     def keep(m, a, k):
@@ -203,7 +191,7 @@ def test_inputs_of_sees_keyword_arguments():
 
 # -- failures stay with their views ---------------------------------------------
 def test_input_grads_on_token_ids_fails_alone_and_is_located():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     s = spec(
         ["activations of transformer.h.0 | mean", "input_grads | abs | max", "grads of lm_head.weight | norm"],
         loss="next_token",
@@ -214,7 +202,7 @@ def test_input_grads_on_token_ids_fails_alone_and_is_located():
 
 
 def test_a_failing_loss_fails_only_the_gradient_views():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     s = spec(
         ["activations of transformer.h.0 | mean", "grads of lm_head.weight | norm", "weights of lm_head | mean"],
         loss="mse",
@@ -225,7 +213,7 @@ def test_a_failing_loss_fails_only_the_gradient_views():
 
 
 def test_render_inside_no_grad_still_gets_gradients():
-    model, x = gpt2(), ids()
+    model, x = hf_models.gpt2(), ids()
     s = spec(
         ["grads of lm_head.weight | norm", "activations of transformer.h.0.mlp | histogram(bins=10)"], loss="next_token"
     )
