@@ -4,58 +4,25 @@ every chart draws and the console stays clean."""
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
 import nnspec
+from tests import browser_util
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHROMIUM = os.environ.get("NNSPEC_CHROMIUM", "/usr/bin/chromium")
 pytestmark = pytest.mark.browser
-
-if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
-    pytest.skip("Debian's chromium is not installed (.ci/run installs it)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api")
-
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+sync_api = browser_util.require()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+    with browser_util.launch(sync_api) as b:
         yield b
-        b.close()
 
 
 def _open(browser, path):
-    page = browser.new_page()
-    errors, blocked = [], []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-
-    def route(r):
-        if r.request.url.startswith("file://"):
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    page.route("**/*", route)
-    page.goto("file://" + os.path.abspath(path))
-    page.wait_for_function(
-        "[...document.querySelectorAll('[data-spec]')].every(e => e.dataset.rendered)", timeout=30_000
-    )
-    return page, errors, blocked
+    return browser_util.open_page(browser, path)
 
 
 @pytest.mark.parametrize("name", ["quickstart", "cnn", "transformer", "health", "team/cnn"])
