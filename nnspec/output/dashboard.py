@@ -50,6 +50,7 @@ class Dashboard:
     files: list[str] = field(default_factory=list)
     footer: str = ""
     checks: list = field(default_factory=list)  # checks.CheckResult of each expect: entry
+    runs: list = field(default_factory=list)  # per drawn run, its hyperparameters: {"run": name, key: value, ...}
 
     @property
     def ok(self) -> bool:
