@@ -97,7 +97,27 @@ def _is_onnx(path: str) -> bool:
         model = onnx.load(path, load_external_data=False)
     except Exception:  # not a ModelProto
         return False
-    return len(model.graph.node) > 0 or len(model.graph.initializer) > 0
+    if not (len(model.graph.node) > 0 or len(model.graph.initializer) > 0):
+        return False
+    _PARSED.clear()  # the loader that follows takes it, rather than parsing the file again
+    _PARSED[_identity(path)] = model
+    return True
+
+
+_PARSED: dict = {}  # the last ONNX file sniffed: (path, mtime, size) -> ModelProto without external data
+
+
+def _identity(path: str) -> tuple:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+
+
+def parsed_onnx(path: str):
+    """The ModelProto ``sniff`` parsed from ``path`` if the file is unchanged since (else None), once."""
+    try:
+        return _PARSED.pop(_identity(path), None)
+    except OSError:
+        return None
 
 
 def open_file(path: str, factory_model: Any = None, shown: str | None = None) -> Any:

@@ -7,6 +7,7 @@ cached per set of extra graph outputs (the node outputs a spec reads).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import onnx
@@ -56,4 +57,13 @@ class OnnxModel:
 def load(path: str, factory_model: Any = None) -> OnnxModel:
     """The ONNX model in ``path`` (a factory's model, if any, is not needed: the file
     holds graph and weights; external data next to it is read too)."""
-    return OnnxModel(onnx.load(path), path)
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    from nnspec.backends.files import parsed_onnx
+
+    proto = parsed_onnx(path)  # sniffing parsed it already
+    if proto is None:
+        return OnnxModel(onnx.load(path), path)
+    if any(uses_external_data(t) for t in proto.graph.initializer):
+        load_external_data_for_model(proto, os.path.dirname(os.path.abspath(path)))
+    return OnnxModel(proto, path)
