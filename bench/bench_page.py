@@ -75,7 +75,9 @@ def main() -> None:
         size = os.path.getsize(path)
         times = load_times(path, args.repeats)
     print(f"views: {len(dash.views)}  page: {size / 1e6:.2f} MB  render: {render_s:.2f} s")
-    print(f"load and draw every chart in Chromium: median {statistics.median(times):.2f} s  ({', '.join(f'{t:.2f}' for t in times)})")
+    print(
+        f"load and draw every chart in Chromium: median {statistics.median(times):.2f} s  ({', '.join(f'{t:.2f}' for t in times)})"
+    )
 
 
 if __name__ == "__main__":

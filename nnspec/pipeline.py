@@ -43,6 +43,7 @@ from nnspec.output import messages as output_messages
 from nnspec.output.dashboard import Dashboard, ViewResult
 from nnspec.output.write import FORMATS, write_outputs
 from nnspec.query.parser import query_span
+from nnspec.runs import messages as runs_messages
 from nnspec.runs.train import train
 from nnspec.spec.load import Spec, load_spec
 
@@ -110,8 +111,16 @@ def prepare(
             )
         if batch is None:
             raise SpecError(compiler_messages.no_input(), spec.train.span, compiler_messages.no_input_hint())
-        trained = train(model, batch, loss, spec, plan)
+        trained = train(model, batch, loss, spec, plan, _vars_hparams(spec_source, vars, values_files))
     return spec, model, batch, loss, plan, trained
+
+
+def _vars_hparams(spec_source, vars, values_files) -> dict:
+    """The spec's resolved variables as a run stores them (``vars.<name>``)."""
+    from nnspec.runs.hparams import flatten, resolved_vars
+
+    values = resolved_vars(spec_source, vars, values_files)
+    return flatten("vars", values, {}) if values else {}
 
 
 def plan(spec_source, model=None, inputs=None, vars=None, values_files=(), target=None) -> ExplainedPlan:
@@ -206,6 +215,12 @@ def run_views(
     return results
 
 
+def _note_model_views(plan: Plan, views: list[ViewResult], names: list[str]) -> None:
+    for vp, res in zip(plan.views, views):
+        if res.error is None and not (vp.query is not None and vp.query.over_steps):
+            res.notes = [*res.notes, runs_messages.note_draws_model(names)]
+
+
 def _progress_bar(stream):
     if not stream.isatty():
         return None
@@ -249,11 +264,14 @@ def render(
         ctx = context(model, batch, opened, spec.name)
         views = run_views(plan, captured, failure, bar, ctx)  # 5.
         results = checks.evaluate(plan.checks, captured, ctx, failure)
+        drawn = [{"run": r.name, **{k: v for k, v in sorted(r.hparams.items()) if k != "run"}} for r in opened]
     finally:
         for r in opened:
             r.close()
+    if runs:  # --run: a card that draws the model, not a run, says so
+        _note_model_views(plan, views, [r.name for r in opened])
     footer = _footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
-    dash = Dashboard(spec, plan, views, footer=footer, checks=results)
+    dash = Dashboard(spec, plan, views, footer=footer, checks=results, runs=drawn)
     from nnspec.output.files import slug
 
     taken: set[str] = set()

@@ -442,3 +442,71 @@ def test_a_recorder_run_left_by_an_exception_says_it_is_unfinished(tmp_path):
             raise RuntimeError("boom")
     notes = view(_render(["loss over steps"], [run])).notes
     assert notes == ["run r is unfinished: stopped at step 0 of 3,000 (killed, or still being written)"]
+
+
+# -- hyperparameters ------------------------------------------------------------------------------
+def test_a_train_run_stores_its_hyperparameters_and_the_dashboard_lists_them(tmp_path):
+    from nnspec.runs import messages as runs_messages
+
+    d = iris_spec(["loss over steps", "weights of fc1 | heatmap"])
+    d["vars"] = {"lr": 0.05, "width": {"hidden": 6}}
+    d["train"] = {
+        "steps": 4,
+        "batch": 8,
+        "seed": 3,
+        "record_every": 2,
+        "optimizer": {"name": "adam", "lr": "${lr}", "betas": [0.8, 0.99]},
+        "run": str(tmp_path / "a"),
+    }
+    dash = nnspec.render(d, vars={"lr": 0.02})  # --set lr=0.02 wins over the spec's vars
+    (row,) = dash.runs
+    keys = list(row)
+    assert keys[0] == "run" and row["run"] == "a" and keys[1:] == sorted(keys[1:])
+    assert row["optimizer"] == "Adam" and row["optimizer.lr"] == 0.02 and row["optimizer.betas"] == [0.8, 0.99]
+    assert row["optimizer.weight_decay"] == 0 and row["optimizer.eps"] == 1e-08  # PyTorch's defaults too
+    assert (row["steps"], row["batch"], row["seed"]) == (4, 8, 3)
+    assert row["vars.lr"] == 0.02 and row["vars.width.hidden"] == 6
+    con = sqlite3.connect(tmp_path / "a" / "run.sqlite")
+    stored = json.loads(dict(con.execute("SELECT key, value FROM meta"))["hparams"])
+    con.close()
+    assert stored == {k: v for k, v in row.items() if k != "run"}
+    note = runs_messages.note_draws_model(["a"])
+    assert note not in dash.views[1].notes  # no --run: the trained model is the run's
+    again = nnspec.render(d, runs=[str(tmp_path / "a")])  # drawn from the run alone: the same table
+    assert again.runs == dash.runs
+    assert note in view(again, 1).notes and note not in view(again, 0).notes  # the model's card says so
+
+
+def test_a_recorder_stores_the_optimizer_and_what_it_is_told(tmp_path):
+    torch.manual_seed(0)
+    model = TinyMLP()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.003, betas=(0.9, 0.95), weight_decay=0.1)
+    run = str(tmp_path / "mine")
+    told = {"seed": 7, "steps": 2, "batch": 16, "note": "baseline"}
+    s = spec(["loss over steps"], loss="cross_entropy", vars={"depth": 2})
+    with nnspec.Recorder(s, model, run=run, record_every=1, optimizer=opt, hparams=told) as rec:
+        _loop(model, rec, steps=2)
+    (row,) = _render(["loss over steps"], [run]).runs
+    assert row["run"] == "mine" and row["optimizer"] == "AdamW"
+    assert (row["optimizer.lr"], row["optimizer.betas"], row["optimizer.weight_decay"]) == (0.003, [0.9, 0.95], 0.1)
+    assert (row["seed"], row["steps"], row["batch"], row["note"], row["vars.depth"]) == (7, 2, 16, "baseline", 2)
+
+
+def test_runs_without_hyperparameters_still_load(tmp_path):
+    run, _, _ = _recorded(tmp_path, views=["loss over steps"])
+    con = sqlite3.connect(os.path.join(run, "run.sqlite"))
+    con.execute("DELETE FROM meta WHERE key = 'hparams'")  # a run recorded before runs kept them
+    con.commit()
+    con.close()
+    dash = _render(["loss over steps"], [run])
+    assert view(dash).data["step"].tolist() == [0, 2, 4] and dash.runs == [{"run": "exp1"}]
+    from nnspec.runs.store import _crc
+
+    for bad in ("[" * 100_000, "{not json", '"text"'):  # a hostile or damaged value: no hyperparameters, no error
+        con = sqlite3.connect(os.path.join(run, "run.sqlite"))
+        con.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('hparams', ?, ?)", (bad[:60_000], _crc("hparams", bad[:60_000]))
+        )
+        con.commit()
+        con.close()
+        assert _render(["loss over steps"], [run]).runs == [{"run": "exp1"}]

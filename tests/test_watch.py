@@ -156,3 +156,103 @@ def test_ctrl_c_during_the_first_imports_does_not_break_later_renders():
     for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and out.strip() == "ok", err[-2000:]
+
+
+def test_watch_renders_again_when_a_run_it_draws_grows(tmp_path):
+    """A run recorded while the watch runs: each committed step renders again (27 → 52 steps showed nothing before)."""
+    import torch
+
+    from tests.fixtures.models import TinyMLP
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("nnspec: 1\n" + MODEL + "loss: cross_entropy\nviews:\n  - query: loss over steps\n")
+    run = str(tmp_path / "runs" / "grow")
+    torch.manual_seed(0)
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def train(rec, steps):
+        for step in steps:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            rec.step(step, loss=loss)
+            opt.step()
+            opt.zero_grad()
+
+    drawn: list[int] = []
+    said: list[str] = []
+
+    def once():
+        dash = nnspec.render(str(spec), runs=[run])
+        drawn.append(len(dash.views[0].data))
+
+    with nnspec.Recorder(str(spec), model, run=run, record_every=1, steps=10) as rec:
+        train(rec, range(3))
+        stop, t = _watching_runs(spec, once, said, [run])
+        try:
+            assert _wait(lambda: drawn[-1:] == [3]), (drawn, said)
+            assert any(os.path.join(run, "run.sqlite") in s for s in said)  # the run's files are watched
+            train(rec, range(3, 7))
+            assert _wait(lambda: drawn[-1:] == [7]), (drawn, said)
+        finally:
+            stop.set()
+            t.join(10)
+    assert not t.is_alive()
+
+
+def _watching_runs(spec, once, said, runs, interval=0.02):
+    stop = threading.Event()
+    args = (str(spec), once, said.append, stop.is_set, interval, None, (), tuple(runs))
+    t = threading.Thread(target=watch, args=args, daemon=True)
+    t.start()
+    return stop, t
+
+
+def test_watch_follows_the_factory_module_and_the_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from nnspec.cli.watch import watched_files
+
+    monkeypatch.chdir(tmp_path)
+    name = f"watched_models_{os.getpid()}"
+    module = tmp_path / f"{name}.py"
+    module.write_text(
+        "import torch\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.fc1 = torch.nn.Linear(4, 3)\n    def forward(self, x):\n        return self.fc1(x)\n"
+        "def make():\n    torch.manual_seed(0)\n    return M()\n"
+    )
+    torch.save(torch.nn.Linear(4, 3).state_dict(), tmp_path / "ck.pt")
+    spec = tmp_path / "s.yaml"
+    spec.write_text(f"nnspec: 1\nmodel: {{factory: '{name}:make'}}\nviews:\n  - query: weights of fc1 | heatmap\n")
+    shapes: list[int] = []
+    said: list[str] = []
+
+    def once():
+        dash = nnspec.render(str(spec))
+        assert dash.views[0].error is None, dash.views[0].error
+        shapes.append(len(dash.views[0].data))
+
+    stop, t = _watching_runs(spec, once, said, ())
+    try:
+        assert _wait(lambda: shapes[-1:] == [12]), (shapes, said)  # 3 x 4 weights
+        assert _wait(lambda: any(str(module) in s for s in said)), said  # the imported module is watched ...
+        module.write_text(module.read_text().replace("Linear(4, 3)", "Linear(4, 5)"))
+        assert _wait(lambda: shapes[-1:] == [20]), (shapes, said)  # ... and imported again when it changes
+    finally:
+        stop.set()
+        t.join(10)
+    spec.write_text(spec.read_text().replace("'}", "', checkpoint: ck.pt}"))
+    files = watched_files(str(spec))
+    assert str(spec) in files and str(tmp_path / "ck.pt") in files and str(module) in files
+    assert watched_files(str(spec), runs=[str(tmp_path / "nothing")])[-1] == str(tmp_path / "nothing")
+
+
+def test_render_watch_watches_the_runs_it_draws(tmp_path, monkeypatch):
+    from nnspec.cli import watch as watch_module
+    from nnspec.cli.main import main
+
+    seen = {}
+    monkeypatch.setattr(watch_module, "watch", lambda spec, once, say, **kw: seen.update(kw, spec=spec))
+    assert main(["render", "s.yaml", "--watch", "--run", "runs/a", "--run", "runs/b", "--set", "n=2"]) == 0
+    assert seen == {"spec": "s.yaml", "runs": ("runs/a", "runs/b"), "vars": {"n": 2}, "values_files": ()}

@@ -1,4 +1,4 @@
-"""``nnspec render | validate | plan | layers | schema``: a thin layer over the API.
+"""``nnspec render | serve | validate | plan | layers | schema``: a thin layer over the API.
 
 Exit codes: 0 ok, 1 a spec, model or render failure, 2 bad command-line usage.
 Torch and Altair load only inside the commands that need them.
@@ -26,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     _template_args(r)
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no list of files")
-    r.add_argument("--watch", action="store_true", help="render again whenever the spec or a file it extends changes")
+    r.add_argument(
+        "--watch",
+        action="store_true",
+        help="render again whenever the spec, a file it extends, the model's files or a --run changes",
+    )
     r.add_argument(
         "--run",
         action="append",
@@ -35,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
         help="draw the views over steps from this recorded run (repeat to compare runs side by side); "
         "the spec's train: is then not re-run",
     )
+    sv = sub.add_parser(
+        "serve", help="serve the dashboard on 127.0.0.1, kept current as the spec, its files and its runs change"
+    )
+    sv.add_argument("spec")
+    sv.add_argument("--port", type=int, default=6070, help="the port on 127.0.0.1 (default: 6070; 0: a free one)")
+    _template_args(sv)
+    sv.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="draw the views over steps from this recorded run, redrawn as it grows (repeat to compare runs)",
+    )
+    sv.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     v = sub.add_parser("validate", help="check a spec's keys and query syntax (no model is built)")
     v.add_argument("spec", nargs="+")
     pl = sub.add_parser("plan", help="print the capture plan (EXPLAIN) of a spec")
@@ -52,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     ly.add_argument(
         "--shapes", action="store_true", help="run the spec's input through the model: input and output shapes"
     )
-    for command in (r, v, pl, ck, rs, ly):
+    for command in (r, sv, v, pl, ck, rs, ly):
         command.add_argument(
             "--root",
             metavar="DIR",
@@ -134,8 +152,11 @@ def _render(args) -> int:
         def once():
             _render_once(args, formats)
 
+        def say(text):
+            print(text, file=sys.stderr, flush=True)
+
         try:
-            watch(args.spec, once, lambda text: print(text, file=sys.stderr, flush=True), **_template(args))
+            watch(args.spec, once, say, runs=tuple(args.run), **_template(args))
         except KeyboardInterrupt:
             return 0
         return 0
@@ -156,6 +177,15 @@ def _render_once(args, formats) -> int:
         print(f"{len(failed)} of {len(dash.views)} views failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _serve(args) -> int:
+    from nnspec.cli.serve import serve
+
+    if not 0 <= args.port <= 65535:
+        print(f"nnspec serve: error: --port {args.port}: expected 0 to 65535", file=sys.stderr)
+        return 2
+    return serve(args.spec, args.port, runs=tuple(args.run), interval=args.interval, **_template(args))
 
 
 def _validate(args) -> int:
@@ -276,6 +306,7 @@ def _schema(args) -> int:
 
 _COMMANDS = {
     "render": _render,
+    "serve": _serve,
     "validate": _validate,
     "plan": _plan,
     "resolve": _resolve,

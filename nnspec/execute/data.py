@@ -31,6 +31,7 @@ class Data:
     options: dict = field(default_factory=dict)  # a graph's depth, fold, direction, color
     context: Context | None = None
     layouts: dict = field(default_factory=dict)  # layer -> what each axis of a parameter is, e.g. ("in", "out")
+    explorer: dict | None = None  # a graph's whole hierarchy for the page's explorer (execute/explore.py)
 
 
 @dataclass

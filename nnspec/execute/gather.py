@@ -6,8 +6,8 @@ from __future__ import annotations
 from nnspec.backends import backend_for
 from nnspec.compiler import messages as compiler_messages
 from nnspec.compiler.plan import ViewPlan
-from nnspec.errors import NnspecError, SpecError
-from nnspec.execute import functions, messages, structure
+from nnspec.errors import InternalError, NnspecError, SpecError
+from nnspec.execute import explore, functions, messages, structure
 from nnspec.execute.data import Context, Data, histogram_data, scalar_table, stats_table
 from nnspec.execute.series import over_steps
 from nnspec.execute.transforms import run_transforms
@@ -84,6 +84,8 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     trace = captured.values[vp.captures[0].key] if vp.captures else None
     if trace is None and src.kind in ("graph", "summary"):  # a backend's own structure, no pass
         trace = backend_for(context.model).structure(src.kind)  # type: ignore[attr-defined]
+    if trace is None:  # compile checked the backend can give one: a bug of ours if not
+        raise InternalError(f"no structure for '{src.kind}' from {type(context.model).__name__}")
     if src.kind == "graph":
         # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
         options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
@@ -94,7 +96,8 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
                 raise SpecError(messages.colour_needs_values(vp.colour.view.query), src.span)
             nodes["stat"] = structure.node_values(nodes, per_layer.table)
             notes.append(messages.note_colour(vp.colour.view.query))
-        return Data("graph", table=nodes, edges=edges, notes=notes, options=options)
+        explorer = explore.payload(trace, context.model, options)
+        return Data("graph", table=nodes, edges=edges, notes=notes, options=options, explorer=explorer)
     if src.kind == "summary":
         return Data("summary", table=structure.summary_frame(trace, context.model))
     names = src.arg("names")

@@ -99,4 +99,4 @@ def draw(data: Data, mark: Step | None, view: ViewSpec):
         frame, chart, notes = visit(data, mark, view)
         if len(frame) > view.max_marks:
             raise SpecError(messages.over_budget(name, len(frame), view.max_marks), mark.span)
-        return frame, finish(chart, view, data.notes + notes), data.notes + notes
+        return frame, finish(chart, view, data.notes + notes, name), data.notes + notes

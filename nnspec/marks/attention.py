@@ -27,7 +27,7 @@ import torch
 from nnspec.execute.data import Data
 from nnspec.execute.transforms import fit_blocks
 from nnspec.marks import messages, raster
-from nnspec.marks.common import check_columns, clamp, field, in_order, inline, props, tooltip
+from nnspec.marks.common import check_columns, clamp, declare, field, in_order, inline, props, tooltip
 from nnspec.numerics import reduce
 from nnspec.query.ast import Step
 from nnspec.spec.load import ViewSpec
@@ -349,7 +349,7 @@ def visit_attention(data: Data, mark: Step, view: ViewSpec):
         chart, image_notes = _rasters(_maps(data, view)[0], mark, layout, domain)
         if chart is not None:
             notes = [n for n in notes if not n.endswith(note_block_max_tail())] + image_notes
-            return frame, chart, notes + [messages.note_rows_sum()]
+            return frame, declare(chart, "heatmap", layers=layers), notes + [messages.note_rows_sum()]
     if layout == "overview":
         chart = _overview(frame, mark, domain)
     elif len(layers) == 1:
@@ -358,4 +358,4 @@ def visit_attention(data: Data, mark: Step, view: ViewSpec):
         chart = alt.vconcat(*(_heads_grid(frame[frame["layer"] == layer], mark, domain, True) for layer in layers))
     if "query_end" not in frame.columns:
         notes = notes + [messages.note_rows_sum()]
-    return frame, chart, notes
+    return frame, declare(chart, "heatmap", layers=layers), notes

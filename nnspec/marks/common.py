@@ -77,9 +77,119 @@ def props(chart, **kw):
     return out
 
 
-def finish(chart, view: ViewSpec, notes: list[str]):
+LAYER_PARAM = "nnspec_layer"  # the layer the page highlights ("" none): design §7
+SMOOTH_PARAM = "nnspec_smoothing"  # the page's EMA weight (0: raw lines only)
+DIM = 0.15  # opacity of marks that are not the picked layer, or not the legend's pick
+
+
+def declare(chart, kind: str, **meta):
+    """The chart with ``usermeta.nnspec`` (design §7): what it draws and offers the page."""
+    old = chart.usermeta if isinstance(chart.usermeta, dict) else {}
+    mine = {**old.get("nnspec", {}), "kind": kind, **{k: v for k, v in meta.items() if v is not None}}
+    return props(chart, usermeta={**old, "nnspec": mine})
+
+
+def meta_of(chart) -> dict:
+    return chart.usermeta.get("nnspec", {}) if isinstance(chart.usermeta, dict) else {}
+
+
+def dim_test(layer_field: str) -> str:
+    """True for a mark whose layer is neither the picked one nor under it."""
+    f = f"datum[{layer_field!r}]"
+    return f"{LAYER_PARAM} != '' && {f} != {LAYER_PARAM} && indexof({f} + '', {LAYER_PARAM} + '.') != 0"
+
+
+def opacity(layer_field: str | None = None, pick=None, value: float = 1.0):
+    """An opacity encoding: dimmed when the page picks another layer, or the legend another entry."""
+    conditions: list[dict] = []
+    if layer_field:
+        conditions.append({"test": dim_test(layer_field), "value": DIM})
+    if pick is not None:
+        conditions.append({"param": pick.name, "value": value, "empty": True})
+        return alt.OpacityValue(condition=conditions, value=DIM)
+    return alt.OpacityValue(condition=conditions, value=value) if conditions else alt.OpacityValue(value=value)
+
+
+def legend_pick(field_name: str, name: str = "nnspec_pick"):
+    """Clicking a legend entry isolates it (shift-click adds), double-click clears."""
+    return alt.selection_point(name=name, fields=[field_name], bind="legend")
+
+
+def log_meta(values, field_name: str, channel: str = "y") -> dict:
+    """``usermeta.nnspec.log``: log when every drawn value is > 0, else symlog at the smallest nonzero |v|."""
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    if finite and all(v > 0 for v in finite):
+        return {"field": field_name, "channel": channel, "type": "log"}
+    nonzero = [abs(v) for v in finite if v != 0]
+    return {"field": field_name, "channel": channel, "type": "symlog", "constant": min(nonzero) if nonzero else 1.0}
+
+
+def log_scale(meta: dict) -> alt.Scale:
+    if meta["type"] == "log":
+        return alt.Scale(type="log")
+    return alt.Scale(type="symlog", constant=meta["constant"])
+
+
+def log_axis(meta: dict | None, values, **kw) -> alt.Axis:
+    """A value axis; on a symlog scale, ticks at 0 and signed powers of ten (Vega's own
+    symlog ticks are linear in the value and bunch at one end)."""
+    if not meta or meta["type"] != "symlog":
+        return alt.Axis(**kw)
+    finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
+    if not finite:
+        return alt.Axis(**kw)
+    lo, hi = min(finite + [0.0]), max(finite + [0.0])
+    top = max(abs(lo), abs(hi), meta["constant"])
+    first, last = math.floor(math.log10(meta["constant"])), math.ceil(math.log10(top))
+    every = max(1, math.ceil((last - first + 1) / 5))
+    decades = [10.0**k for k in range(last, first - 1, -every)]
+    ticks = [-d for d in decades if -d >= lo * 1.0001] + [0.0] + [d for d in reversed(decades) if d <= hi * 1.0001]
+    return alt.Axis(values=ticks, **kw)
+
+
+def _top_params(meta: dict) -> list:
+    """The variable params the page sets (design §7), for what the chart declares."""
+    wanted: list[dict] = []
+    if meta.get("layer_field"):
+        wanted.append({"name": LAYER_PARAM, "value": ""})
+    if meta.get("smooth"):
+        wanted.append({"name": SMOOTH_PARAM, "value": 0})
+    return wanted
+
+
+def finish(chart, view: ViewSpec, notes: list[str], kind: str = ""):
     title = alt.TitleParams(view.title, subtitle=notes or alt.Undefined, anchor="start")
-    return props(chart, title=title)
+    if "kind" not in meta_of(chart):  # a mark that declares nothing else still says what it is
+        chart = declare(chart, kind or "chart")
+    extra = _top_params(meta_of(chart))
+    out = props(chart, title=title)
+    if extra:
+        have = list(chart.params) if isinstance(chart.params, list) else []
+        out = props(out, params=have + [alt.VariableParameter(**p) for p in extra])
+    return out
+
+
+CHAR_PX = 6.5  # about one character of an 11 px axis label
+HORIZONTAL_BARS = 16  # past this many bars, bars lie down: one readable label a row
+BAND = 18  # px per bar or row of a long chart
+
+
+def nominal_axis(labels: list, band: float) -> alt.Axis:
+    """Labels flat when the longest fits its band; else slanted, cut at a readable length (the tooltip has all)."""
+    longest = max((len(str(v)) for v in labels), default=1)
+    if longest * CHAR_PX <= band:
+        return alt.Axis(labelAngle=0, labelLimit=max(band, 40))
+    return alt.Axis(labelAngle=-40, labelAlign="right", labelLimit=180, labelOverlap=False)
+
+
+def category_width(view: ViewSpec, n: int, default: int) -> tuple[object, float]:
+    """(width, band) of a chart with ``n`` categories along x: past ``HORIZONTAL_BARS`` one
+    ``BAND`` each (up to MAX_SIZE), else the default width shared."""
+    if view.width:
+        return clamp(view.width), clamp(view.width) / max(n, 1)
+    if n > HORIZONTAL_BARS:
+        return (alt.Step(BAND) if BAND * n <= MAX_SIZE else MAX_SIZE), BAND
+    return default, default / max(n, 1)
 
 
 def clamp(px: float) -> int:

@@ -21,9 +21,11 @@ from nnspec.marks.common import (
     clamp,
     color_domain,
     color_scale,
+    declare,
     facet,
     field,
     inline,
+    opacity,
     props,
     tip,
 )
@@ -114,21 +116,51 @@ def _flags(values: list[float], bad_counts: list[float] | None) -> list[str]:
 AXIS_NAMES = {"in": "input unit", "out": "output unit", "token": "token", "dim": "dimension"}
 
 
-def axis_titles(data: Data) -> tuple[str, str]:
+FLOWING = ("activations", "inputs", "output_grads", "input_grads")  # a batch's tensors: (sample, feature)
+
+
+def _reshaped(view: ViewSpec | None) -> str:
+    """How the query changed the captured tensor's axes: "" (as captured), "one" (one
+    integer index, no transforms: a sequence's ``[0]``), "other"."""
+    if view is None:
+        return "other"
+    from nnspec.query.parser import parse  # the marks read the index the capture applied
+
+    try:
+        q = parse(view.query)
+    except Exception:
+        return "other"
+    items = list(q.index.items) if q.index is not None else []
+    if q.transforms:
+        return "other"
+    if not items:
+        return ""
+    return "one" if len(items) == 1 and isinstance(items[0], int) else "other"
+
+
+def axis_titles(data: Data, view: ViewSpec | None = None) -> tuple[str, str]:
     """(rows, columns) titles: what the axes of a 2-D parameter are, when its backend says
-    and every layer of the view agrees (a Keras kernel: input unit × output unit)."""
+    and every layer of the view agrees (a Keras kernel: input unit × output unit); a
+    batch's activations as captured are sample × feature, one item of a batch of
+    sequences (``[0]``) position × feature."""
     layouts = {data.layouts.get(k, ()) for k, t in data.tensors.items() if t.dim() == 2}
     if len(layouts) == 1 and len(data.layouts) == len(data.tensors):
         (layout,) = layouts
         if len(layout) == 2 and all(a in AXIS_NAMES for a in layout):
             return AXIS_NAMES[layout[0]], AXIS_NAMES[layout[1]]
+    how = _reshaped(view) if data.source in FLOWING else "other"
+    if how == "":
+        return "sample", "feature"
+    if how == "one":
+        return "position", "feature"
     return "row", "column"
 
 
 def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     if data.kind != "tensors":
         raise SpecError(messages.needs_table("heatmap", ["tensors (not a table)"]), mark.span)
-    y_title, x_title = axis_titles(data)
+    y_title, x_title = axis_titles(data, view)
+    names = list(data.tensors)
     data = Data(
         "tensors",
         tensors={k: _as_2d(k, t, mark) for k, t in data.tensors.items()},
@@ -136,7 +168,8 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     )
     per_layer = max(1, view.max_marks // max(1, len(data.tensors)))
     if any(t.numel() > per_layer for t in data.tensors.values()):
-        return _image_heatmap(data, mark, view, (y_title, x_title))
+        frame, chart, notes = _image_heatmap(data, mark, view, (y_title, x_title))
+        return frame, declare(chart, "heatmap", layers=names, image=True), notes
     frame, notes = heatmap_frame(data, view.max_marks)
     check_columns(mark, frame)
     flagged = bool((frame["flag"] != "").any())
@@ -147,8 +180,10 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
     base = alt.Chart().encode(
         x=alt.X(**field("col", "O"), title=x_title, axis=axis),
         y=alt.Y(**field("row", "O"), title=y_title, axis=axis),
-        tooltip=[tip("layer", "N"), tip("row", "O"), tip("col", "O"), tip("value", "Q", format=".4g")]
+        tooltip=[tip("layer", "N"), tip("row", "O", title=y_title), tip("col", "O", title=x_title)]
+        + [tip("value", "Q", format=".4g")]
         + ([tip("flag", "N")] if flagged else []),
+        opacity=opacity("layer"),
     )
     scale = color_scale(frame["value"], mark)
     color = alt.Color(**field("value", "Q"), scale=scale, title=None)
@@ -158,17 +193,36 @@ def visit_heatmap(data: Data, mark: Step, view: ViewSpec):
             layers[0].transform_filter("datum.flag == ''"),
             base.mark_rect(color="black").transform_filter("datum.flag != ''"),
         ]
-    if len(drawn) <= LABELLED_CELLS:  # few cells: print each value on its cell
+    dims = _heatmap_size(view, drawn)
+    label = _cell_label(drawn["value"], dims["cell"]) if len(drawn) <= LABELLED_CELLS else None
+    if label is not None:  # few cells, each wide enough: print its value on it
+        fmt, font = label
         drawn["ink"] = _ink(drawn["value"], scale)
         ink = alt.ColorValue(**alt.condition("datum.ink == 'white'", alt.value("white"), alt.value("black")))
-        text = base.mark_text(fontSize=10).encode(text=alt.Text(**field("value", "Q"), format=".3~g"), color=ink)
+        text = base.mark_text(fontSize=font).encode(text=alt.Text(**field("value", "Q"), format=fmt), color=ink)
         layers.append(text)
     chart = alt.layer(*layers, data=inline(drawn)) if len(layers) > 1 else props(layers[0], data=inline(drawn))
-    chart = props(chart, **_heatmap_size(view, drawn))
-    return frame, facet(chart, frame, mark), notes
+    chart = props(chart, width=dims["width"], height=dims["height"])
+    return frame, declare(facet(chart, frame, mark), "heatmap", layers=layers_of(frame), layer_field="layer"), notes
+
+
+def layers_of(frame: pd.DataFrame) -> list:
+    return list(dict.fromkeys(frame["layer"]))
+
+
+def _cell_label(values: pd.Series, cell: float) -> tuple[str, float] | None:
+    """(format, font size) for printing each value inside its cell, or None when no
+    readable text fits (a cell narrower than its value at 7 px)."""
+    for fmt, spec in ((".3~g", "{:.3g}"), (".2~g", "{:.2g}")):
+        longest = max((len(spec.format(v)) for v in values if isinstance(v, float) and math.isfinite(v)), default=1)
+        font = min(10.0, cell * 0.6, (cell - 3) / (0.62 * longest))
+        if font >= 7:
+            return fmt, round(font, 1)
+    return None
 
 
 LABELLED_CELLS = 64
+LABELLED_CELL_PX = 34.0  # a cell that prints "-0.123" at 9 px
 
 
 def finite_range(tensors) -> tuple[float, float]:
@@ -264,7 +318,10 @@ def _heatmap_size(view: ViewSpec, drawn: pd.DataFrame) -> dict:
     cols = max(drawn.groupby("layer")["col"].nunique())
     box_w, box_h = (220, 180) if drawn["layer"].nunique() > 1 else (360, 300)
     step = max(2.0, min(48.0, box_w / cols, box_h / rows))
-    return {"width": clamp(view.width or cols * step), "height": clamp(view.height or rows * step)}
+    if len(drawn) <= LABELLED_CELLS:  # cells that print their value: wide enough for it
+        step = max(step, LABELLED_CELL_PX)
+    width, height = clamp(view.width or cols * step), clamp(view.height or rows * step)
+    return {"width": width, "height": height, "cell": min(width / cols, height / rows)}
 
 
 def _short(v: float) -> float:

@@ -20,8 +20,10 @@ from nnspec.marks.common import (
     clamp,
     color_domain,
     color_scale,
+    declare,
     field,
     inline,
+    opacity,
     tip,
 )
 from nnspec.marks.heatmap import AGG, check_scheme, finite_range
@@ -113,7 +115,8 @@ def visit_images(data: Data, mark: Step, view: ViewSpec):
     # scale side by side would otherwise wash each other out)
     charts = [_grid(frame[frame["layer"] == layer], layer, size, mark, len(grids) > 1) for layer, size in grids.items()]
     chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts).resolve_scale(color="independent")
-    return frame, chart.configure_view(stroke=None), notes
+    chart = declare(chart.configure_view(stroke=None), "images", layers=list(grids), layer_field="layer")
+    return frame, chart, notes
 
 
 MAX_IMAGE_TILES = 1024  # tiles of one layer drawn as an image (each label is a mark)
@@ -132,6 +135,16 @@ def _image_grids(data: Data, mark: Step, view: ViewSpec):
     for layer, t in data.tensors.items():
         tiles, labels = _tiles(layer, t, mark)
         k, h, w = tiles.shape
+        if t.dim() == 4 and not mark.arg("cols"):  # a conv weight: every filter, output channel × input channel
+            kr, kc = raster_blocks((h, w), max(1, per_layer // k))
+            what = execute_messages.BLOCK_AGG_TEXT[AGG]
+            notes.append(f"{layer}: " + messages.note_filter_matrix(tuple(t.shape), (kr, kc), what))
+            lo, hi = finite_range([tiles])
+            scheme, domain, mid = color_domain(lo, hi, mark)
+            check_scheme(scheme, mark)
+            title = layer if len(data.tensors) > 1 else None
+            charts.append(filter_matrix(t, (kr, kc), (scheme, domain, mid), mark, title))
+            continue
         keep = min(k, MAX_IMAGE_TILES)
         if keep < k:
             notes.append(f"{layer}: " + messages.note_first_tiles(keep, k))
@@ -149,7 +162,57 @@ def _image_grids(data: Data, mark: Step, view: ViewSpec):
             _image_grid(tiles, labels, (kr, kc), (scheme, domain, mid), mark, layer if len(data.tensors) > 1 else None)
         )
     chart = charts[0] if len(charts) == 1 else alt.vconcat(*charts).resolve_scale(color="independent")
-    return frame, chart.configure_view(stroke=None), notes
+    chart = declare(chart.configure_view(stroke=None), "images", layers=list(data.tensors), image=True)
+    return frame, chart, notes
+
+
+def filter_matrix(t, block, colour, mark: Step, title: str | None):
+    """A 4-D weight (O, I, h, w) as one image: tile (o, i) at grid row o, column i, a
+    transparent pixel between tiles; the axes count output and input channels."""
+    o_n, i_n, h, w = (int(n) for n in t.shape)
+    kr, kc = block
+    bh, bw = -(-h // kr), -(-w // kc)
+    tiles = t.detach().reshape(o_n * i_n, h, w)
+    if (kr, kc) != (1, 1):
+        r_e, c_e = torch.tensor(block_edges(h, kr)), torch.tensor(block_edges(w, kc))
+        parts = [reduce.block_reduce(tile, r_e, c_e, AGG) for tile in tiles]
+        values = np.stack([np.where(bad.numpy() > 0, np.nan, v.cpu().numpy()) for v, bad in parts])
+    else:
+        values = tiles.double().cpu().numpy()
+    grid_h, grid_w = o_n * (bh + 1) - 1, i_n * (bw + 1) - 1
+    canvas = np.full((o_n, bh + 1, i_n, bw + 1), np.nan)
+    canvas[:, :bh, :, :bw] = values.reshape(o_n, i_n, bh, bw).transpose(0, 2, 1, 3)
+    blank = np.ones(canvas.shape, dtype=bool)
+    blank[:, :bh, :, :bw] = False
+    canvas = canvas.reshape(o_n * (bh + 1), i_n * (bw + 1))[:grid_h, :grid_w]
+    blank = blank.reshape(canvas.shape[0] + 1, canvas.shape[1] + 1)[:grid_h, :grid_w]
+    px = min(720 / grid_w, 600 / grid_h)
+    px = min(24.0, float(math.floor(px))) if px >= 1 else px
+    size = (max(40, clamp(grid_w * px)), max(40, clamp(grid_h * px)))
+    scheme, domain, mid = colour
+    chart = raster(canvas, domain, scheme, *size, mid=mid, log=bool(mark.arg("log")), blank=blank, axes=False)
+    image, legend = chart.layer
+    image = image.encode(
+        x=alt.X(**field("x", "Q"), title="input channel", axis=_channel_axis(i_n, bw, size[0]), scale=_span(grid_w)),
+        y=alt.Y(
+            **field("y", "Q"), title="output channel", axis=_channel_axis(o_n, bh, size[1]), scale=_span(grid_h, True)
+        ),
+    )
+    out = alt.layer(image, legend).properties(width=size[0], height=size[1])
+    return out.properties(title=title) if title else out
+
+
+def _span(n: int, reverse: bool = False) -> alt.Scale:
+    return alt.Scale(domain=[0, n], nice=False, zero=False, reverse=reverse)
+
+
+def _channel_axis(n: int, tile: int, px: float) -> alt.Axis:
+    """Ticks at tile centres, labelled with the channel, about one every 40 px."""
+    every = next(
+        k for k in (1, 2, 4, 5, 8, 10, 16, 20, 32, 50, 64, 100, 128, 256, 512, 1024) if k * px / n >= 28 or k >= n
+    )
+    values = [i * (tile + 1) + tile / 2 for i in range(0, n, every)]
+    return alt.Axis(values=values, labelExpr=f"floor(datum.value / {tile + 1})", labelAngle=0, grid=False)
 
 
 def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
@@ -186,13 +249,25 @@ def _image_grid(tiles, labels, block, colour, mark: Step, title: str | None):
     image = raster(canvas, domain, scheme, *size, mid=mid, log=bool(mark.arg("log")), blank=blank, axes=False)
     x = alt.X(**field("gx", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_w], nice=False, zero=False))
     y = alt.Y(**field("gy", "Q"), axis=None, scale=alt.Scale(domain=[0, grid_h], nice=False, zero=False, reverse=True))
-    text = (
-        alt.Chart(alt.Data(values=tags))
-        .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
-        .encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
-    )
+    fit = labels_fit(labels, (bw + 1) * size[0] / grid_w)
+    text = alt.Chart(alt.Data(values=tags if fit else [t for t in tags if t["gx"] == 0]))
+    text = text.mark_text(**_tag_style(fit)).encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
     chart = alt.layer(image, text).properties(width=size[0], height=size[1])
     return chart.properties(title=title) if title else chart
+
+
+TAG_CHAR_PX = 5.5  # a character of a 9 px label
+
+
+def labels_fit(labels: list, pitch_px: float) -> bool:
+    """Every tile's label fits above its tile (labels wider than the tile would run together)."""
+    return max((len(str(v)) for v in labels), default=0) * TAG_CHAR_PX <= pitch_px
+
+
+def _tag_style(fit: bool) -> dict:
+    if fit:
+        return {"align": "left", "baseline": "bottom", "fontSize": 9, "dy": -1, "color": "#333"}
+    return {"align": "right", "baseline": "top", "fontSize": 9, "dx": -3, "color": "#333"}
 
 
 def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, titled: bool):
@@ -206,6 +281,7 @@ def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, ti
         alt.Chart()
         .transform_calculate(gx2="datum.gx + 1", gy2="datum.gy + 1")
         .encode(x=x, x2=alt.X2(**field("gx2")), y=y, y2=alt.Y2(**field("gy2")), tooltip=tips)
+        .encode(opacity=opacity("layer"))
     )
     cells = [base.mark_rect().encode(color=color)]
     if not frame["value"].map(math.isfinite).all():  # NaN/Inf (null in the JSON) drawn black, not left blank
@@ -213,13 +289,12 @@ def _grid(frame: pd.DataFrame, layer: str, size: tuple[int, int], mark: Step, ti
             cells[0].transform_filter("isValid(datum.value)"),
             base.mark_rect(color="black").transform_filter("!isValid(datum.value)"),
         ]
-    # each tile's label at its top-left cell
-    tags = (
-        alt.Chart()
-        .transform_aggregate(gx="min(gx)", gy="min(gy)", groupby=["tile"])
-        .mark_text(align="left", baseline="bottom", fontSize=9, dy=-1, color="#333")
-        .encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
-    )
+    # each tile's label at its top-left cell; tiles too narrow for it: the first tile of each row, left of the row
+    fit = labels_fit(list(frame["tile"].unique()), (int(frame["col"].max()) + 2) * px)
+    tags = alt.Chart().transform_aggregate(gx="min(gx)", gy="min(gy)", groupby=["tile"])
+    if not fit:
+        tags = tags.transform_filter("datum.gx == 0")
+    tags = tags.mark_text(**_tag_style(fit)).encode(x=x, y=y, text=alt.Text(**field("tile", "N")))
     chart = alt.layer(*cells, tags, data=inline(frame[["layer", "tile", "row", "col", "value", "gx", "gy"]]))
     props = {"width": clamp(grid_w * px), "height": clamp(grid_h * px)}
     return chart.properties(**props, title=layer) if titled else chart.properties(**props)

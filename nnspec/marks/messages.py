@@ -95,6 +95,14 @@ def note_image_tiles(k: int, shape, block, what: str) -> str:
     return f"{tiles} drawn as blocks of {block[0]}×{block[1]} (image budget), {what}"
 
 
+def note_filter_matrix(shape, block, what: str) -> str:
+    o, i, h, w = shape
+    tiles = f"all {o * i} filters of {h}×{w} ({o} output × {i} input channels)"
+    if tuple(block) == (1, 1):
+        return f"{tiles} drawn as one image, one pixel per value"
+    return f"{tiles} drawn as blocks of {block[0]}×{block[1]} (image budget), {what}"
+
+
 def note_nonfinite_pixels(n: int, colour: str) -> str:
     return f"{n} NaN/Inf values drawn {colour}"
 

@@ -12,10 +12,14 @@ from nnspec.execute import messages as execute_messages
 from nnspec.execute.data import Data, stats_table
 from nnspec.marks import messages
 from nnspec.marks.common import (
+    category_width,
     check_columns,
     clamp,
+    declare,
     field,
     inline,
+    nominal_axis,
+    opacity,
     props,
     size,
     tooltip,
@@ -166,23 +170,28 @@ def visit_box(data: Data, mark: Step, view: ViewSpec):
         raise SpecError(execute_messages.step_needs_tensors("box"), mark.span)
     frame = box_frame(data)
     check_columns(mark, frame)
-    x = alt.X(**field("layer", "N"), sort=None)
+    dims = size(view, 1)
+    dims["width"], band = category_width(view, len(frame), dims["width"])
+    x = alt.X(**field("layer", "N"), sort=None, axis=nominal_axis(list(frame["layer"]), band))
+    box_w = max(4.0, min(18.0, band * 0.6))  # a box narrower than its band: neighbours never touch
     base = alt.Chart().encode(
         x=x,
         tooltip=tooltip(frame),
     )
+    base = base.encode(opacity=opacity("layer"))
     chart = props(
         alt.layer(
             base.mark_rule().encode(
                 y=alt.Y(**field("min", "Q"), title="value", scale=_whole(frame)), y2=alt.Y2(**field("max"))
             ),
-            base.mark_bar(size=18).encode(y=alt.Y(**field("q1", "Q")), y2=alt.Y2(**field("q3"))),
-            base.mark_tick(color="white", size=18).encode(y=alt.Y(**field("median", "Q"))),
+            base.mark_bar(size=box_w).encode(y=alt.Y(**field("q1", "Q")), y2=alt.Y2(**field("q3"))),
+            base.mark_tick(color="white", size=box_w).encode(y=alt.Y(**field("median", "Q"))),
             data=inline(frame),
         ),
-        **size(view, 1),
+        **dims,
     )
     notes = [f"{r.layer}: " + messages.note_nonfinite_values(r.nonfinite) for r in frame.itertuples() if r.nonfinite]
+    chart = declare(chart, "box", layers=list(frame["layer"]), layer_field="layer")
     return frame, chart, notes + [messages.note_whiskers()]
 
 
@@ -219,7 +228,27 @@ def visit_table(data: Data, mark: Step, view: ViewSpec):
         .properties(width=clamp(view.width or x), height=clamp(view.height or 18 * (len(frame) + 1)))
         .configure_view(stroke=None)
     )
-    return frame, chart, []
+    rows = [[_cell(v) for v in row] for row in frame.itertuples(index=False, name=None)]
+    meta = {
+        "table": {"columns": [str(c) for c in frame.columns], "rows": rows},
+        "layers": list(dict.fromkeys(frame["layer"])) if "layer" in frame else None,
+        "layer_field": "layer" if "layer" in frame else None,
+        "over_run": True if "run" in frame else None,
+    }
+    return frame, declare(chart, "table", **meta), []
+
+
+def _cell(value):
+    """A table cell as JSON: numbers stay numbers (the page sorts them), NaN/Inf and others as text."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _fmt(value)
+    return str(value)
 
 
 def _fmt(value) -> str:

@@ -10,7 +10,7 @@ the dashboard gives each such encoding the same domain and range: runs in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 # Vega's tableau20 (vega-scale's schemes), as a range so every chart agrees on it
 TABLEAU20 = (
@@ -53,7 +53,7 @@ def _values(spec: dict, field: str) -> list:
     return list(seen)
 
 
-def palettes(specs: list[dict | None], runs: list[str] = ()) -> dict[str, dict]:
+def palettes(specs: list[dict | None], runs: Sequence[str] = ()) -> dict[str, dict]:
     """``{"type": {value: colour}, "run": {...}}`` over every declared chart."""
     order: dict[str, dict] = {"type": {}, "run": {r: None for r in runs}}
     for spec in specs:

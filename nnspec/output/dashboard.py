@@ -26,6 +26,19 @@ class ViewResult:
     columns: int | None = None
     _vl: dict | None = field(default=None, repr=False)
 
+    def __setattr__(self, name: str, value) -> None:
+        if name == "chart" and value is not None:  # displayed alone, it draws offline (output/notebook.py)
+            from nnspec.output.notebook import offline
+
+            offline(value)
+        object.__setattr__(self, name, value)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """Jupyter: the view's Vega-Lite (v5 mimetype) and its PNG, or its error as text."""
+        from nnspec.output.notebook import view_bundle
+
+        return view_bundle(self)
+
     def vega_lite(self) -> dict | None:
         if self.chart is None:
             return None
@@ -60,15 +73,29 @@ class Dashboard:
     def checks_ok(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    def _ipython_display_(self) -> None:
+        """Jupyter: a header, then one output per view (its Vega-Lite and its PNG), which a saved
+        notebook shows reopened untrusted and offline (output/notebook.py says why)."""
+        from IPython.display import display
+
+        from nnspec.output.notebook import outputs
+
+        for bundle in outputs(self):
+            display(bundle, raw=True)
+
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
-        """Jupyter: the dashboard inline and offline, and a PNG for viewers that run no script."""
+        """A frontend that takes one bundle: the views stacked in one PNG and a summary."""
         from nnspec.output.notebook import mimebundle
 
         return mimebundle(self)
 
     def html(self) -> str:
+        from nnspec.output import colors
         from nnspec.output.html import page
 
+        specs = [_without_title(v.vega_lite()) for v in self.views]
+        # one colour per layer type and per run in every chart (runs in --run order)
+        pal = colors.palettes(specs, [str(r.get("run")) for r in self.runs])
         cards = [
             {
                 "title": v.title,
@@ -76,14 +103,15 @@ class Dashboard:
                 "description": v.description,
                 "notes": v.notes,
                 "error": v.error,
-                "spec": _without_title(v.vega_lite()),
+                "spec": colors.unify(spec, pal),
                 "group": v.group,
                 "columns": v.columns,
             }
-            for v in self.views
+            for v, spec in zip(self.views, specs)
         ]
         checks = [{"text": c.text, "passed": c.passed, "line": c.line()} for c in self.checks]
-        return page(self.spec.title or self.spec.name, self.spec.description, cards, vl_version(), self.footer, checks)
+        title = self.spec.title or self.spec.name
+        return page(title, self.spec.description, cards, vl_version(), self.footer, checks, runs=self.runs)
 
 
 def _without_title(spec: dict | None) -> dict | None:

@@ -102,6 +102,10 @@ def note_unfinished(run: str, last: int | None, planned: int | None) -> str:
     return f"run {run} is unfinished: stopped at step {last:,}{of} (killed, or still being written)"
 
 
+def note_draws_model(runs: list) -> str:
+    return f"draws the model the spec builds, not the recorded run{'s' if len(runs) > 1 else ''} ({', '.join(runs)})"
+
+
 def note_unverified(run: str) -> str:
     return f"run {run} was written by an older nnspec (format 1, no checksums): its numbers are not verified"
 

@@ -31,6 +31,7 @@ from nnspec.numerics import partials
 from nnspec.numerics.reduce import Scratch
 from nnspec.runs import messages
 from nnspec.runs.distributed import Ranks, is_sharded, unwrap
+from nnspec.runs.hparams import encode, flatten, optimizer_hparams, resolved_vars
 from nnspec.runs.store import RunWriter
 from nnspec.spec.load import Spec, load_spec
 
@@ -50,6 +51,8 @@ class Recorder:
         last_step: int | None = None,
         plan: Plan | None = None,
         steps: int | None = None,
+        hparams: dict | None = None,
+        optimizer=None,
     ):
         """``last_step`` is recorded too; ``overwrite`` replaces a run that a
         spec's ``train:`` wrote (never one a Recorder wrote), and only when
@@ -57,7 +60,13 @@ class Recorder:
         broken views are its business, not the recorder's); ``steps``: how many
         steps the loop plans (a run that stops short says "stopped at step N of
         STEPS"; default ``last_step + 1``). A second writer of the same run
-        directory fails at once (a lock per run directory)."""
+        directory fails at once (a lock per run directory).
+
+        Stored with the run as its hyperparameters (``nnspec.runs.hparams``):
+        the spec's variables, ``optimizer``'s class and arguments (defaults
+        included) if given, and ``hparams`` (the user's own: ``{"lr": 0.1,
+        "seed": 0}``; they win over what nnspec found)."""
+        found = hparams_of(spec, optimizer)
         self.spec = spec if isinstance(spec, Spec) else load_spec(spec)
         self.model = unwrap(model)
         self.backend = backend_for(self.model)
@@ -78,6 +87,7 @@ class Recorder:
                 "source": "train" if last_step is not None else "recorder",
                 "record_every": self.every,
                 "world_size": self.ranks.world if self.ranks else 1,
+                "hparams": encode({**found, **(hparams or {})}),
             }
             if steps is None and last_step is not None:
                 steps = last_step + 1
@@ -276,6 +286,20 @@ class Recorder:
             (values,) = self.ranks.gather([value.reshape(1)])
             return float(torch.stack(values).mean())
         return float(value)
+
+
+def hparams_of(spec, optimizer=None) -> dict:
+    """What the Recorder finds by itself: the spec's resolved variables and the optimizer's arguments."""
+    out: dict = {}
+    try:
+        values = resolved_vars(spec)
+    except Exception:  # a spec that does not load fails in load_spec, with its location
+        values = {}
+    if values:
+        flatten("vars", values, out)
+    if optimizer is not None:
+        out.update(optimizer_hparams(optimizer))
+    return out
 
 
 def recording_plan(spec: Spec, model) -> Plan:

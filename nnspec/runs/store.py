@@ -6,7 +6,7 @@ The schema (docs/guide.md, "Runs") is plain SQL, readable without nnspec:
 
     meta(key TEXT PRIMARY KEY, value TEXT, crc)  format, nnspec, spec_name, spec_hash, model_hash,
                                                  source, record_every, world_size, created,
-                                                 finished, steps_planned, last_step
+                                                 finished, steps_planned, last_step, hparams (JSON)
     series(id INTEGER PRIMARY KEY, key TEXT UNIQUE, kind TEXT, target TEXT, reduce TEXT, crc)
     steps(step INTEGER PRIMARY KEY, loss REAL, time REAL, crc)
     records(step INTEGER, series INTEGER, value BLOB, crc, PRIMARY KEY (step, series))
@@ -561,6 +561,13 @@ class Run:
             return float(v)
         except (TypeError, ValueError):
             self._bad(messages.run_bad_row("steps", f"step {step}"))
+
+    @property
+    def hparams(self) -> dict:
+        """The hyperparameters the run was recorded with (``runs/hparams.py``); ``{}`` for a run without."""
+        from nnspec.runs.hparams import decode
+
+        return decode(self.meta.get("hparams"))
 
     def missing(self, captures) -> list[Capture]:
         return [c for c in captures if c.series_key not in self.series]

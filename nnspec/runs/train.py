@@ -45,10 +45,11 @@ def make_optimizer(params, options: dict, span=None):
         raise SpecError(messages.bad_optimizer(name, str(e)), span) from None
 
 
-def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
+def train(model, data, loss_fn, spec: Spec, plan: Plan, hparams: dict | None = None) -> TrainResult:
     """Train ``model`` in place for ``train.steps`` steps, recording the plan's
     captures over steps into the run ``spec.run_dir``; the model's train/eval
-    modes come back as they were."""
+    modes come back as they were. The run stores ``hparams`` (the spec's resolved
+    ``vars.*``) with the optimizer's arguments, ``steps``, ``batch`` and ``seed``."""
     t = spec.train
     assert t is not None, "train() runs a spec with train:"
     if loss_fn is None:
@@ -69,7 +70,18 @@ def train(model, data, loss_fn, spec: Spec, plan: Plan) -> TrainResult:
     opt = make_optimizer(be.trainable(), t.optimizer, t.span)
     perm, pos = torch.randperm(n, generator=order), 0
     devices = [device] if device.type == "cuda" else []
-    rec = Recorder(spec, model, spec.run_dir, t.record_every, overwrite=True, last_step=t.steps - 1, plan=plan)
+    told = {**(hparams or {}), "steps": t.steps, "batch": batch, "seed": t.seed}
+    rec = Recorder(
+        spec,
+        model,
+        spec.run_dir,
+        t.record_every,
+        overwrite=True,
+        last_step=t.steps - 1,
+        plan=plan,
+        hparams=told,
+        optimizer=opt,
+    )
     with be.guest(train=True), rec, torch.random.fork_rng(devices=devices), torch.enable_grad():
         torch.manual_seed(t.seed)
         for step in range(t.steps):

@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import yaml
 
@@ -71,12 +71,8 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     root = to_node(located)
     if not _is_map(root.value):
         return located
-    shown = os.path.dirname(located.file) if _is_file(located.file) else ""
     _loaded: list[str] = []
-    root = _extends(root, base_dir, [_chain_name(located.file)], shown, _loaded)
-    root = _strip_extensions(root)
-    entries = _entries(root)
-    values = _vars(entries, options, base_dir)
+    entries, values = _merged(root, located.file, options, base_dir, _loaded)
     entries.pop("vars", None)
     out: dict[str, Node] = {}
     for key, node in entries.items():
@@ -85,6 +81,25 @@ def resolve(located: Located, options: Options | None = None, base_dir: str | No
     result = to_located(root, located.file)
     result.sources = ([located.file] if _is_file(located.file) else []) + _loaded + list(options.files)
     return result
+
+
+def variables(located: Located, options: Options | None = None, base_dir: str | None = None) -> dict[str, Any]:
+    """The spec's variables as ``resolve`` applies them (spec < extended files < values
+    files < ``--set``): what a run stores as its hyperparameters."""
+    options = options or Options()
+    base_dir = base_dir or (os.path.dirname(os.path.abspath(located.file)) if _is_file(located.file) else os.getcwd())
+    root = to_node(located)
+    if not _is_map(root.value):
+        return {}
+    return _merged(root, located.file, options, base_dir, [])[1]
+
+
+def _merged(root: Node, file: str, options: Options, base_dir: str, loaded: list[str]) -> tuple[dict[str, Node], dict[str, Any]]:
+    """The top-level entries after ``extends`` and ``x-*``, and the variables' values."""
+    shown = os.path.dirname(file) if _is_file(file) else ""
+    root = _strip_extensions(_extends(root, base_dir, [_chain_name(file)], shown, loaded))
+    entries = _entries(root)
+    return entries, _vars(entries, options, base_dir)
 
 
 # -- Node trees and Located ------------------------------------------------------
