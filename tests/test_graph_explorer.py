@@ -242,3 +242,26 @@ def test_a_folded_node_says_what_it_stands_for_and_unfolds_from_its_panel(browse
     page.keyboard.press("Escape")
     assert not panel.is_visible()
     assert errors == []
+
+
+def test_far_reaching_fan_out_becomes_stubs_and_residuals_stay_drawn(browser, tmp_path):
+    """Llama's rotary embedding feeds every layer's attention: its edges into the layers
+    far below are stubs into their targets (TensorBoard's answer), not lines across the
+    graph; a residual (one long edge of its node) stays a drawn edge."""
+    from tests import hf_models
+
+    llama = hf_models.llama()
+    page, errors, _ = open_(browser, write_page(tmp_path, llama, input_ids=torch.randint(0, 96, (1, 8)), name="l"))
+    page.evaluate("G.all()")  # every group open, every run unfolded: both layers at full depth
+    stubs = page.evaluate("G.lay.stubs.map(s => [s.from.path || s.from.key, s.to.path || s.to.key])")
+    assert stubs and {src for src, _ in stubs} == {"model.rotary_emb"}
+    assert all(dst.startswith("model.layers.1.") or "#" in dst for _, dst in stubs)
+    edges = int(page.evaluate("document.getElementById('g').dataset.edges"))
+    assert edges == len(page.evaluate("G.lay.paths")) + len(stubs)  # every edge drawn, one way or the other
+    page.close()
+    resnet = ResNet50ish()
+    page, errors2, _ = open_(browser, write_page(tmp_path, resnet, torch.randn(1, 3, 64, 64), name="r"))
+    page.evaluate("G.all()")
+    assert page.evaluate("G.lay.stubs.length") == 0  # residual adds keep their edges
+    assert errors == errors2 == []
+    page.close()

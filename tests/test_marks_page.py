@@ -318,6 +318,10 @@ LINE_OPACITY = """(id) => { const out = [];
   const walk = (n) => { if (n.items) n.items.forEach(walk);
     if (n.marktype === 'line') n.items.forEach(i => i.datum && out.push([i.datum.run, i.opacity])); };
   walk(window.nnspec.views[id].scenegraph().root); return out; }"""
+STRONG_STEPS = """(id) => { const out = new Set();
+  const walk = (n) => { if (n.items) n.items.forEach(walk);
+    if (n.marktype === 'area') n.items.forEach(i => i.datum && i.fillOpacity > 0.9 && out.add(i.datum.step)); };
+  walk(window.nnspec.views[id].scenegraph().root); return [...out].sort((a, b) => a - b); }"""
 
 
 def test_legend_isolation_layer_dimming_and_step_slider_in_chromium(runs, tmp_path):
@@ -325,7 +329,7 @@ def test_legend_isolation_layer_dimming_and_step_slider_in_chromium(runs, tmp_pa
 
     sync_api = browser_util.require()
     queries = ["loss over steps", "weights of fc1 over steps | histogram(bins=6)"]
-    nnspec.render(iris_spec(queries), runs=runs, out=str(tmp_path), formats=("html",))
+    dash = nnspec.render(iris_spec(queries), runs=runs, out=str(tmp_path), formats=("html",))
     (html,) = tmp_path.glob("*.html")
     with browser_util.launch(sync_api) as browser:
         page, errors, blocked = browser_util.open_page(browser, html)
@@ -351,4 +355,14 @@ def test_legend_isolation_layer_dimming_and_step_slider_in_chromium(runs, tmp_pa
         assert page.eval_on_selector_all("#view-1 input[type=range]", "xs => xs.map(x => [x.min, x.max, x.value])") == [
             ["0", "209", "209"]
         ]
+        steps = sorted({int(s) for s in view(dash, 1).data["step"]})
+        assert page.evaluate(STRONG_STEPS, "view-1") == [steps[-1]]  # the last step drawn strong
+        # moving the slider to the first step draws that step's ridge strong instead
+        page.eval_on_selector(
+            "#view-1 input[type=range]",
+            "(x, v) => { x.value = v; x.dispatchEvent(new Event('input', {bubbles: true})); }",
+            str(steps[0]),
+        )
+        page.wait_for_timeout(200)
+        assert page.evaluate(STRONG_STEPS, "view-1") == [steps[0]]
         assert errors == [] and blocked == []

@@ -10,6 +10,7 @@
     '#439894', '#83bcb6', '#e45756', '#ff9d98', '#79706e', '#bab0ac', '#d67195', '#fcbfd2', '#b279a2',
     '#d6a5c9', '#9e765f', '#d8b5a5'];
   var BOX_H = 34, MIN_W = 70, MAX_W = 230, GAP_X = 22, RANK = 86, FONT = '11px sans-serif';
+  var STUB_SPAN = 4, STUB_DEGREE = 3, STUB_LEN = 22;  // 3+ edges of one node longer than 4 ranks: stubs
   var MARGIN = 70;  // room around the boxes for the outlines of open groups
   var uid = 0;
 
@@ -192,7 +193,18 @@
     rank = rank.map(function (r) { return r - low; });
     // items: real nodes, then dummies; each edge a chain of items through every rank it crosses
     var items = keys.map(function (k, j) { return { j: j, rank: rank[j], w: 0, up: [], down: [] }; });
-    var chains = g.edges.map(function (e) {
+    // a node feeding many others far below (Llama's rotary embedding, a shared mask) would send
+    // long edges across everything: as TensorBoard does, those edges become short stubs into
+    // their targets, named after their source (the tooltip and the panel say which)
+    function long(e) { return rank[idx[e[1]]] - rank[idx[e[0]]] > STUB_SPAN; }
+    var farOut = succ.map(function () { return 0; }), stubs = [];
+    g.edges.forEach(function (e) { if (long(e)) farOut[idx[e[0]]]++; });
+    var routed = g.edges.filter(function (e) {
+      var far = long(e) && farOut[idx[e[0]]] >= STUB_DEGREE;  // one long edge (a residual) stays drawn
+      if (far) stubs.push([idx[e[0]], idx[e[1]]]);
+      return !far;
+    });
+    var chains = routed.map(function (e) {
       var a = idx[e[0]], b = idx[e[1]], chain = [a];
       if (rank[b] > rank[a]) {
         for (var r = rank[a] + 1; r < rank[b]; r++) {
@@ -279,6 +291,9 @@
     chains.forEach(function (chain) {
       var pts = chain.map(function (j) { return [x[j] - minX, items[j].rank * RANK + BOX_H / 2]; });
       out.paths.push(pts);
+    });
+    out.stubs = stubs.map(function (ab) {
+      return { x: x[ab[1]] - minX, y: items[ab[1]].rank * RANK, from: info[ab[0]], to: info[ab[1]] };
     });
     return out;
   };
@@ -415,6 +430,15 @@
       parts.push('<path d="' + d + '" fill="none" stroke="#8a93a5" stroke-width="1.3" marker-end="url(#' +
         self.id + '-a)"/>');
     });
+    var into = {};  // stubs into one target fan out side by side
+    lay.stubs.forEach(function (st) {
+      var k = into[st.to.key] = (into[st.to.key] || 0) + 1, dx = (k - 1) * 10 - 6;
+      var x0 = st.x + dx - 10, y0 = st.y - STUB_LEN, name = st.from.path || st.from.name || st.from.key;
+      parts.push('<g class="ng-stub"><path d="M' + x0 + ',' + y0 + 'L' + (st.x + dx) + ',' + st.y + '" fill="none" ' +
+        'stroke="#8a93a5" stroke-width="1.3" stroke-dasharray="3 2" marker-end="url(#' + self.id + '-a)"/>' +
+        '<circle cx="' + x0 + '" cy="' + y0 + '" r="3" fill="' + (self.palette[st.from.type] || '#8a93a5') + '"/>' +
+        '<title>from ' + esc(name) + ' (drawn as a stub: it feeds many layers far below)</title></g>');
+    });
     var hit = this.matches;
     lay.boxes.forEach(function (b, j) {
       var d = b.d, fill = self.palette[d.type] || '#c7ccd6', found = hit && self.holds(d, hit);
@@ -437,7 +461,8 @@
     this.svg.setAttribute('width', lay.width + 2 * MARGIN);
     this.svg.setAttribute('height', lay.height + 2 * MARGIN);
     this.el.dataset.nodes = String(lay.boxes.length);
-    this.el.dataset.edges = String(lay.paths.length);
+    this.el.dataset.edges = String(lay.paths.length + lay.stubs.length);
+    this.el.dataset.stubs = String(lay.stubs.length);
     this.status.textContent = lay.boxes.length + ' nodes';
     if (fit) this.fit(); else this.apply();
   };
