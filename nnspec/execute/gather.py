@@ -4,6 +4,7 @@ a structure (graph, summary, function curves) or a series over steps."""
 from __future__ import annotations
 
 from nnspec.backends import backend_for
+from nnspec.backends.pytorch.trace import Trace
 from nnspec.compiler import messages as compiler_messages
 from nnspec.compiler.plan import ViewPlan
 from nnspec.errors import InternalError, NnspecError, SpecError
@@ -74,6 +75,13 @@ def _gather(vp: ViewPlan, captured, context: Context) -> Data:
     return Data("scalar", table=scalar_table(values), notes=notes, label=f"{vp.query.source.kind} | {reduction}")
 
 
+def _given(trace, kind: str, context: Context) -> Trace:
+    """The trace a graph or summary is drawn from (compile checked the backend gives one)."""
+    if trace is None:
+        raise InternalError(f"no structure for '{kind}' from {type(context.model).__name__}")
+    return trace
+
+
 def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     src = vp.query.source
     if vp.captures and vp.captures[0].key in captured.errors:  # the pass that traces failed
@@ -84,9 +92,8 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
     trace = captured.values[vp.captures[0].key] if vp.captures else None
     if trace is None and src.kind in ("graph", "summary"):  # a backend's own structure, no pass
         trace = backend_for(context.model).structure(src.kind)  # type: ignore[attr-defined]
-    if trace is None:  # compile checked the backend can give one: a bug of ours if not
-        raise InternalError(f"no structure for '{src.kind}' from {type(context.model).__name__}")
     if src.kind == "graph":
+        trace = _given(trace, src.kind, context)
         # graph(depth=2, direction=LR) and "graph | graph(direction=LR)" say the same
         options = dict(src.args) | (dict(vp.mark.args) if vp.mark is not None and vp.mark.name == "graph" else {})
         nodes, edges, notes = structure.graph_frames(trace, context.model, options, src.span)
@@ -99,7 +106,7 @@ def _structure(vp: ViewPlan, captured, context: Context) -> Data:
         explorer = explore.payload(trace, context.model, options)
         return Data("graph", table=nodes, edges=edges, notes=notes, options=options, explorer=explorer)
     if src.kind == "summary":
-        return Data("summary", table=structure.summary_frame(trace, context.model))
+        return Data("summary", table=structure.summary_frame(_given(trace, src.kind, context), context.model))
     names = src.arg("names")
     fns = functions.used_functions(context.model, trace) if "*" in names else functions.named(names)
     if not fns:

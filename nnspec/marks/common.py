@@ -133,11 +133,15 @@ def log_scale(meta: dict) -> alt.Scale:
 def log_axis(meta: dict | None, values, **kw) -> alt.Axis:
     """A value axis; on a symlog scale, ticks at 0 and signed powers of ten (Vega's own
     symlog ticks are linear in the value and bunch at one end)."""
+    # no format of our own on linear and log axes: a format without a precision makes Vega
+    # derive one from the tick step, and 0.0012 was labelled "0.001" beside 0.001
+    kw = {k: v for k, v in kw.items() if k != "format"}
     if not meta or meta["type"] != "symlog":
         return alt.Axis(**kw)
     finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]
     if not finite:
         return alt.Axis(**kw)
+    kw["format"] = ".3~g"  # signed powers of ten, each its own label (1e-7, 0.01, 100)
     lo, hi = min(finite + [0.0]), max(finite + [0.0])
     top = max(abs(lo), abs(hi), meta["constant"])
     first, last = math.floor(math.log10(meta["constant"])), math.ceil(math.log10(top))
