@@ -25,7 +25,9 @@ def _open(browser, path):
     return browser_util.open_page(browser, path)
 
 
-@pytest.mark.parametrize("name", ["quickstart", "cnn", "transformer", "health", "team/cnn", "team/mlp", "gpt2", "keras"])
+@pytest.mark.parametrize(
+    "name", ["quickstart", "cnn", "transformer", "health", "team/cnn", "team/mlp", "gpt2", "keras"]
+)
 def test_every_chart_draws_offline(browser, tmp_path, name):
     dash = nnspec.render(os.path.join(ROOT, "specs", f"{name}.yaml"), out=str(tmp_path))
     page, errors, blocked = _open(browser, tmp_path / f"{os.path.basename(name)}.html")

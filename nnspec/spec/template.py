@@ -94,7 +94,9 @@ def variables(located: Located, options: Options | None = None, base_dir: str | 
     return _merged(root, located.file, options, base_dir, [])[1]
 
 
-def _merged(root: Node, file: str, options: Options, base_dir: str, loaded: list[str]) -> tuple[dict[str, Node], dict[str, Any]]:
+def _merged(
+    root: Node, file: str, options: Options, base_dir: str, loaded: list[str]
+) -> tuple[dict[str, Node], dict[str, Any]]:
     """The top-level entries after ``extends`` and ``x-*``, and the variables' values."""
     shown = os.path.dirname(file) if _is_file(file) else ""
     root = _strip_extensions(_extends(root, base_dir, [_chain_name(file)], shown, loaded))
