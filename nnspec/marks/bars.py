@@ -147,7 +147,7 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
         x_enc = (
             alt.X(**field(x, "N"), sort=None, title=x, axis=nominal_axis(list(frame[x].unique()), band))
             if nominal
-            else alt.X(**field(x, "Q"), title=x, axis=alt.Axis(labelFlush=False))
+            else alt.X(**field(x, "Q"), title=x, axis=alt.Axis(labelFlush=False, labelOverlap=True, labelSeparation=6))
         )
         enc = {"x": x_enc, "y": alt.Y(**value_enc)}
     enc["tooltip"] = tooltip(frame)
