@@ -27,6 +27,7 @@ __all__ = [
     "Recorder",
     "SpecError",
     "load_spec",
+    "open_run",
     "plan",
     "render",
     "show",
@@ -74,6 +75,19 @@ def render(
             vars=vars,
             target=target,
         )
+
+
+def open_run(path, name: str = ""):
+    """A recorded run to read (its directory or its ``run.sqlite``), checked as a render checks it.
+
+    ``.frame(series=None)`` gives its numbers as one tidy pandas frame (guide §9).
+
+    >>> run = nnspec.open_run("runs/exp1")  # doctest: +SKIP
+    >>> run.frame("activation * | stats").head()  # doctest: +SKIP
+    """
+    from nnspec.runs.store import open_run as _open_run
+
+    return _open_run(path, name)
 
 
 def __getattr__(name):

@@ -175,14 +175,37 @@ def context(model, batch, runs=(), spec_name: str = "") -> Context:
 
 
 def open_runs(spec: Spec, runs, trained) -> list:
-    """The runs views over steps read: those named (--run), or the one training just wrote."""
+    """The runs views over steps read: those named (--run), or the one training just wrote.
+
+    A directory holding TensorBoard event files is read as one TensorBoard run
+    (``runs/tensorboard.py``); a TensorBoard logdir of runs is an error
+    naming them, each to be given its own --run."""
+    from nnspec.runs import tensorboard
     from nnspec.runs.store import Run
 
     dirs = list(runs) or ([trained.run] if trained is not None else [])
     names = [os.path.basename(os.path.normpath(d)) for d in dirs]
     if len(set(names)) < len(names):  # runs/a and other/a: tell them apart by their path
         names = [os.path.normpath(d) for d in dirs]
-    return [Run(d, name) for d, name in zip(dirs, names)]
+    opened: list = []
+    try:
+        for d, name in zip(dirs, names):
+            if tensorboard.is_logdir(d):
+                opened.append(tensorboard.TensorBoardRun(d, name))
+                continue
+            try:
+                opened.append(Run(d, name))
+            except SpecError:
+                inner = tensorboard.logdir_runs(d)  # a TensorBoard --logdir: say which runs it holds
+                if not inner:
+                    raise
+                hint = tensorboard.logdir_of_runs_hint(d, inner[0])
+                raise SpecError(tensorboard.logdir_of_runs(d, inner), None, hint) from None
+    except BaseException:
+        for r in opened:
+            r.close()
+        raise
+    return opened
 
 
 def run_views(

@@ -178,7 +178,7 @@ def test_train_in_a_spec_writes_a_run_and_draws_it(tmp_path):
     con = sqlite3.connect(tmp_path / "a" / "run.sqlite")
     meta = dict(con.execute("SELECT key, value FROM meta"))
     assert meta["source"] == "train" and meta["spec_hash"] and meta["model_hash"] and meta["record_every"] == "2"
-    assert (meta["format"], meta["finished"], meta["steps_planned"], meta["last_step"]) == ("2", "1", "10", "9")
+    assert (meta["format"], meta["finished"], meta["steps_planned"], meta["last_step"]) == ("3", "1", "10", "9")
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"  # finished: one self-contained file
     con.close()
     assert sorted(os.listdir(tmp_path / "a")) == ["run.lock", "run.sqlite"]  # no partial, no journal left
@@ -275,9 +275,11 @@ for step in range(10**6):
 """
 
 
-def test_a_run_killed_mid_training_still_renders(tmp_path):
+@pytest.mark.parametrize("journal", ["wal", "delete"])  # delete: the rollback journal of network file systems
+def test_a_run_killed_mid_training_still_renders(tmp_path, journal):
     run = str(tmp_path / "killed")
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED.format(root=ROOT, run=run)])
+    env = {**os.environ, "NNSPEC_RUN_JOURNAL": journal}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED.format(root=ROOT, run=run)], env=env)
     db = os.path.join(run, "run.sqlite")
     try:
         deadline = time.time() + 60
@@ -295,6 +297,7 @@ def test_a_run_killed_mid_training_still_renders(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     views = ["loss over steps", "grads of *.weight over steps | norm", "activations of act over steps | stats"]
     dash = _render(views, [run])
+    assert nnspec.open_run(run).meta["journal"] == journal
     steps = view(dash, 0).data["step"].tolist()
     assert len(steps) >= 20 and steps == list(range(len(steps)))  # every committed step, no gaps
     for v in dash.views:  # and every series says the run is unfinished

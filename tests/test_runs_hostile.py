@@ -125,26 +125,58 @@ def _stmts(*s):
     return lambda run: _sql(run, *s)
 
 
-def _first_record_blob(n_numbers, fix_crc=True):
-    """One record of the wrong length, with a checksum that matches it (a forged file)."""
+def _row(table, n=0):
+    """The n-th row of a table (format 3's tables have no rowid)."""
+    key = "series, step, statistic" if table == "records" else "series, step, bin"
+    return f"({key}) = (SELECT {key} FROM {table} ORDER BY {key} LIMIT 1 OFFSET {n})"
+
+
+def _forged(statement):
+    """A row added with a checksum that matches it (a forged file): a record of the wrong length."""
 
     def f(run):
         con = sqlite3.connect(_db(run), isolation_level=None)
-        step, sid = con.execute("SELECT step, series FROM records ORDER BY rowid LIMIT 1").fetchone()
-        blob = bytes(8 * n_numbers)
-        crc = store._crc(step, sid, blob) if fix_crc else 0
-        con.execute("UPDATE records SET value = ?, crc = ? WHERE step = ? AND series = ?", (blob, crc, step, sid))
+        if statement == "extra":
+            step, sid, layer = con.execute("SELECT step, series, layer FROM records LIMIT 1").fetchone()
+            row = (step, sid, layer, "extra", 1.0)
+            con.execute("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", (*row, store._crc(*row)))
+        else:  # one bin more
+            step, sid, i, a, b, n = con.execute("SELECT * FROM bins ORDER BY bin DESC LIMIT 1").fetchone()[:6]
+            row = (step, sid, i + 1, b, b + 1.0, 1.0)
+            con.execute("INSERT INTO bins VALUES (?, ?, ?, ?, ?, ?, ?)", (*row, store._crc(*row)))
         con.close()
 
     return f
 
 
-def _to_format_1(run):
-    _sql(
-        run,
-        *[f"ALTER TABLE {t} DROP COLUMN crc" for t in ("meta", "series", "steps", "records")],
-        "UPDATE meta SET value = '1' WHERE key = 'format'",
-    )
+def _to_format(version):
+    """The same run as an older nnspec wrote it: format 2 (a record one float64 blob), or 1 (no checksums)."""
+
+    def f(run):
+        r = store.Run(run)
+        recs = {sid: r._records(sid) for sid in r.reduces}
+        r.close()
+        con = sqlite3.connect(_db(run), isolation_level=None)
+        con.execute("BEGIN")
+        con.execute("DROP TABLE records")
+        con.execute("DROP TABLE bins")
+        con.execute(
+            "CREATE TABLE records(step INTEGER NOT NULL, series INTEGER NOT NULL, value BLOB NOT NULL, "
+            "crc INTEGER NOT NULL, PRIMARY KEY (step, series))"
+        )
+        for sid, rows in recs.items():
+            for step, v in rows:
+                blob = v.astype("<f8").tobytes()
+                con.execute("INSERT INTO records VALUES (?, ?, ?, ?)", (step, sid, blob, store._crc(step, sid, blob)))
+        con.execute("UPDATE meta SET value = '2', crc = ? WHERE key = 'format'", (store._crc("format", "2"),))
+        con.execute("COMMIT")
+        if version == "1":
+            for t in ("meta", "series", "steps", "records"):
+                con.execute(f"ALTER TABLE {t} DROP COLUMN crc")
+            con.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+        con.close()
+
+    return f
 
 
 CASES = {
@@ -169,10 +201,13 @@ CASES = {
     "a column renamed": _stmts("ALTER TABLE records RENAME COLUMN value TO v"),
     "an extra table": _stmts("CREATE TABLE extra(x)"),
     "crc dropped from one table": _stmts("ALTER TABLE records DROP COLUMN crc"),
+    "bins dropped": _stmts("DROP TABLE bins"),
+    "a bins column renamed": _stmts("ALTER TABLE bins RENAME COLUMN count TO n"),
     # views, triggers, generated columns, virtual tables
     "records an infinite view": _stmts(
         "ALTER TABLE records RENAME TO r0",
-        f"CREATE VIEW records AS {INFINITE} SELECT i AS step, 1 AS series, zeroblob(8) AS value, 0 AS crc FROM r",
+        f"CREATE VIEW records AS {INFINITE} SELECT i AS step, 1 AS series, 'fc1' AS layer, 'norm' AS statistic, "
+        "1.0 AS value, 0 AS crc FROM r",
     ),
     "meta an infinite view": _stmts(
         "ALTER TABLE meta RENAME TO m0",
@@ -182,17 +217,28 @@ CASES = {
     "a view beside the tables": _stmts(f"CREATE VIEW v AS {INFINITE} SELECT i FROM r"),
     "a generated column": _stmts(
         "ALTER TABLE records RENAME TO r0",
-        "CREATE TABLE records(step, series, value, crc, big AS (zeroblob(100000000)))",
-        "INSERT INTO records(step, series, value, crc) SELECT * FROM r0",
+        "CREATE TABLE records(step, series, layer, statistic, value, crc, big AS (zeroblob(100000000)))",
+        "INSERT INTO records(step, series, layer, statistic, value, crc) SELECT * FROM r0",
         "DROP TABLE r0",
     ),
     # sizes
-    "a giant blob": _stmts("UPDATE records SET value = zeroblob(20000000) WHERE rowid = 1"),
+    "a giant blob": _stmts(f"UPDATE records SET value = zeroblob(20000000) WHERE {_row('records')}"),
+    "a giant text": _stmts(f"UPDATE records SET statistic = hex(zeroblob(3000000)) WHERE {_row('records')}"),
     "a giant meta value": _stmts("UPDATE meta SET value = hex(zeroblob(5000000)) WHERE key = 'spec_name'"),
     "too many meta rows": _stmts(f"INSERT INTO meta {INFINITE} SELECT 'k' || i, 'v', 0 FROM r LIMIT 200000"),
-    "a record of the wrong length": _first_record_blob(3),
-    "an empty record": _first_record_blob(0),
-    "a text record": _stmts("UPDATE records SET value = 'abc' WHERE rowid = 1"),
+    "a record of the wrong length": _forged("extra"),
+    "a record missing a number": _stmts("DELETE FROM records WHERE step = 2 AND statistic = 'std'"),
+    "a histogram with a bin more": _forged("bin"),
+    "a histogram missing its first bin": _stmts(f"DELETE FROM bins WHERE {_row('bins')}"),
+    "a histogram missing its last bin": _stmts("DELETE FROM bins WHERE bin = 5"),
+    "a histogram without its bins": _stmts("DELETE FROM bins WHERE step = 2"),
+    "bins without their record": _stmts(
+        "DELETE FROM records WHERE step = 2 AND statistic IN ('lo', 'hi', 'nan', 'inf', 'outside')"
+    ),
+    "a text record": _stmts(f"UPDATE records SET value = 'abc' WHERE {_row('records')}"),
+    "a blob record": _stmts(f"UPDATE records SET value = zeroblob(8) WHERE {_row('records')}"),
+    "a text bin count": _stmts(f"UPDATE bins SET count = 'abc' WHERE {_row('bins')}"),
+    "a record of an unknown series": _stmts(f"UPDATE records SET series = 99 WHERE {_row('records')}"),
     "a text loss": _stmts("UPDATE steps SET loss = 'abc' WHERE step = 2"),
     # versions and checksums
     "format 99": _stmts("UPDATE meta SET value = '99' WHERE key = 'format'"),
@@ -200,14 +246,21 @@ CASES = {
     "format 1 with checksums": lambda run: _sql(
         run, f"UPDATE meta SET value = '1', crc = {store._crc('format', '1')} WHERE key = 'format'"
     ),
-    "a number changed": _stmts("UPDATE records SET value = zeroblob(length(value)) WHERE rowid = 2"),
+    "a number changed": _stmts(f"UPDATE records SET value = value + 1 WHERE {_row('records', 1)}"),
+    "a layer changed": _stmts(f"UPDATE records SET layer = 'fc9' WHERE {_row('records', 1)}"),
+    "a bin count changed": _stmts(f"UPDATE bins SET count = count + 1 WHERE {_row('bins', 3)}"),
+    "a bin edge changed": _stmts(f"UPDATE bins SET bin_end = 99 WHERE {_row('bins', 3)}"),
     "a loss changed": _stmts("UPDATE steps SET loss = loss + 1 WHERE step = 4"),
     "a meta value changed": _stmts("UPDATE meta SET value = 'other' WHERE key = 'spec_name'"),
     "a series key changed": _stmts("UPDATE series SET reduce = 'sum' WHERE id = 1"),
     # damage that leaves the truth: it must render, unchanged
     "an index added": _stmts("CREATE INDEX i ON records(series)"),
     "a garbage WAL beside it": lambda run: open(_db(run) + "-wal", "wb").write(random.Random(2).randbytes(4096)),
-    "format 1 (older nnspec)": _to_format_1,
+    "a garbage journal beside it": lambda run: open(_db(run) + "-journal", "wb").write(
+        random.Random(3).randbytes(4096)
+    ),
+    "format 1 (older nnspec)": _to_format("1"),
+    "format 2 (the previous nnspec)": _to_format("2"),
     "unfinished": _stmts("DELETE FROM meta WHERE key = 'finished'"),
 }
 FLIPS = [i / 23 for i in range(23)]  # byte flips across the whole file
@@ -218,7 +271,14 @@ def test_a_hostile_run_file_gives_a_clean_error_or_the_truth(good, tmp_path, nam
     run = _copy(good, tmp_path)
     CASES[name](run)
     kind, text = _outcome(run, good)
-    expect_truth = {"an index added", "a garbage WAL beside it", "format 1 (older nnspec)", "unfinished"}
+    expect_truth = {
+        "an index added",
+        "a garbage WAL beside it",
+        "a garbage journal beside it",
+        "format 1 (older nnspec)",
+        "format 2 (the previous nnspec)",
+        "unfinished",
+    }
     assert (kind == "truth") == (name in expect_truth), (name, kind, text)
     if name == "format 1 (older nnspec)":
         assert "no checksums" in text
@@ -245,7 +305,7 @@ def test_the_size_cap_refuses_unread(good, tmp_path, monkeypatch):
 
 def test_a_slow_query_is_stopped(good, tmp_path, monkeypatch):
     run = _copy(good, tmp_path)
-    _sql(run, f"INSERT INTO records {INFINITE} SELECT 1000 + i, 1, zeroblob(8), 0 FROM r LIMIT 300000")
+    _sql(run, f"INSERT INTO records {INFINITE} SELECT 1000 + i, 1, 'fc1.weight', 'norm', 1.0, 0 FROM r LIMIT 300000")
     monkeypatch.setattr(store, "QUERY_SECONDS", 0.0)
     kind, text = _outcome(run, good)
     assert kind == "error" and "took longer than" in text

@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
             help="confine the files the spec reads and writes (extends, -f, inputs, checkpoints, runs) to DIR",
         )
     sub.add_parser("schema", help="print the spec file's JSON Schema (draft-07)")
+    ex = sub.add_parser("export", help="write a recorded run in another tool's format: tensorboard (event files)")
+    ex.add_argument("to", choices=["tensorboard"], help="the format: tensorboard")
+    ex.add_argument("run_dir", metavar="RUN", help="the run directory (written by train: or a Recorder)")
+    ex.add_argument("out", metavar="DIR", help="where the event files go (created; never one that holds some)")
     it = sub.add_parser("init", help="write a starter spec for a model (renders without edits)")
     source = it.add_mutually_exclusive_group(required=True)
     source.add_argument("--factory", help="pkg.module:callable or path/file.py:callable")
@@ -116,6 +120,8 @@ def main(argv=None) -> int:
     from nnspec.paths import confine
 
     args = _parser().parse_args(argv)
+    if getattr(args, "run", None):
+        args.run = run_dirs(args.run)
     try:
         with confine(getattr(args, "root", None)):
             return _COMMANDS[args.command](args)
@@ -130,6 +136,27 @@ def main(argv=None) -> int:
             f"internal error: {type(e).__name__}: {e}\nplease report this with the spec that caused it", file=sys.stderr
         )
         return 1
+
+
+def run_dirs(values) -> list[str]:
+    """``--run`` values, a glob (``--run 'runs/*'``, quoted so the shell leaves it) expanded to the
+    run folders it matches in name order; a glob matching none stays, to fail as "no run at"."""
+    import glob
+    import os
+
+    out = []
+    for v in values:
+        if not glob.has_magic(v):
+            out.append(v)
+            continue
+        found = sorted(
+            d
+            for d in glob.glob(v)
+            if os.path.isfile(os.path.join(d, "run.sqlite"))
+            or (os.path.isdir(d) and any(n.startswith("events.out.tfevents.") for n in os.listdir(d)))
+        )
+        out.extend(found or [v])
+    return out
 
 
 def _render(args) -> int:
@@ -304,6 +331,14 @@ def _schema(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from nnspec.runs.tensorboard import export
+
+    for path in export(args.run_dir, args.out):
+        print(path)
+    return 0
+
+
 _COMMANDS = {
     "render": _render,
     "serve": _serve,
@@ -314,6 +349,7 @@ _COMMANDS = {
     "init": _init,
     "layers": _layers,
     "schema": _schema,
+    "export": _export,
 }
 
 if __name__ == "__main__":

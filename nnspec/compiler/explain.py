@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan, Shapes
+from nnspec.numerics.reductions import REDUCTIONS
 
 _ELEMENT = 4  # bytes of a float32 element, what a kept tensor usually is
 
@@ -135,5 +136,18 @@ def _recorded(plan: Plan, shapes: Shapes | None) -> list[str]:
     when = f"every {every} steps" if every else "at each recorded step"
     lines = [f"recorded {when} (views over steps; written to the run, one SQLite transaction per step):"]
     for c in plan.recorded:
-        lines.append(f"  {c.kind:<11} {c.target or 'input':<28} reduce {c.reduce} [{_WHEN_RECORDED[c.kind]}]")
+        across = _ACROSS_RANKS.get(c.kind) or (REDUCTIONS[c.reduce.op].across if c.reduce else "")
+        across = f"; ranks: {across}" if across else ""
+        lines.append(f"  {c.kind:<11} {c.target or 'input':<28} reduce {c.reduce} [{_WHEN_RECORDED[c.kind]}{across}]")
+    lines += _DISTRIBUTED
     return lines
+
+
+_ACROSS_RANKS = {"update": "squared norms of Δw and w add up"}  # not a reduction's combine: the recorder's own
+
+# A plan is compiled before training and knows no process group: this says how either kind of run merges.
+_DISTRIBUTED = [
+    "  under torch.distributed: each rank reduces its own part, one all_gather of the partials merges them",
+    "  exactly (tensors are never gathered); activations: each rank's data; params, grads: rank 0's under DDP",
+    "  (the same on every rank), every rank's local shard under FSDP2 (fully_shard); rank 0 writes the run",
+]

@@ -76,7 +76,9 @@ class Reduction:
     skips_flatten  skip_flatten may drop a ``flatten`` before it (its value
                 does not depend on the tensor's shape)
     partial, combine, finish  how a run records it at every recorded step and
-                merges the ranks of a DDP run; None: not computed that way
+                merges the ranks of a DDP run or the shards of an FSDP2 one;
+                None: not computed that way
+    across      how ``combine`` merges the ranks' partials, in words (EXPLAIN)
     """
 
     name: str
@@ -87,6 +89,7 @@ class Reduction:
     partial: Partial | None = None
     combine: Callable[[torch.Tensor], torch.Tensor] | None = None
     finish: Callable[[torch.Tensor], torch.Tensor] = _as_is
+    across: str = ""
 
     def __post_init__(self) -> None:
         if self.name not in TRANSFORMS or not TRANSFORMS[self.name].reduction:
@@ -95,6 +98,8 @@ class Reduction:
             raise ValueError(f"reduction {self.name!r} gives {self.gives!r}: expected one of {', '.join(GIVES)}")
         if (self.partial is None) != (self.combine is None):
             raise ValueError(f"reduction {self.name!r}: a partial needs a combine, and a combine a partial")
+        if (self.combine is None) != (not self.across):
+            raise ValueError(f"reduction {self.name!r}: a combine is described in 'across', and only a combine")
 
     @property
     def args(self) -> tuple[Arg, ...]:
@@ -146,8 +151,13 @@ def _count(t: torch.Tensor) -> torch.Tensor:
     return torch.full((1,), float(t.numel()), dtype=torch.float64, device=t.device)
 
 
+_EMPTY = {"max": -math.inf, "min": math.inf}  # an empty shard (FSDP2's last rank may hold no rows)
+
+
 def _one(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: AgreeRange | None) -> torch.Tensor:
     """max, min, norm, nan_count, inf_count: the value itself."""
+    if t.numel() == 0 and r.op in _EMPTY:
+        return torch.full((1,), _EMPTY[r.op], dtype=torch.float64, device=t.device)
     return reduce.scalar(t, r.op).double().reshape(1)
 
 
@@ -156,11 +166,16 @@ def _mean_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: Ag
 
 
 def _std_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: AgreeRange | None) -> torch.Tensor:
-    mean, std = reduce.scalar(t, "mean").double().reshape(1), reduce.scalar(t, "std").double().reshape(1)
+    mean = reduce.scalar(t, "mean").double().reshape(1)
+    if t.numel() < 2:  # one value (or an empty shard) has no std, and weighs nothing in Chan's merge
+        return torch.cat([_count(t), mean, torch.full_like(mean, math.nan)])
+    std = reduce.scalar(t, "std").double().reshape(1)
     return torch.cat([_count(t), mean, std])
 
 
 def _dead_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: AgreeRange | None) -> torch.Tensor:
+    if t.numel() == 0:  # an empty shard: no unit active in it
+        return torch.zeros(math.prod(t.shape[1:]), dtype=torch.float64, device=t.device)
     return reduce.ever_active(reduce._float(t)).double()  # per unit: ever > 0
 
 
@@ -178,12 +193,13 @@ def _histogram_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agre
 
 # -- combine: rows of partials, one per rank, as if the tensors were concatenated --------------
 def _mean_combine(p: torch.Tensor) -> torch.Tensor:
-    n = p[:, 0].sum()
-    return torch.stack([n, (p[:, 0] * p[:, 1]).sum() / n])
+    n, ok = p[:, 0].sum(), p[:, 0] > 0  # an empty part's mean is NaN, and weighs nothing
+    return torch.stack([n, (p[ok, 0] * p[ok, 1]).sum() / n])
 
 
 def _std_combine(p: torch.Tensor) -> torch.Tensor:
-    n, mean, m2 = _chan(p[:, 0], p[:, 1], p[:, 2] ** 2 * (p[:, 0] - 1).clamp(min=0))
+    m2 = torch.where(p[:, 0] > 1, p[:, 2] ** 2 * (p[:, 0] - 1), torch.zeros_like(p[:, 2]))  # one value: std NaN, m2 0
+    n, mean, m2 = _chan(p[:, 0], p[:, 1], m2)
     return torch.stack([n, mean, (m2 / (n - 1)).sqrt() if n > 1 else torch.tensor(math.nan)])
 
 
@@ -260,29 +276,37 @@ REDUCTIONS: Mapping[str, Reduction] = _registry(
     Reduction(
         "stats", "stats", _stats, skips_flatten=True,
         partial=_stats_partial, combine=_stats_combine,
+        across="counts and NaN/Inf add up, min/max exact, mean/std by Chan's formula",
     ),
     Reduction(
         "histogram", "histogram", _histogram, skips_flatten=True,
         partial=_histogram_partial, combine=_histogram_combine,
+        across="an automatic range agreed across ranks (all_reduce of min/max) before binning, bin counts add up",
     ),
-    Reduction("norm", "value", _scalar("norm"), skips_flatten=True, partial=_one, combine=_norm_combine),
+    Reduction(
+        "norm", "value", _scalar("norm"), skips_flatten=True,
+        partial=_one, combine=_norm_combine, across="sqrt of the summed squares",
+    ),
     Reduction(
         "mean", "value", _scalar("mean"), skips_flatten=True,
         partial=_mean_partial, combine=_mean_combine, finish=_mean_finish,
+        across="means weighted by counts",
     ),
-    Reduction("max", "value", _scalar("max"), skips_flatten=True, partial=_one, combine=_amax),
-    Reduction("min", "value", _scalar("min"), skips_flatten=True, partial=_one, combine=_amin),
+    Reduction("max", "value", _scalar("max"), skips_flatten=True, partial=_one, combine=_amax, across="max of maxima"),
+    Reduction("min", "value", _scalar("min"), skips_flatten=True, partial=_one, combine=_amin, across="min of minima"),
     Reduction(
         "std", "value", _scalar("std"), skips_flatten=True,
         partial=_std_partial, combine=_std_combine, finish=_std_finish,
+        across="counts, means and squared deviations by Chan's formula",
     ),
     # units: the positions after the first (batch) dimension; NaN counts as not active
     Reduction(
         "dead_fraction", "value", _scalar("dead_fraction"),
         partial=_dead_partial, combine=_amax, finish=_dead_finish,
+        across="each unit's ever-active flag, any rank",
     ),
-    Reduction("nan_count", "value", _scalar("nan_count"), partial=_one, combine=_sum),
-    Reduction("inf_count", "value", _scalar("inf_count"), partial=_one, combine=_sum),
+    Reduction("nan_count", "value", _scalar("nan_count"), partial=_one, combine=_sum, across="counts add up"),
+    Reduction("inf_count", "value", _scalar("inf_count"), partial=_one, combine=_sum, across="counts add up"),
     # ‖Δw‖/‖w‖ over one optimizer step: compute(before, after); the recorder snapshots
     # the parameter at a recorded step and compares it at the next one
     Reduction("update_ratio", "value", _update_ratio, pushdown=False),

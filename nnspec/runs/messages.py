@@ -116,8 +116,9 @@ def ranks_disagree(lengths: list) -> str:
 
 def fsdp_params() -> str:
     return (
-        "under FSDP each rank holds a shard of every parameter: views over steps of weights, grads and "
-        "update_ratio are not recorded there; activation views are (reduced across ranks)"
+        "under FSDP1 (FullyShardedDataParallel) each rank holds a flat shard of its parameters: views over steps "
+        "of weights, grads and update_ratio are recorded only with FSDP2 (torch.distributed.fsdp.fully_shard); "
+        "activation views are (reduced across ranks)"
     )
 
 
@@ -135,3 +136,49 @@ def not_recorded(step: int, module: str) -> str:
 
 def not_recorded_hint() -> str:
     return "call rec.step(step, loss=...) once per step, after the forward and backward passes of that step"
+
+
+def fsdp_index(param: str, index: str) -> str:
+    return (
+        f"{param}{index}: an index into a parameter sharded by fully_shard is not recorded: each rank holds "
+        "only some rows and nnspec never gathers the whole tensor"
+    )
+
+
+def fsdp_not_dtensor(param: str) -> str:
+    return f"{param} is not sharded by fully_shard (not a DTensor) in a sharded model: its ranks' copies may differ"
+
+
+def fsdp_placement(param: str, placements: str) -> str:
+    return (
+        f"{param} is placed {placements}: only a Shard placement over one mesh of every rank is reduced exactly "
+        "(replicas would count twice; dead_fraction needs Shard(0))"
+    )
+
+
+def fsdp_hint() -> str:
+    return "record the whole parameter (drop the index), or record it from a DDP or single-process run"
+
+
+def bad_journal(found: str, known) -> str:
+    return f"NNSPEC_RUN_JOURNAL={found!r}: expected one of {', '.join(known)}"
+
+
+def run_interrupted(why: str) -> str:
+    return (
+        f"a writer was killed while committing a step and left run.sqlite-journal; "
+        f"nnspec could not roll it back ({why}): open the run once with write access"
+    )
+
+
+def run_bins(step, reduce: str) -> str:
+    return f"the histogram bins of step {step} are not 0, 1, 2, … as '{reduce}' records: the file is damaged"
+
+
+def not_a_series(name: str, known) -> str:
+    listed = ", ".join(list(known)[:5]) + (", …" if len(known) > 5 else "")
+    return f"the run records no series matching {name!r} (it records {listed or 'none'})"
+
+
+def run_starting(directory: str) -> str:
+    return f"run '{directory}' is being created: it holds nothing yet"

@@ -30,7 +30,16 @@ from nnspec.inputs import messages as inputs_messages
 from nnspec.numerics import partials
 from nnspec.numerics.reduce import Scratch
 from nnspec.runs import messages
-from nnspec.runs.distributed import Ranks, is_sharded, unwrap
+from nnspec.runs.distributed import (
+    Ranks,
+    is_sharded,
+    local,
+    merge_shards,
+    shard_partial,
+    shard_problem,
+    shard_update_ratios,
+    unwrap,
+)
 from nnspec.runs.hparams import encode, flatten, optimizer_hparams, resolved_vars
 from nnspec.runs.store import RunWriter
 from nnspec.spec.load import Spec, load_spec
@@ -53,6 +62,7 @@ class Recorder:
         steps: int | None = None,
         hparams: dict | None = None,
         optimizer=None,
+        arm: bool = True,
     ):
         """``last_step`` is recorded too; ``overwrite`` replaces a run that a
         spec's ``train:`` wrote (never one a Recorder wrote), and only when
@@ -65,7 +75,11 @@ class Recorder:
         Stored with the run as its hyperparameters (``nnspec.runs.hparams``):
         the spec's variables, ``optimizer``'s class and arguments (defaults
         included) if given, and ``hparams`` (the user's own: ``{"lr": 0.1,
-        "seed": 0}``; they win over what nnspec found)."""
+        "seed": 0}``; they win over what nnspec found).
+
+        ``arm=False``: the caller arms the hooks itself (``arm(step)`` before the first
+        forward of a step, ``disarm()``), as the framework callbacks do
+        (``nnspec.integrations``): ``step()`` then never arms them."""
         found = hparams_of(spec, optimizer)
         self.spec = spec if isinstance(spec, Spec) else load_spec(spec)
         self.model = unwrap(model)
@@ -75,8 +89,9 @@ class Recorder:
         self.every = record_every or (self.spec.train.record_every if self.spec.train else DEFAULT_EVERY)
         self.last_step = last_step
         self.ranks = Ranks.detect()
-        if is_sharded(self.model) and any(c.kind in ("param", "grad", "update") for c in self.captures):
-            raise SpecError(messages.fsdp_params())
+        self.sharded = is_sharded(self.model)  # FSDP2: every rank reduces its shards of params and grads
+        if self.sharded and (problem := shard_problem(self.model, self.plan, self.ranks)) is not None:
+            raise problem
         self.writer = None
         if self.ranks is None or self.ranks.writes:
             meta = {
@@ -100,28 +115,61 @@ class Recorder:
         self._pending: int | None = None  # the recorded step whose update ratios are still open
         self._scratch = Scratch()
         self.closed = False
-        self._arm()  # the first forward may be a recorded step
+        self._auto = arm
+        self._held: tuple | None = None  # a step recorded with loss_later: (step, records, late)
+        if arm:
+            self._arm()  # the first forward may be a recorded step
 
     # -- the loop's side ---------------------------------------------------------
     def due(self, step: int) -> bool:
         return step % self.every == 0 or step == self.last_step
 
-    def step(self, step: int, loss=None) -> None:
-        """Call once per training step, after ``backward()`` and before ``optimizer.step()``."""
+    def step(self, step: int, loss=None, loss_later: bool = False) -> None:
+        """Call once per training step, after ``backward()`` and before ``optimizer.step()``.
+
+        ``loss_later``: the loss is not known yet (a framework computes it inside its
+        compiled step); the step's records wait for ``step_loss(step, loss)``."""
         if self.closed:
             raise SpecError(messages.recorder_closed())
+        self._write_held()
         late = self._updates()
         if self.due(step):
             records = self._collect(step)
-            value = self._loss(loss)
-            if self.writer is not None:
-                self.writer.write_step(step, value, records, late)
+            if loss_later:
+                self._held = (step, records, late)
+            else:
+                value = self._loss(loss)
+                if self.writer is not None:
+                    self.writer.write_step(step, value, records, late)
             late = None
         elif late is not None and self.writer is not None:
             self.writer.write_late(*late)
         self._disarm()
-        if self.due(step + 1):
+        if self._auto and self.due(step + 1):
             self._arm()
+
+    def step_loss(self, step: int, loss) -> None:
+        """The loss of a step recorded with ``loss_later``: its records written with it."""
+        if self._held is not None and self._held[0] == step:
+            self._write_held(loss)
+
+    def _write_held(self, loss=None) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            step, records, late = held
+            value = self._loss(loss)
+            if self.writer is not None:
+                self.writer.write_step(step, value, records, late)
+
+    def arm(self, step: int) -> None:
+        """Hooks on for the forward pass(es) of ``step`` if it is recorded (idempotent);
+        ``step()`` or ``disarm()`` removes them."""
+        if not self.closed and self.due(step):
+            self._arm()
+
+    def disarm(self) -> None:
+        """Every hook of the recorder removed (the run stays open)."""
+        self._disarm()
 
     def close(self, finished: bool = True) -> None:
         """Write what is still open, remove every hook; the model is as it was.
@@ -134,6 +182,7 @@ class Recorder:
         self.closed = True
         ok = False
         try:
+            self._write_held()
             late = self._updates()
             if late is not None and self.writer is not None:
                 self.writer.write_late(*late)
@@ -246,35 +295,44 @@ class Recorder:
         records = {}
         for c, ps in zip(forward, merged):
             records[c.key] = partials.finish(c.reduce, partials.combine(c.reduce, ps)).cpu()
-        if self.writer is None:
+        if self.writer is None and not self.sharded:
             return records
+        shards: list = []  # FSDP2: (capture, this rank's partial of its shard), merged below
         for c in self.captures:
             if c.kind == "param":
-                records[c.key] = self._param_record(c, self.backend.tensor(c.target))
+                self._param_record(c, self.backend.tensor(c.target), records, shards)
             elif c.kind == "grad":
                 g = self.backend.tensor(c.target).grad
                 if g is not None:  # no gradient this step (frozen, unused): no record, a gap in the line
-                    records[c.key] = self._param_record(c, g)
+                    self._param_record(c, g, records, shards)
             elif c.kind == "update":
-                self._snapshots[c.key] = select(c, self.backend.tensor(c.target).detach()).clone()
+                self._snapshots[c.key] = select(c, local(self.backend.tensor(c.target).detach())).clone()
+        records.update(merge_shards(self.ranks, shards))
         if self._snapshots:
             self._pending = step
         return {k: v.cpu() for k, v in records.items()}
 
-    def _param_record(self, c: Capture, t: torch.Tensor) -> torch.Tensor:
-        return partials.finish(c.reduce, partials.partial(c.reduce, select(c, t), self._scratch))
+    def _param_record(self, c: Capture, t: torch.Tensor, records: dict, shards: list) -> None:
+        if self.sharded:  # this rank's shard, merged with the others' in merge_shards
+            shards.append((c, shard_partial(self.ranks, c, t, self._scratch)))
+        else:
+            records[c.key] = partials.finish(c.reduce, partials.partial(c.reduce, select(c, t), self._scratch))
 
     def _updates(self) -> tuple | None:
         """‖Δw‖/‖w‖ of the optimizer step(s) since the pending recorded step."""
         if self._pending is None:
             return None
-        out = {}
+        out, shards = {}, []
         for c in self.captures:
             if c.kind == "update":
                 before = self._snapshots.pop(c.key)
-                now = select(c, self.backend.tensor(c.target).detach())
+                now = select(c, local(self.backend.tensor(c.target).detach()))
+                if self.sharded:  # the squared norms of the shards add up across ranks
+                    shards.append((c, before, now))
+                    continue
                 ratio = torch.linalg.vector_norm((now - before).double()) / torch.linalg.vector_norm(before.double())
                 out[c.key] = ratio.reshape(1).cpu()
+        out.update(shard_update_ratios(self.ranks, shards))
         step, self._pending = self._pending, None
         return step, out
 

@@ -1,20 +1,29 @@
 """Runs: what a training recorded, one SQLite file per run (``runs/<name>/run.sqlite``).
 
-WAL journal, one transaction per recorded step: a process killed mid-training
-loses at most the step in flight, and a run can be read while it is written.
-The schema (docs/guide.md, "Runs") is plain SQL, readable without nnspec:
+One transaction per recorded step: a process killed mid-training loses at
+most the step in flight, and a run can be read while it is written. The
+journal is WAL on a local disk and a rollback journal (``DELETE``,
+``synchronous=FULL``) on a network or cluster file system, where SQLite's WAL
+is unsafe (``journal_mode``; ``NNSPEC_RUN_JOURNAL=wal|delete`` overrides).
+The schema, format 3 (docs/guide.md, "Runs"), is plain SQL: ``pandas.read_sql``
+and the ``sqlite3`` shell read every number without nnspec:
 
     meta(key TEXT PRIMARY KEY, value TEXT, crc)  format, nnspec, spec_name, spec_hash, model_hash,
-                                                 source, record_every, world_size, created,
+                                                 source, record_every, world_size, created, journal,
                                                  finished, steps_planned, last_step, hparams (JSON)
     series(id INTEGER PRIMARY KEY, key TEXT UNIQUE, kind TEXT, target TEXT, reduce TEXT, crc)
     steps(step INTEGER PRIMARY KEY, loss REAL, time REAL, crc)
-    records(step INTEGER, series INTEGER, value BLOB, crc, PRIMARY KEY (step, series))
+    records(step, series, layer TEXT, statistic TEXT, value REAL, crc)     one row per number
+    bins(step, series, bin INTEGER, bin_start REAL, bin_end REAL, count REAL, crc)   histogram bins
 
-A record's value is little-endian float64 (layout in ``partials``); ``crc`` is
-the CRC-32 of each row (``_crc``), so a damaged file is an error, never
-changed numbers. Format 1 (no ``crc`` columns, no ``finished``) is still read,
-with a note that its numbers are not verified.
+A record is its reduction's numbers (layout in ``partials``), one row each,
+named by ``statistic`` (``_statistics``); a histogram's head (lo, hi, nan,
+inf, outside) is in ``records`` and its counts are rows of ``bins``. NaN is
+NULL (SQLite has no NaN). ``crc`` is the CRC-32 of each row (``_crc``), so a
+damaged file is an error, never changed numbers. Format 2 (a record one
+float64 blob) and format 1 (no ``crc`` columns) are still read as they are
+(``migrate`` rewrites them as format 3); format 1 with a note that its
+numbers are not verified.
 
 Writers take a lock per run directory (``run.lock``, ``flock``: the OS
 releases it when the process dies), so a second writer fails at once.
@@ -31,8 +40,10 @@ length and checksum as it is read; each query runs under a time budget.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import math
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -47,6 +58,7 @@ import numpy as np
 
 from nnspec.compiler.plan import Capture
 from nnspec.errors import SpecError
+from nnspec.execute.data import histogram_edges
 from nnspec.numerics.partials import HISTOGRAM_HEAD
 from nnspec.numerics.reduce import STATS_FIELDS
 from nnspec.output import messages as output_messages
@@ -57,29 +69,44 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no lock (one writer is the user's business)
     fcntl = None  # type: ignore[assignment]
 
-FORMAT = "2"
+FORMAT = "3"
+FORMATS = ("1", "2", FORMAT)  # what this nnspec reads
 FILE = "run.sqlite"
 PARTIAL = FILE + ".partial"
 LOCK = "run.lock"
 MAX_RUN_BYTES = int(os.environ.get("NNSPEC_MAX_RUN_BYTES", 4 << 30))  # a bigger file is refused unread
 MAX_RECORD_BYTES = 1 << 20  # one record: a histogram of 131,072 bins at most
+MAX_BINS = MAX_RECORD_BYTES // 8
 MAX_TEXT = 1 << 16  # a meta value, a series key
 MAX_ROWS = 100_000  # of meta and of series
 QUERY_SECONDS = 60.0  # a query of a run that takes longer is stopped
 
-_COLUMNS = {
+_V1 = {
     "meta": ("key", "value"),
     "series": ("id", "key", "kind", "target", "reduce"),
     "steps": ("step", "loss", "time"),
     "records": ("step", "series", "value"),
+}
+_COLUMNS = {  # each format's tables and their columns, exactly
+    "1": _V1,
+    "2": {t: (*cols, "crc") for t, cols in _V1.items()},
+    FORMAT: {
+        **{t: (*cols, "crc") for t, cols in _V1.items() if t != "records"},
+        "records": ("step", "series", "layer", "statistic", "value", "crc"),
+        "bins": ("step", "series", "bin", "bin_start", "bin_end", "count", "crc"),
+    },
 }
 _SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE series(id INTEGER PRIMARY KEY, key TEXT UNIQUE NOT NULL, kind TEXT NOT NULL,
                     target TEXT NOT NULL, reduce TEXT NOT NULL, crc INTEGER NOT NULL);
 CREATE TABLE steps(step INTEGER PRIMARY KEY, loss REAL, time REAL NOT NULL, crc INTEGER NOT NULL);
-CREATE TABLE records(step INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES series(id),
-                     value BLOB NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (step, series));
+CREATE TABLE records(step INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES series(id), layer TEXT NOT NULL,
+                     statistic TEXT NOT NULL, value REAL, crc INTEGER NOT NULL,
+                     PRIMARY KEY (series, step, statistic)) WITHOUT ROWID;
+CREATE TABLE bins(step INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES series(id), bin INTEGER NOT NULL,
+                  bin_start REAL, bin_end REAL, count REAL, crc INTEGER NOT NULL,
+                  PRIMARY KEY (series, step, bin)) WITHOUT ROWID;
 """
 
 
@@ -101,12 +128,25 @@ def _canon(v) -> bytes:
     raise TypeError(type(v).__name__)
 
 
+_PACK_D, _PACK_I = struct.Struct("<d").pack, struct.Struct("<I").pack
+
+
 def _crc(*values) -> int:
-    c = 0
+    """CRC-32 over each value as (length, type tag and bytes); run once per row read, so its common
+    types skip ``_canon`` (same bytes)."""
+    parts: list[bytes] = []
     for v in values:
-        b = _canon(v)
-        c = zlib.crc32(struct.pack("<I", len(b)) + b, c)
-    return c
+        t = type(v)
+        if t is float:
+            b = b"f" + _PACK_D(v)
+        elif t is int:
+            b = b"i" + str(v).encode()
+        elif t is str:
+            b = b"s" + v.encode("utf-8", "surrogatepass")
+        else:
+            b = _canon(v)
+        parts += (_PACK_I(len(b)), b)
+    return zlib.crc32(b"".join(parts))
 
 
 # -- the lock ----------------------------------------------------------------------------------
@@ -152,6 +192,30 @@ class RunLock:
         self.release()
 
 
+def _try_lock(directory: str) -> int | None:
+    """The run's lock taken (a descriptor to close) when no writer holds it; None while one does."""
+    try:
+        fd = os.open(os.path.join(directory, LOCK), os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return -1  # no lock file: no writer of nnspec's
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                return None
+            # a file system without locks: writers write unlocked there (RunLock), so no writer can be told
+    return fd
+
+
+def _writer_alive(directory: str) -> bool:
+    fd = _try_lock(directory)
+    if fd is not None and fd >= 0:
+        os.close(fd)
+    return fd is None
+
+
 def _read_holder(fd: int) -> str | None:
     try:
         text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
@@ -160,11 +224,65 @@ def _read_holder(fd: int) -> str | None:
     return "".join(ch for ch in text if ch.isprintable()) or None
 
 
+# -- the journal -------------------------------------------------------------------------------
+# File systems shared between machines, where SQLite's WAL (shared memory beside
+# the file) is unsafe: names as /proc/self/mountinfo gives them; any "fuse.*" too.
+NETWORK_FS = frozenset(
+    "nfs nfs4 cifs smb3 smbfs ncpfs afs 9p lustre gpfs beegfs ceph glusterfs ocfs2 gfs2 pvfs2 orangefs "
+    "panfs davfs sshfs cvmfs quobyte wekafs".split()
+)
+JOURNALS = ("wal", "delete")
+
+
+def filesystem(directory: str) -> str | None:
+    """The type of the file system holding ``directory`` (``nfs4``, ``ext4``, …); None where unknown."""
+    path = os.path.realpath(directory)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None  # not Linux
+    best, kind = "", None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or not tail:
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040: a space
+        inside = path == mount or path.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):
+            best, kind = mount, tail[0]
+    return kind
+
+
+def is_network(fs: str | None) -> bool:
+    return fs is not None and (fs in NETWORK_FS or fs.startswith("fuse."))
+
+
+def journal_mode(directory: str) -> str:
+    """``wal`` on a local disk, ``delete`` (a rollback journal) on a network file system.
+
+    ``NNSPEC_RUN_JOURNAL=wal|delete`` overrides the choice (tests, file systems
+    this list does not know)."""
+    forced = os.environ.get("NNSPEC_RUN_JOURNAL", "").strip().lower()
+    if forced:
+        if forced not in JOURNALS:
+            raise SpecError(messages.bad_journal(forced, JOURNALS))
+        return forced
+    return "delete" if is_network(filesystem(directory)) else "wal"
+
+
 # -- writing -----------------------------------------------------------------------------------
-def _connect(path: str) -> sqlite3.Connection:
-    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no committed step
+def _connect(path: str, journal: str = "wal") -> sqlite3.Connection:
+    con = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    if journal == "wal":
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: a killed process loses no committed step
+    else:  # rollback journal: each commit is durable before the next step (the file may be on another machine)
+        con.execute("PRAGMA journal_mode=DELETE")
+        con.execute("PRAGMA synchronous=FULL")
     return con
 
 
@@ -198,23 +316,23 @@ class RunWriter:
             self.final = final
             self.path = os.path.join(directory, PARTIAL) if replace is not None else final
             _remove(os.path.join(directory, PARTIAL))  # what a killed training left
+            self.journal = journal_mode(directory)
             try:
-                self.con = _connect(self.path)
+                self.con = _connect(self.path, self.journal)
             except (OSError, sqlite3.Error) as e:
                 raise SpecError(output_messages.cannot_write(self.path, str(e))) from None
-            self.con.executescript("BEGIN;" + _SCHEMA + "COMMIT;")  # a fresh file: the partial was removed
-            self.con.execute("BEGIN")
-            meta = {"format": FORMAT, "created": f"{time.time():.3f}", "finished": 0, **meta}
+            self.con.executescript("BEGIN;" + _SCHEMA)  # a fresh file: the partial was removed
+            meta = {"format": FORMAT, "created": f"{time.time():.3f}", "journal": self.journal, "finished": 0, **meta}
             if steps is not None:
                 meta["steps_planned"] = steps
             self._meta(meta)
-            self.ids = {}
+            self.ids, self.layers, self.reduces = {}, {}, {}
             for c in captures:
                 row = (c.series_key, c.kind, c.target, str(c.reduce))
                 cur = self.con.execute("INSERT INTO series(key, kind, target, reduce, crc) VALUES (?, ?, ?, ?, 0)", row)
                 sid = cur.lastrowid
                 self.con.execute("UPDATE series SET crc = ? WHERE id = ?", (_crc(sid, *row), sid))
-                self.ids[c.key] = sid
+                self.ids[c.key], self.layers[sid], self.reduces[sid] = sid, c.target, str(c.reduce)
             self.con.execute("COMMIT")
         except BaseException:
             self._drop()
@@ -238,13 +356,9 @@ class RunWriter:
             self._commit(self._rows(step, records))
 
     def _rows(self, step: int, records: dict) -> list:
-        out = []
-        for k, v in records.items():
-            sid, blob = self.ids[k], _blob(v)
-            out.append((step, sid, blob, _crc(step, sid, blob)))
-        return out
+        return [(step, self.ids[k], v) for k, v in records.items()]
 
-    def _commit(self, rows: list, step_row: tuple | None = None) -> None:
+    def _commit(self, records: list, step_row: tuple | None = None) -> None:
         """One transaction: all of it is in the run, or none of it."""
         assert self.con is not None
         self.con.execute("BEGIN")
@@ -253,7 +367,7 @@ class RunWriter:
                 self.con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)", step_row)
                 last = self.con.execute("SELECT max(step) FROM steps").fetchone()[0]
                 self._meta({"last_step": last})
-            self.con.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)", rows)
+            _insert(self.con, records, self.layers, self.reduces)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -331,8 +445,50 @@ def _make_room(directory: str, replace: str | None) -> None:
         raise SpecError(messages.run_exists(directory), None, messages.run_exists_hint())
 
 
-def _blob(v) -> bytes:
-    return np.asarray(v, dtype="<f8").reshape(-1).tobytes()
+def _insert(con: sqlite3.Connection, records: list, layers: dict, reduces: dict) -> None:
+    """Records ``(step, series id, vector)`` as rows of ``records`` and ``bins`` (a record
+    written again, an update ratio known late, replaces all of its rows)."""
+    rows, bins, gone = [], [], []
+    for step, sid, v in records:
+        values = [_plain(x) for x in np.asarray(v, dtype="<f8").reshape(-1).tolist()]
+        names, counts = _statistics(reduces[sid], len(values)), []
+        if _op(reduces[sid]) == "histogram":
+            values, counts = values[: len(HISTOGRAM_HEAD)], values[len(HISTOGRAM_HEAD) :]
+        layer = layers[sid]
+        rows += [(step, sid, layer, n, x, _crc(step, sid, layer, n, x)) for n, x in zip(names, values)]
+        if counts:
+            lo, hi = (float("nan") if x is None else x for x in values[:2])
+            starts, ends = histogram_edges(lo, hi, len(counts))
+            for i, (start, end, n) in enumerate(zip(starts, ends, counts)):
+                a, b = _plain(start), _plain(end)
+                bins.append((step, sid, i, a, b, n, _crc(step, sid, i, a, b, n)))
+        gone.append((sid, step))
+    con.executemany("DELETE FROM records WHERE series = ? AND step = ?", gone)
+    con.executemany("DELETE FROM bins WHERE series = ? AND step = ?", gone)
+    con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.executemany("INSERT INTO bins VALUES (?, ?, ?, ?, ?, ?, ?)", bins)
+
+
+def _plain(x: float) -> float | None:
+    """A number as SQLite keeps it: NaN is NULL, and -0.0 is 0.0 (SQLite stores a whole REAL as an integer)."""
+    return None if math.isnan(x) else x + 0.0
+
+
+def _op(reduce: str) -> str:
+    return reduce.removeprefix("abs | ").split("(")[0].strip()
+
+
+def _statistics(reduce: str, n: int) -> tuple[str, ...]:
+    """The names of a record's numbers: ``stats`` → STATS_FIELDS, a histogram's head
+    → HISTOGRAM_HEAD (its counts go to ``bins``), one value → the reduction (``norm``),
+    several → ``norm[0]``, ``norm[1]``, …"""
+    op = _op(reduce)
+    if op == "stats":
+        return STATS_FIELDS
+    if op == "histogram":
+        return HISTOGRAM_HEAD
+    op = op or "value"
+    return (op,) if n == 1 else tuple(f"{op}[{i}]" for i in range(n))
 
 
 def _real(v: float | None):
@@ -345,7 +501,7 @@ def _real(v: float | None):
 # -- reading -----------------------------------------------------------------------------------
 def _expected_length(reduce: str) -> tuple[int, int | None]:
     """(least, most) numbers in a record of this reduction (``most`` None: any)."""
-    op = reduce.removeprefix("abs | ").split("(")[0].strip()
+    op = _op(reduce)
     if op == "stats":
         return len(STATS_FIELDS), len(STATS_FIELDS)
     if op == "histogram":
@@ -375,11 +531,13 @@ class Run:
             self._bad(e.strerror or str(e))
         if not stat.S_ISREG(st.st_mode):
             self._bad(messages.run_not_a_file("a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"))
-        wal = os.path.join(self.directory, FILE + "-wal")
-        size = st.st_size + (os.path.getsize(wal) if os.path.isfile(wal) else 0)
+        size = st.st_size
+        for beside in (self.path + "-wal", self.path + "-journal"):  # both are read into the file's pages
+            size += os.path.getsize(beside) if os.path.isfile(beside) else 0
         if size > MAX_RUN_BYTES:
             self._bad(messages.run_too_big(size, MAX_RUN_BYTES))
         self._check_header(st.st_size)
+        self._roll_back()
         try:
             self._open()
         except sqlite3.Error as e:
@@ -405,7 +563,37 @@ class Run:
         page = 65536 if page == 1 else page
         pages, counter, valid_for = struct.unpack(">I", head[28:32])[0], head[24:28], head[92:96]
         if counter == valid_for and pages and size < pages * page:
+            if _writer_alive(self.directory) and not getattr(self, "_retried", False):
+                time.sleep(0.2)  # a writer mid-commit (rollback journal) grows the file after its header
+                self._retried = True
+                return self._check_header(os.path.getsize(self.path))
             self._bad(messages.run_damaged(f"truncated: {size:,} bytes of {pages * page:,}"))
+
+    def _roll_back(self) -> None:
+        """A writer killed mid-commit leaves ``run.sqlite-journal`` (rollback journal mode):
+        a read-only connection cannot roll it back, so when no writer holds the lock,
+        open the file once for writing and let SQLite put back the last committed step."""
+        journal = self.path + "-journal"
+        try:
+            if os.path.getsize(journal) == 0:
+                return
+        except OSError:
+            return
+        held = _try_lock(self.directory)
+        if held is None:
+            return  # a live writer: its journal is not hot, SQLite waits for the commit
+        try:
+            con = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            try:
+                con.execute("PRAGMA trusted_schema=OFF")
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as e:
+            self._bad(messages.run_interrupted(str(e)))
+        finally:
+            if held >= 0:
+                os.close(held)
 
     def _bad(self, why: str) -> NoReturn:
         raise SpecError(messages.bad_run(self.directory, why), None, messages.bad_run_hint())
@@ -434,17 +622,17 @@ class Run:
         self.meta = self._read_meta()
         fmt = self.meta.get("format")
         if fmt != self.version:
-            if fmt not in ("1", FORMAT):
-                self._bad(messages.run_format(fmt, ("1", FORMAT)))
+            if fmt not in FORMATS:
+                self._bad(messages.run_format(fmt, FORMATS))
             self._bad(messages.run_schema(f"format {fmt} with the tables of format {self.version}"))
-        self.series, self.reduces = {}, {}
+        self.series, self.reduces, self.info = {}, {}, {}
         for row in self._query("SELECT * FROM series ORDER BY id LIMIT ?", (MAX_ROWS + 1,)):
             sid, key, kind, target, reduce = row[:5]
             if not all(isinstance(x, str) for x in (key, kind, target, reduce)) or not isinstance(sid, int):
                 self._bad(messages.run_bad_row("series", sid))
             if self.version != "1" and row[5] != _crc(*row[:5]):
                 self._bad(messages.run_checksum("series", f"'{key}'"))
-            self.series[key], self.reduces[sid] = sid, reduce
+            self.series[key], self.reduces[sid], self.info[sid] = sid, reduce, (key, kind, target)
         if len(self.series) > MAX_ROWS:
             self._bad(messages.run_too_many("series", MAX_ROWS))
         self.notes = list(self.notes)
@@ -455,7 +643,9 @@ class Run:
             self.notes.append(messages.note_unfinished(self.name, _int(self.meta.get("last_step")), planned))
 
     def _check_schema(self) -> str:
-        """The run's format by its tables and columns; anything else in the file is an error."""
+        """The run's format by its tables and columns; anything else in the file is an error.
+
+        Format 3 is told by its ``bins`` table, 1 and 2 by their ``crc`` columns."""
         found = {}
         for kind, name, sql in self._query("SELECT type, name, sql FROM sqlite_master LIMIT 1000"):
             if kind in ("view", "trigger"):
@@ -466,22 +656,25 @@ class Run:
                 found[name] = True
             elif kind != "index":
                 self._bad(messages.run_schema(f"a {_short(str(kind))} '{_short(name)}'"))
-        missing = [t for t in _COLUMNS if t not in found]
+        tables = _COLUMNS[FORMAT] if "bins" in found else _COLUMNS["2"]
+        missing = [t for t in tables if t not in found]
+        if not found and _writer_alive(self.directory):  # its first transaction, schema and meta, is not in yet
+            raise SpecError(messages.run_starting(self.directory), None, messages.no_run_hint())
         if missing:
             self._bad(messages.run_schema(f"no table '{missing[0]}'"))
-        extra = [t for t in found if t not in _COLUMNS and not str(t).startswith("sqlite_")]
+        extra = [t for t in found if t not in tables and not str(t).startswith("sqlite_")]
         if extra:
             self._bad(messages.run_schema(f"an unknown table '{_short(extra[0])}'"))
         versions = set()
-        for table, want in _COLUMNS.items():
+        for table, want in tables.items():
             cols = list(self._query(f"PRAGMA table_xinfo({table})"))
             if any(c[6] != 0 for c in cols):  # hidden or generated columns
                 self._bad(messages.run_schema(f"a generated column in '{table}'"))
             names = tuple(c[1] for c in cols)
             if names == want:
+                versions.add(FORMAT if "bins" in found else "2")
+            elif "bins" not in found and names == _V1[table]:
                 versions.add("1")
-            elif names == (*want, "crc"):
-                versions.add(FORMAT)
             else:
                 self._bad(messages.run_schema(f"table '{table}' has columns {', '.join(map(_short, names))}"))
         if len(versions) > 1:
@@ -532,13 +725,74 @@ class Run:
 
     def records(self, c: Capture, lo=None, hi=None) -> list[tuple[int, np.ndarray]]:
         """(step, vector) of one capture at the recorded steps in [lo, hi)."""
-        sid = self.series[c.series_key]
+        return self._records(self.series[c.series_key], lo, hi)
+
+    def _records(self, sid: int, lo=None, hi=None) -> list[tuple[int, np.ndarray]]:
+        if self.version == FORMAT:
+            return self._records_v3(sid, lo, hi)
         crc = "crc" if self.version != "1" else "NULL"
         rows = self._query(
             f"SELECT step, value, {crc} FROM records WHERE series = ? AND step >= ? AND step < ? ORDER BY step",
             (sid, -(2**62) if lo is None else lo, 2**62 if hi is None else hi),
         )
         return [(s, self._value(sid, s, v, k)) for s, v, k in rows]
+
+    def _records_v3(self, sid: int, lo=None, hi=None) -> list[tuple[int, np.ndarray]]:
+        """Format 3: a record's rows of ``records`` and ``bins``, read in one transaction (a
+        writer's commit between the two would part a histogram from its head)."""
+        assert self.con is not None
+        try:
+            self.con.execute("BEGIN")
+        except sqlite3.Error as e:
+            self._bad(self._why(e))
+        try:
+            return self._rows_v3(sid, lo, hi)
+        finally:
+            if self.con is not None and self.con.in_transaction:
+                self.con.execute("COMMIT")
+
+    def _rows_v3(self, sid: int, lo, hi) -> list[tuple[int, np.ndarray]]:
+        """A record's rows put back in its order, each row checked."""
+        reduce, (_, _, layer) = self.reduces[sid], self.info[sid]
+        span = (sid, -(2**62) if lo is None else lo, 2**62 if hi is None else hi)
+        where = "WHERE series = ? AND step >= ? AND step < ? ORDER BY step"
+        by_step: dict = {}
+        for step, lay, name, value, k in self._query(
+            f"SELECT step, layer, statistic, value, crc FROM records {where}, statistic", span
+        ):
+            if not isinstance(step, int) or lay != layer or not isinstance(name, str):
+                self._bad(messages.run_bad_row("records", f"step {step}"))
+            if value is not None and not isinstance(value, float):
+                self._bad(messages.run_bad_row("records", f"step {step}"))
+            if k != _crc(step, sid, lay, name, value):
+                self._bad(messages.run_checksum("records", f"step {step}"))
+            by_step.setdefault(step, {})[name] = math.nan if value is None else value
+        counts: dict = {}
+        if _op(reduce) == "histogram":
+            for step, i, a, b, n, k in self._query(
+                f"SELECT step, bin, bin_start, bin_end, count, crc FROM bins {where}, bin", span
+            ):
+                ok = isinstance(step, int) and isinstance(i, int)
+                if not ok or any(x is not None and not isinstance(x, float) for x in (a, b, n)):
+                    self._bad(messages.run_bad_row("bins", f"step {step}"))
+                if k != _crc(step, sid, i, a, b, n):
+                    self._bad(messages.run_checksum("bins", f"step {step}"))
+                got = counts.setdefault(step, [])
+                if i != len(got) or len(got) >= MAX_BINS:
+                    self._bad(messages.run_bins(step, reduce))
+                got.append(math.nan if n is None else n)
+        out = []
+        n_bins = re.search(r"\bbins\s*=\s*(\d+)", reduce)  # histogram(bins=6): six rows of bins, no fewer
+        for step, named in by_step.items():
+            bins = counts.pop(step, [])
+            names = _statistics(reduce, len(named))
+            short = _op(reduce) == "histogram" and (not bins or (n_bins is not None and len(bins) != int(n_bins[1])))
+            if set(named) != set(names) or short:
+                self._bad(messages.run_record_length(step, reduce, len(named) + len(bins)))
+            out.append((step, np.array([named[n] for n in names] + bins, dtype="<f8")))
+        if counts:  # bins of a step without its head
+            self._bad(messages.run_record_length(next(iter(counts)), reduce, len(counts[next(iter(counts))])))
+        return out
 
     def losses(self, lo=None, hi=None) -> list[tuple[int, float]]:
         crc = "crc" if self.version != "1" else "NULL"
@@ -583,6 +837,14 @@ class Run:
 
     def _scan_nonfinite(self) -> int | None:
         steps = [s for s, v in self.losses() if not math.isfinite(v)]
+        if self.version == FORMAT:
+            orphan = "SELECT step FROM {} WHERE series NOT IN (SELECT id FROM series)"
+            unknown = next(self._query(f"{orphan.format('records')} UNION ALL {orphan.format('bins')} LIMIT 1"), None)
+            if unknown is not None:
+                self._bad(messages.run_bad_row("records", f"step {unknown[0]}"))
+            for sid, reduce in self.reduces.items():
+                steps += self._nonfinite_v3(sid, reduce)
+            return min(steps) if steps else None
         crc = "crc" if self.version != "1" else "NULL"
         for step, sid, value, k in self._query(f"SELECT step, series, value, {crc} FROM records"):
             if sid not in self.reduces:
@@ -592,10 +854,120 @@ class Run:
                 steps.append(step)
         return min(steps) if steps else None
 
+    def _nonfinite_v3(self, sid: int, reduce: str) -> list[int]:
+        """The first step of a series with a NaN or Inf: found by SQL, then that record read and
+        verified (a damaged row never marks a step; every row drawn is verified as it is drawn)."""
+        if _op(reduce) in ("stats", "histogram"):  # their nan and inf counts
+            sql = "statistic IN ('nan', 'inf') AND (typeof(value) NOT IN ('real', 'null') OR value > 0)"
+        else:
+            sql = "value IS NULL OR typeof(value) != 'real' OR abs(value) > 1.7976931348623157e308"
+        row = next(self._query(f"SELECT min(step) FROM records WHERE series = ? AND ({sql})", (sid,)), None)
+        if row is None or row[0] is None:
+            return []
+        step = row[0] if isinstance(row[0], int) else self._bad(messages.run_bad_row("records", f"step {row[0]}"))
+        return [s for s, v in self._records(sid, step, step + 1) if _nonfinite(reduce, v)]
+
+    def frame(self, query_or_series: str | None = None):
+        """The run as one tidy pandas frame: a row per number.
+
+        Columns ``run, step, series, kind, layer, statistic, value, bin, bin_start,
+        bin_end``: the loss is series ``loss``; a stats record gives one row per
+        statistic (``mean``, ``std``, …); a histogram its head (``lo``, ``hi``,
+        ``nan``, ``inf``, ``outside``) and a row per bin (statistic ``count``, with
+        ``bin``, ``bin_start``, ``bin_end``). ``query_or_series`` keeps the series
+        whose key matches it exactly or as a glob (``'grad *'``, ``'* | stats'``,
+        ``'loss'``); None keeps all.
+
+        >>> nnspec.open_run("runs/exp1").frame("activation * | stats")  # doctest: +SKIP
+        """
+        import pandas as pd
+
+        keys = ["loss", *self.series]
+        if query_or_series is not None:
+            keys = [k for k in keys if k == query_or_series or fnmatch.fnmatchcase(k, query_or_series)]
+            if not keys:
+                raise SpecError(messages.not_a_series(query_or_series, ["loss", *self.series]))
+        rows: list = []
+        nan = math.nan
+        if "loss" in keys:
+            rows += [(s, "loss", "loss", "", "loss", v, None, nan, nan) for s, v in self.losses()]
+        for key in keys[1:] if keys[0] == "loss" else keys:
+            sid = self.series[key]
+            _, kind, layer = self.info[sid]
+            reduce = self.reduces[sid]
+            for step, v in self._records(sid):
+                names = _statistics(reduce, len(v))
+                rows += [(step, key, kind, layer, n, float(x), None, nan, nan) for n, x in zip(names, v)]
+                if _op(reduce) == "histogram":
+                    counts = v[len(HISTOGRAM_HEAD) :]
+                    starts, ends = histogram_edges(float(v[0]), float(v[1]), len(counts))
+                    rows += [
+                        (step, key, kind, layer, "count", float(n), i, a, b)
+                        for i, (a, b, n) in enumerate(zip(starts, ends, counts))
+                    ]
+        columns = ["step", "series", "kind", "layer", "statistic", "value", "bin", "bin_start", "bin_end"]
+        df = pd.DataFrame(rows, columns=columns)
+        df.insert(0, "run", self.name)
+        df["bin"] = df["bin"].astype("Int64")
+        return df
+
     def close(self) -> None:
         if self.con is not None:
             self.con.close()
             self.con = None
+
+
+def open_run(path: str, name: str = "") -> Run:
+    """A run to read: its directory (or its ``run.sqlite``), checked as every view over steps checks it.
+
+    >>> run = nnspec.open_run("runs/exp1")  # doctest: +SKIP
+    >>> run.frame("grad fc1.weight | norm")  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if os.path.basename(path) == FILE and os.path.isfile(path):
+        path = os.path.dirname(path) or "."
+    return Run(path, name)
+
+
+def migrate(directory: str) -> bool:
+    """Rewrite a run of format 1 or 2 as format 3, in place (False: it is format 3 already).
+
+    Every record is read and verified first; the new file is written beside the
+    old one and renamed over it, under the run's lock."""
+    run = Run(directory)
+    try:
+        if run.version == FORMAT:
+            return False
+        lock = RunLock(directory)
+        try:
+            path = os.path.join(directory, PARTIAL)
+            _remove(path)
+            con = _connect(path, "delete")
+            try:
+                con.executescript("BEGIN;" + _SCHEMA)
+                meta = {**run.meta, "format": FORMAT, "migrated_from": run.version}
+                con.executemany("INSERT INTO meta VALUES (?, ?, ?)", [(k, v, _crc(k, v)) for k, v in meta.items()])
+                for key, sid in run.series.items():
+                    _, kind, target = run.info[sid]
+                    row = (sid, key, kind, target, run.reduces[sid])
+                    con.execute("INSERT INTO series VALUES (?, ?, ?, ?, ?, ?)", (*row, _crc(*row)))
+                steps = run._query("SELECT step, loss, time FROM steps ORDER BY step")
+                con.executemany("INSERT INTO steps VALUES (?, ?, ?, ?)", [(*r, _crc(*r)) for r in steps])
+                layers = {sid: info[2] for sid, info in run.info.items()}
+                for sid in run.reduces:
+                    recs = [(step, sid, v) for step, v in run._records(sid)]
+                    _insert(con, recs, layers, run.reduces)
+                con.execute("COMMIT")
+            finally:
+                con.close()
+            _sync(path)
+            os.replace(path, os.path.join(directory, FILE))
+            _sync(directory)
+        finally:
+            lock.release()
+        return True
+    finally:
+        run.close()
 
 
 def _int(v) -> int | None:
@@ -611,7 +983,7 @@ def _short(text) -> str:
 
 
 def _nonfinite(reduce: str, v: np.ndarray) -> bool:
-    op = reduce.removeprefix("abs | ").split("(")[0].strip()
+    op = _op(reduce)
     if op == "stats":
         return bool(v[7] > 0 or v[8] > 0)  # nan, inf counts
     if op == "histogram":
