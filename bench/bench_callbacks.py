@@ -169,7 +169,11 @@ def lightning(size: str, steps: int, record: bool, run: str) -> float:
     return statistics.median(steps_s[1:])
 
 
-WAYS = {"hand loop + Recorder": hand_loop, "HF Trainer + NnspecCallback": hf_trainer, "Lightning + NnspecCallback": lightning}
+WAYS = {
+    "hand loop + Recorder": hand_loop,
+    "HF Trainer + NnspecCallback": hf_trainer,
+    "Lightning + NnspecCallback": lightning,
+}
 
 
 def main() -> None:
@@ -179,12 +183,18 @@ def main() -> None:
     ap.add_argument("--size", choices=("small", "tiny"), default="small")
     ap.add_argument("--only", default="", help="comma-separated subset of: hand, hf, lightning")
     args = ap.parse_args()
-    keys = {"hand": "hand loop + Recorder", "hf": "HF Trainer + NnspecCallback", "lightning": "Lightning + NnspecCallback"}
+    keys = {
+        "hand": "hand loop + Recorder",
+        "hf": "HF Trainer + NnspecCallback",
+        "lightning": "Lightning + NnspecCallback",
+    }
     ways = [keys[k] for k in args.only.split(",") if k] or list(WAYS)
     net, _ = model(args.size)
     n_params = sum(p.numel() for p in net.parameters())
     del net
-    print(f"GPT-2 {args.size}: {n_params / 1e6:.1f}M parameters, batch 2×{SEQ}, torch threads {torch.get_num_threads()}")
+    print(
+        f"GPT-2 {args.size}: {n_params / 1e6:.1f}M parameters, batch 2×{SEQ}, torch threads {torch.get_num_threads()}"
+    )
     root = tempfile.mkdtemp()
     try:
         for name in ways:

@@ -57,7 +57,7 @@ def test_over_steps_is_what_the_parser_accepts(source):
 def test_sources_capture_kinds_are_the_plans():
     for s in catalog.SOURCES.values():
         assert s.capture is None or s.capture in CAPTURE_KINDS, s.name
-        assert (s.capture is None) == (s.name in ("graph", "summary", "function", "loss")), s.name
+        assert (s.capture is None) == (s.name in ("graph", "summary", "function", "loss", "scalars")), s.name
 
 
 def test_transforms_are_executes():

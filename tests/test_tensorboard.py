@@ -274,3 +274,44 @@ def test_scalars_from_tensorboards_own_writer(tmp_path):
     assert view(dash, 0).data["value"].tolist() == [float(np.float32(1.0 / (i + 3))) for i in range(5)]
     assert view(dash, 1).data["value"].tolist() == [0.5 + i for i in range(5)]
     assert view(dash, 1).data["step"].tolist() == STEPS
+
+
+def test_any_scalar_tag_of_a_teams_logs_is_drawn(tmp_path):
+    """``scalars of PATTERN over steps``: the tags a team logs (train/accuracy, lr) by glob,
+    each a series with exactly the values TensorBoard stored; no match names the tags there."""
+    logs = str(tmp_path / "tb" / "baseline")
+    _team_logs(logs)
+    w = SummaryWriter(log_dir=logs)
+    acc = {s: 0.5 + s / 100 for s in STEPS}
+    for s in STEPS:
+        w.add_scalar("train/accuracy", acc[s], s, new_style=True, double_precision=True)
+    w.close()
+    dash = _render(["scalars of train/* over steps", "scalars of lr over steps", "scalars of val/* over steps"], [logs])
+    train = view(dash, 0).data
+    assert sorted(train["layer"].unique()) == ["train/accuracy", "train/loss"]
+    got = train[train.layer == "train/accuracy"]
+    assert got["step"].tolist() == STEPS and got["value"].tolist() == [acc[s] for s in STEPS]
+    assert view(dash, 1).data["value"].tolist() == [pytest.approx(0.01)]
+    err = dash.views[2].error
+    assert "no scalar matching val/*" in err and "train/accuracy" in err and "lr" in err
+    assert dash.views[0].error is None and dash.views[1].error is None
+
+
+def test_scalars_of_a_recorded_run_are_its_loss(tmp_path):
+    from nnspec.runs.recorder import Recorder
+
+    torch.manual_seed(0)
+    model = TinyMLP()
+    run = str(tmp_path / "r")
+    rec = Recorder(spec(["loss over steps"]), model, run, record_every=1)
+    losses = []
+    for step in range(3):
+        loss = model(torch.randn(4, 4)).pow(2).mean()
+        loss.backward()
+        rec.step(step, loss)
+        losses.append(float(loss.detach()))
+        model.zero_grad()
+    rec.close()
+    data = view(_render(["scalars over steps"], [run])).data
+    assert data["layer"].unique().tolist() == ["loss"]
+    assert data["value"].tolist() == pytest.approx(losses, rel=1e-12)

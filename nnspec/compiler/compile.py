@@ -96,7 +96,7 @@ def _static_structure(model: ModelOrBackend, kind: str) -> bool:
 
 def _check_recordable(vp: ViewPlan) -> None:
     """A run keeps a few numbers per layer and step, never whole tensors."""
-    if vp.query.source.kind == "loss":
+    if vp.query.source.kind in ("loss", "scalars"):  # the run's own numbers, nothing reduced
         return
     if vp.transforms or any(c.reduce is None for c in vp.captures):
         step = vp.transforms[0] if vp.transforms else None
@@ -121,8 +121,9 @@ def _resolve(view: ViewSpec, query: Query, model: ModelOrBackend) -> ViewPlan:
     if src.kind in ("graph", "summary") or (src.kind == "function" and "*" in src.arg("names")):
         # one eager trace of the forward pass serves graph, summary and `function *`
         return ViewPlan(view, query, ("model",), (Capture("trace", ""),), query.transforms, query.mark)
-    if src.kind in ("function", "loss"):  # computed from the source's own arguments, or the training's record
+    if src.kind in ("function", "loss", "scalars"):  # from the source's own arguments, or the run's record
         names = tuple(src.arg("names")) if src.kind == "function" else ("loss",)
+        names = tuple(src.arg("tags")) if src.kind == "scalars" else names
         return ViewPlan(view, query, names, (), query.transforms, query.mark)
     kind = SOURCES[src.kind].capture
     assert kind is not None, src.kind  # the sources without a capture kind returned above

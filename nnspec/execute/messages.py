@@ -124,3 +124,8 @@ def check_needs_values_hint() -> str:
 
 def note_kernel_order(layer: str, was: tuple, now: tuple) -> str:
     return f"{layer}: a channels-last kernel {was} (h, w, in, out) drawn as (out, in, h, w) {now}"
+
+
+def no_scalars(run: str, patterns, tags: list) -> str:
+    shown = ", ".join(tags[:30]) + (f", … ({len(tags)} in all)" if len(tags) > 30 else "") if tags else "none"
+    return f"run '{run}' has no scalar matching {', '.join(patterns)}; its scalars: {shown}"

@@ -12,6 +12,8 @@ of 3,000"; written by an older nnspec) is a note on every view over steps.
 
 from __future__ import annotations
 
+import fnmatch
+
 import pandas as pd
 
 from nnspec.backends import backend_for
@@ -41,7 +43,12 @@ def over_steps(vp: ViewPlan, context: Context) -> Data:
                 src.span,
                 messages.run_lacks_hint(),
             )
-        frame = _loss(run, lo, hi) if src.kind == "loss" else _records(run, vp, kind, lo, hi)
+        if src.kind == "loss":
+            frame = _loss(run, lo, hi)
+        elif src.kind == "scalars":
+            frame = _scalars(run, src, lo, hi)
+        else:
+            frame = _records(run, vp, kind, lo, hi)
         notes += [n for n in getattr(run, "notes", ()) if n not in notes]
         notes += _nonfinite_notes(frame, kind, run.name if several else "")
         frame["run"] = run.name
@@ -58,12 +65,12 @@ def over_steps(vp: ViewPlan, context: Context) -> Data:
     table = pd.concat(frames, ignore_index=True)
     if table.empty:
         raise SpecError(messages.no_steps_in_range(lo, hi), src.span)
-    label = "loss" if src.kind == "loss" else f"{src.kind} | {vp.captures[0].reduce}"
+    label = src.kind if src.kind in ("loss", "scalars") else f"{src.kind} | {vp.captures[0].reduce}"
     return Data(kind, table=table, notes=notes, label=label, options={"nonfinite": nonfinite, "runs": several})
 
 
 def _kind(vp: ViewPlan) -> str:
-    if vp.query.source.kind == "loss":
+    if vp.query.source.kind in ("loss", "scalars"):
         return "series"
     op = vp.captures[0].reduce.op
     return {"stats": "stats_series", "histogram": "histogram_series"}.get(op, "series")
@@ -72,6 +79,17 @@ def _kind(vp: ViewPlan) -> str:
 def _loss(run, lo, hi) -> pd.DataFrame:
     rows = run.losses(lo, hi)
     return pd.DataFrame({"step": [s for s, _ in rows], "layer": "loss", "value": [v for _, v in rows]})
+
+
+def _scalars(run, src, lo, hi) -> pd.DataFrame:
+    """The run's scalars whose tags match the query's patterns (globs), one series per tag."""
+    series = run.scalar_series(lo, hi)
+    patterns = src.arg("tags")
+    tags = [t for t in series if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+    if not tags:
+        raise SpecError(messages.no_scalars(run.name, patterns, list(series)), src.span)
+    rows = [(s, t, v) for t in tags for s, v in series[t]]
+    return pd.DataFrame(rows, columns=["step", "layer", "value"])
 
 
 def _records(run, vp: ViewPlan, kind: str, lo, hi) -> pd.DataFrame:

@@ -79,6 +79,9 @@ class Source:
             text = "function " + ", ".join(self.arg("names"))
             over = self.arg("over")
             return text + (f" over [{_value(over[0])}, {_value(over[1])}]" if over else "")
+        if self.kind == "scalars":
+            tags = self.arg("tags")
+            return "scalars" if tags == ("*",) else "scalars of " + ", ".join(tags)
         if self.kind == "graph" and self.args:
             return f"graph({', '.join(f'{k}={_value(v)}' for k, v in self.args)})"
         pick = f" @{self.pick}" if self.pick else ""

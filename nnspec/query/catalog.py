@@ -157,6 +157,7 @@ SOURCES: Mapping[str, SourceKind] = _table(
     SourceKind("summary", "summary"),
     SourceKind("function", "function"),
     SourceKind("loss", "series", over_steps=True),
+    SourceKind("scalars", "series", over_steps=True),
 )
 SOURCE_KINDS = tuple(SOURCES)
 PARAM_KINDS = tuple(s.name for s in SOURCES.values() if s.of == "parameters")  # selectors match parameter paths

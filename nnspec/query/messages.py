@@ -45,12 +45,12 @@ def not_over_steps(kind: str, recordable: Sequence[str]) -> str:
     return f"'{kind}' cannot be recorded over steps: only {', '.join(some)} and {last} can"
 
 
-def loss_needs_over_steps() -> str:
-    return "'loss' is a series over training steps"
+def loss_needs_over_steps(kind: str = "loss") -> str:
+    return f"'{kind}' is a series over training steps"
 
 
-def loss_needs_over_steps_hint() -> str:
-    return "write 'loss over steps' (or 'loss over steps[100:]')"
+def loss_needs_over_steps_hint(kind: str = "loss") -> str:
+    return f"write '{kind} over steps' (or '{kind} over steps[100:]')"
 
 
 def check_has_mark(mark: str) -> str:

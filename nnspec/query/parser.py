@@ -217,6 +217,11 @@ class _Build(Transformer[Token, Query]):
         return Source("loss", None, self._at(meta))
 
     @v_args(meta=True)
+    def scalars_source(self, meta: Meta, items: _Items) -> Source:
+        tags = tuple(str(t) for t in items) or ("*",)
+        return Source("scalars", None, self._at(meta), (("tags", tags),))
+
+    @v_args(meta=True)
     def over_steps(self, meta: Meta, items: list[StepRange]) -> _OverSteps:
         lo, hi = items[0] if items else (None, None)
         if lo is not None and hi is not None and not lo < hi:
@@ -328,8 +333,12 @@ class _Build(Transformer[Token, Query]):
         compare = cast(_Compare, rest.pop()) if rest and isinstance(rest[-1], _Compare) else None
         if over is not None and source.kind not in OVER_STEPS_KINDS:
             raise SpecError(messages.not_over_steps(source.kind, OVER_STEPS_KINDS), over.span)
-        if over is None and source.kind == "loss":
-            raise SpecError(messages.loss_needs_over_steps(), source.span, messages.loss_needs_over_steps_hint())
+        if over is None and source.kind in ("loss", "scalars"):
+            raise SpecError(
+                messages.loss_needs_over_steps(source.kind),
+                source.span,
+                messages.loss_needs_over_steps_hint(source.kind),
+            )
         transforms, mark = _split_steps(cast(_RawSteps, rest))
         if compare is not None and mark is not None and not (mark.name == "histogram" and transforms):
             raise SpecError(messages.check_has_mark(mark.name), mark.span)

@@ -794,6 +794,11 @@ class Run:
             self._bad(messages.run_record_length(next(iter(counts)), reduce, len(counts[next(iter(counts))])))
         return out
 
+    def scalar_series(self, lo=None, hi=None) -> dict[str, list[tuple[int, float]]]:
+        """The run's scalars by tag (``scalars of … over steps``): a recorded run keeps its loss."""
+        losses = self.losses(lo, hi)
+        return {"loss": losses} if losses else {}
+
     def losses(self, lo=None, hi=None) -> list[tuple[int, float]]:
         crc = "crc" if self.version != "1" else "NULL"
         rows = self._query(

@@ -367,6 +367,10 @@ class TensorBoardRun:
             no_tag(self.name, list(LOSS_TAGS), sorted(self.scalars), sorted(self.histograms)), None, no_tag_hint()
         )
 
+    def scalar_series(self, lo=None, hi=None) -> dict[str, list[tuple[int, float]]]:
+        """Every scalar tag of the logs (``scalars of train/* over steps``), in tag order."""
+        return {t: [(s, v) for s, v in rows if _within(s, lo, hi)] for t, rows in sorted(self.scalars.items())}
+
     def losses(self, lo=None, hi=None) -> list[tuple[int, float]]:
         return [(s, v) for s, v in self.scalars[self._loss_tag()] if _within(s, lo, hi)]
 
