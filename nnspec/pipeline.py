@@ -295,6 +295,7 @@ def render(
         _note_model_views(plan, views, [r.name for r in opened])
     footer = _footer(spec, model, batch, trained, [r.name for r in opened] if runs else [])
     dash = Dashboard(spec, plan, views, footer=footer, checks=results, runs=drawn)
+    dash.unify_colors()  # one colour per layer type and per run in every chart and file
     from nnspec.output.files import slug
 
     taken: set[str] = set()

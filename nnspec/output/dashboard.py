@@ -89,13 +89,21 @@ class Dashboard:
 
         return mimebundle(self)
 
-    def html(self) -> str:
+    def unify_colors(self) -> None:
+        """One colour per layer type and per run across every chart (runs in ``--run``
+        order): each view's Vega-Lite, and so the page, its files and notebook outputs."""
         from nnspec.output import colors
+
+        pal = colors.palettes([v.vega_lite() for v in self.views], [str(r.get("run")) for r in self.runs])
+        for v in self.views:
+            spec = v.vega_lite()
+            if spec is not None:
+                v._vl = colors.unify(spec, pal)
+
+    def html(self) -> str:
         from nnspec.output.html import page
 
         specs = [_without_title(v.vega_lite()) for v in self.views]
-        # one colour per layer type and per run in every chart (runs in --run order)
-        pal = colors.palettes(specs, [str(r.get("run")) for r in self.runs])
         cards = [
             {
                 "title": v.title,
@@ -103,7 +111,7 @@ class Dashboard:
                 "description": v.description,
                 "notes": v.notes,
                 "error": v.error,
-                "spec": colors.unify(spec, pal),
+                "spec": spec,
                 "group": v.group,
                 "columns": v.columns,
             }
