@@ -11,7 +11,6 @@ import os
 import sys
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import nnspec
 from nnspec.numerics import reduce
-from tests.fixtures.models import TinyMLP
+from tests.dist_common import ROWS, WORLD, data, fresh_model, process_group, rank_batch
 from tests.helpers import spec
 
 VIEWS = [
@@ -30,27 +29,12 @@ VIEWS = [
     "activations of act over steps | dead_fraction",
     "activations of fc1 over steps | mean",
 ]
-STEPS, WORLD, ROWS = 4, 2, 8
-
-
-def data():
-    g = torch.Generator().manual_seed(3)
-    return torch.randn(WORLD * ROWS, 4, generator=g), torch.randint(0, 3, (WORLD * ROWS,), generator=g)
-
-
-def fresh_model():
-    torch.manual_seed(0)
-    return TinyMLP()
+STEPS = 4
 
 
 def rank_main(rank: int, out: str) -> None:
-    # a rendezvous file, not a TCP port: no race for a free port on a busy machine
-    init = "file://" + os.path.join(out, "rendezvous")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
-    try:
-        x, y = data()
-        x, y = x[rank * ROWS : (rank + 1) * ROWS], y[rank * ROWS : (rank + 1) * ROWS]
+    with process_group(rank, out):
+        x, y = rank_batch(rank)
         model = DistributedDataParallel(fresh_model())
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         run = os.path.join(out, "ddp")
@@ -61,9 +45,6 @@ def rank_main(rank: int, out: str) -> None:
                 rec.step(step, loss=loss)
                 opt.step()
                 opt.zero_grad()
-        dist.barrier()  # both ranks done before either tears gloo down (else an abort at exit)
-    finally:
-        dist.destroy_process_group()
 
 
 def expected() -> dict:

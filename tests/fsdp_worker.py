@@ -14,7 +14,6 @@ import os
 import sys
 
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnspec
 from nnspec.errors import SpecError
 from nnspec.numerics import reduce
-from tests.fixtures.models import TinyMLP
+from tests.dist_common import ROWS, WORLD, data, fresh_model, process_group, rank_batch
 from tests.helpers import spec
 
 VIEWS = [
@@ -36,18 +35,8 @@ VIEWS = [
     "grads of * over steps | max",
 ]
 REFUSED = ["weights of fc1.weight[0] over steps | norm"]
-STEPS, WORLD, ROWS, LR = 4, 2, 8, 0.5
+STEPS, LR = 4, 0.5
 PARAMS = ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")  # fc2's shards: 2 rows and 1 (uneven)
-
-
-def data():
-    g = torch.Generator().manual_seed(3)
-    return torch.randn(WORLD * ROWS, 4, generator=g), torch.randint(0, 3, (WORLD * ROWS,), generator=g)
-
-
-def fresh_model():
-    torch.manual_seed(0)
-    return TinyMLP()
 
 
 def whole(t: torch.Tensor) -> dict:
@@ -65,12 +54,8 @@ def whole(t: torch.Tensor) -> dict:
 def rank_main(rank: int, out: str) -> None:
     from torch.distributed.fsdp import fully_shard
 
-    init = "file://" + os.path.join(out, "rendezvous")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
-    try:
-        x, y = data()
-        x, y = x[rank * ROWS : (rank + 1) * ROWS], y[rank * ROWS : (rank + 1) * ROWS]
+    with process_group(rank, out):
+        x, y = rank_batch(rank)
         model = fresh_model()
         fully_shard(model.fc1)
         fully_shard(model.fc2)
@@ -97,9 +82,6 @@ def rank_main(rank: int, out: str) -> None:
                 json.dump(full, f)
             with open(os.path.join(out, "refused.txt"), "w") as f:
                 f.write(refused)
-        dist.barrier()  # both ranks done before either tears gloo down (else an abort at exit)
-    finally:
-        dist.destroy_process_group()
 
 
 def expected() -> dict:

@@ -119,6 +119,24 @@ def canonical_dataset_names(doc):
 
 
 # -- an independent PNG reader: chunks, zlib inflate of IDAT, scanline filters ------------
+def units(doc) -> list[dict]:
+    """Every unit spec (a dict with a ``mark``) inside a Vega-Lite document, layers and facets included."""
+    out = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            if "mark" in x:
+                out.append(x)
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(doc)
+    return out
+
+
 def read_png(data: bytes) -> tuple[np.ndarray, np.ndarray, bytes]:
     """(indexes (h, w), palette (n, 3), tRNS alphas) of an 8-bit palette PNG."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

@@ -18,25 +18,7 @@ from nnspec.marks.common import LAYER_PARAM, SMOOTH_PARAM, log_meta
 from nnspec.marks.heatmap import _cell_label
 from nnspec.marks.images import labels_fit
 from nnspec.marks.steps import STEP_PARAM
-from tests.helpers import iris_spec, read_png, spec, view
-
-
-def _units(doc) -> list[dict]:
-    """Every unit spec (with a mark) inside a Vega-Lite document."""
-    out = []
-
-    def walk(x):
-        if isinstance(x, dict):
-            if "mark" in x:
-                out.append(x)
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(doc)
-    return out
+from tests.helpers import iris_spec, read_png, spec, units, view
 
 
 def _mark(unit) -> str:
@@ -94,15 +76,15 @@ def test_every_chart_of_runs_names_every_run_in_run_order(runs):
     dash = nnspec.render(iris_spec(queries), runs=runs)
     line, ridges, by_layer = (view(dash, i).vega_lite() for i in range(3))
     # past 200 rows the points go, the line's own colour legend stays and names each run
-    colours = [u["encoding"]["color"] for u in _units(line) if "color" in u.get("encoding", {})]
+    colours = [u["encoding"]["color"] for u in units(line) if "color" in u.get("encoding", {})]
     assert colours and all(
         c["field"] == "run" and c["sort"] == ORDER and c.get("legend", {}) is not None for c in colours
     )
     assert len(view(dash, 0).data) > 200
-    fills = [u["encoding"]["fill"] for u in _units(ridges) if "fill" in u.get("encoding", {})]
+    fills = [u["encoding"]["fill"] for u in units(ridges) if "fill" in u.get("encoding", {})]
     assert fills and all(f["field"] == "run" and f["sort"] == ORDER for f in fills)
     assert list(dict.fromkeys(view(dash, 1).data["run"])) == ORDER
-    dashes = [u["encoding"]["strokeDash"] for u in _units(by_layer) if "strokeDash" in u.get("encoding", {})]
+    dashes = [u["encoding"]["strokeDash"] for u in units(by_layer) if "strokeDash" in u.get("encoding", {})]
     assert dashes and all(d["sort"] == ORDER and d.get("legend", {}) is not None for d in dashes)
     for doc in (line, ridges):
         assert _meta(doc)["runs"] == ORDER and _meta(doc)["colors"] == [{"field": "run"}]
@@ -128,7 +110,7 @@ def test_series_declare_smoothing_log_and_legend_isolation(runs):
     assert params[SMOOTH_PARAM]["value"] == 0 and params[LAYER_PARAM]["value"] == ""
     pick = next(p for p in params.values() if p.get("bind") == "legend")
     assert pick["select"]["fields"] == ["run"]
-    lines = [u for u in _units(doc) if _mark(u) == "line"]
+    lines = [u for u in units(doc) if _mark(u) == "line"]
     strokes = sorted(u["mark"]["strokeOpacity"]["expr"] for u in lines)
     assert strokes == [f"{SMOOTH_PARAM} > 0 ? 0.3 : 1", f"{SMOOTH_PARAM} > 0 ? 1 : 0"]
     for u in lines:
@@ -146,7 +128,7 @@ def test_the_ridgeline_has_a_step_slider_at_the_last_step(runs):
     assert steps == [0, 1, 2, 3]
     assert slider["value"] == 3 and slider["bind"]["input"] == "range"
     assert (slider["bind"]["min"], slider["bind"]["max"], slider["bind"]["step"]) == (0, 3, 1)
-    areas = [u for u in _units(doc) if _mark(u) == "area"]
+    areas = [u for u in units(doc) if _mark(u) == "area"]
     assert areas and all(STEP_PARAM in u["encoding"]["fillOpacity"]["condition"]["test"] for u in areas)
     pick = next(p for p in _params(doc).values() if p.get("bind") == "legend")  # one layer: runs isolate
     assert pick["select"]["fields"] == ["run"]
@@ -177,7 +159,7 @@ class _Long(nn.Module):
 def test_four_long_bar_labels_slant_instead_of_overlapping():
     torch.manual_seed(0)
     doc = view(_render(_Long(), ["weights of *.weight | norm | bar(log=true)"])).vega_lite()
-    (bar,) = [u for u in _units(doc) if _mark(u) == "bar"]
+    (bar,) = [u for u in units(doc) if _mark(u) == "bar"]
     axis = bar["encoding"]["x"]["axis"]
     assert axis["labelAngle"] == -40 and axis["labelLimit"] <= 200
     meta = _meta(doc)
@@ -206,7 +188,7 @@ def test_a_log_histogram_draws_every_nonzero_bin():
 def test_a_161_bar_chart_lies_down_one_row_a_bar():
     model = nn.Sequential(*(nn.Linear(2, 2) for _ in range(161)))
     doc = view(_render(model, ["weights of *.weight | norm | bar"])).vega_lite()
-    (bar,) = [u for u in _units(doc) if _mark(u) == "bar"]
+    (bar,) = [u for u in units(doc) if _mark(u) == "bar"]
     assert bar["encoding"]["y"]["type"] == "nominal" and bar["encoding"]["x"]["type"] == "quantitative"
     assert doc["height"] == {"step": 18}
     assert len(_meta(doc)["layers"]) == 161
@@ -217,13 +199,13 @@ def test_a_16_by_4_heatmap_prints_values_that_fit_their_cells():
     model = nn.Sequential(nn.Linear(4, 16))
     torch.manual_seed(0)
     doc = view(_render(model, ["weights of 0 | heatmap"])).vega_lite()
-    (text,) = [u for u in _units(doc) if _mark(u) == "text"]
+    (text,) = [u for u in units(doc) if _mark(u) == "text"]
     font = text["mark"]["fontSize"]
     cell = min(doc["width"] / 4, doc["height"] / 16)
     digits = text["encoding"]["text"]["format"]  # .3~g, or .2~g where three digits do not fit
     longest = max(len(f"{float(v):{digits[:-2]}g}") for v in model[0].weight.detach().reshape(-1).tolist())
     assert 7 <= font and longest * 0.62 * font <= cell - 3
-    enc = next(u["encoding"] for u in _units(doc) if _mark(u) == "rect")
+    enc = next(u["encoding"] for u in units(doc) if _mark(u) == "rect")
     assert (enc["y"]["title"], enc["x"]["title"]) == ("output unit", "input unit")
     assert _meta(doc)["layer_field"] == "layer" and _params(doc)[LAYER_PARAM]["value"] == ""
     _draws(doc)
@@ -237,7 +219,7 @@ def test_cells_too_small_for_text_print_none():
 def test_activation_heatmaps_name_their_axes():
     model = nn.Sequential(nn.Linear(4, 6))
     doc = view(_render(model, ["activations of 0 | heatmap"], inputs=torch.randn(3, 4))).vega_lite()
-    enc = next(u["encoding"] for u in _units(doc) if _mark(u) == "rect")
+    enc = next(u["encoding"] for u in units(doc) if _mark(u) == "rect")
     assert (enc["y"]["title"], enc["x"]["title"]) == ("sample", "feature")
 
 
@@ -249,13 +231,13 @@ def test_a_64x64x3x3_conv_draws_all_4096_filters_at_their_values():
     doc = v.vega_lite()
     assert any("all 4096 filters of 3×3" in n for n in v.notes)
     assert not any("first" in n for n in v.notes)
-    (image,) = [u for u in _units(doc) if _mark(u) == "image"]
+    (image,) = [u for u in units(doc) if _mark(u) == "image"]
     url = image["data"]["values"][0]["url"]
     index, pal, _ = read_png(base64.b64decode(url.split(",", 1)[1]))
     assert index.shape == (64 * 4 - 1, 64 * 4 - 1)
     k = model[0].weight.detach().double().numpy()
     m = float(np.abs(k).max())
-    (scale,) = [u["encoding"]["color"]["scale"] for u in _units(doc) if "color" in u.get("encoding", {})]
+    (scale,) = [u["encoding"]["color"]["scale"] for u in units(doc) if "color" in u.get("encoding", {})]
     assert scale["domain"] == pytest.approx([-m, m], rel=1e-12)  # the legend: the true range
     expected = raster.levels(k, (-m, m), 0.0)
     colours = raster.scheme_rgb(scale["scheme"], np.arange(raster.LEVELS) / (raster.LEVELS - 1))
@@ -274,7 +256,7 @@ def test_narrow_tiles_label_their_rows_not_each_tile():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(64, 12, 3))
     doc = view(_render(model, ["weights of 0.weight | images"])).vega_lite()
-    (text,) = [u for u in _units(doc) if _mark(u) == "text"]
+    (text,) = [u for u in units(doc) if _mark(u) == "text"]
     assert {"filter": "datum.gx == 0"} in text.get("transform", []) and text["mark"]["align"] == "right"
     _draws(doc)
 
@@ -292,14 +274,14 @@ def test_the_table_mark_declares_its_rows():
 
 def test_pca_classes_are_nominal_colours():
     doc = view(nnspec.render(iris_spec(["activations of fc1 | pca"]))).vega_lite()
-    (point,) = [u for u in _units(doc) if _mark(u) == "circle"]
+    (point,) = [u for u in units(doc) if _mark(u) == "circle"]
     assert point["encoding"]["color"]["type"] == "nominal"
     assert _meta(doc)["kind"] == "scatter"
 
 
 def test_one_function_names_itself():
     doc = view(nnspec.render(spec(["function relu over [-2, 2]"], loss=None))).vega_lite()
-    (line,) = [u for u in _units(doc) if _mark(u) == "line"]
+    (line,) = [u for u in units(doc) if _mark(u) == "line"]
     assert line["encoding"]["y"]["title"] == "relu(x), relu'(x)"
     assert _meta(doc)["functions"] == ["relu"]
 

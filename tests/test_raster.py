@@ -16,36 +16,18 @@ import vl_convert
 import nnspec
 from nnspec.marks import heatmap, raster
 from tests.helpers import read_png as _read_png
-from tests.helpers import spec, view
-
-
-def _layers(doc: dict) -> list[dict]:
-    """Every unit spec (with a mark) inside a Vega-Lite document."""
-    out = []
-
-    def walk(x):
-        if isinstance(x, dict):
-            if "mark" in x:
-                out.append(x)
-            for v in x.values():
-                walk(v)
-        elif isinstance(x, list):
-            for v in x:
-                walk(v)
-
-    walk(doc)
-    return out
+from tests.helpers import spec, units, view
 
 
 def _image(doc: dict) -> tuple[np.ndarray, np.ndarray, bytes]:
-    (unit,) = [u for u in _layers(doc) if (u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"]) == "image"]
+    (unit,) = [u for u in units(doc) if (u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"]) == "image"]
     url = unit["data"]["values"][0]["url"]
     assert url.startswith("data:image/png;base64,")
     return _read_png(base64.b64decode(url.split(",", 1)[1]))
 
 
 def _colour_scale(doc: dict) -> dict:
-    (scale,) = [u["encoding"]["color"]["scale"] for u in _layers(doc) if "color" in u.get("encoding", {})]
+    (scale,) = [u["encoding"]["color"]["scale"] for u in units(doc) if "color" in u.get("encoding", {})]
     return scale
 
 
@@ -180,7 +162,7 @@ def test_past_the_image_budget_blocks_keep_the_largest_magnitude(monkeypatch):
             absmax = hi if abs(hi) >= abs(lo) else lo
             assert abs(index[i, j] - (absmax + m) / (2 * m) * (raster.LEVELS - 1)) <= 0.5 + 1e-9
     # the image layer spans the blocks, clipped at the matrix's end on the axes
-    (img,) = [u for u in _layers(doc) if u["mark"]["type"] == "image"]
+    (img,) = [u for u in units(doc) if u["mark"]["type"] == "image"]
     assert img["data"]["values"][0]["x2"] == cols * kc and img["encoding"]["x"]["scale"]["domain"] == [0, 60]
 
 
@@ -199,7 +181,7 @@ def test_several_layers_share_one_colour_scale():
         model[1].weight.mul_(5)
     v = _render(model, "weights of 0, 1 | heatmap", max_marks=100)
     doc = v.vega_lite()
-    scales = [u["encoding"]["color"]["scale"] for u in _layers(doc) if "color" in u.get("encoding", {})]
+    scales = [u["encoding"]["color"]["scale"] for u in units(doc) if "color" in u.get("encoding", {})]
     m = max(float(model[i].weight.detach().abs().max()) for i in (0, 1))
     assert len(scales) == 2 and all(s["domain"] == pytest.approx([-m, m], rel=1e-7) for s in scales)
     assert doc["resolve"]["scale"]["color"] == "shared"
@@ -217,7 +199,7 @@ def test_big_image_grid_is_one_image_with_every_pixel():
     a = x.double().numpy()
     m = np.abs(a).max()
     assert _colour_scale(doc)["domain"] == pytest.approx([-m, m], rel=1e-12)
-    texts = [u for u in _layers(doc) if u["mark"]["type"] == "text"]
+    texts = [u for u in units(doc) if u["mark"]["type"] == "text"]
     tags = texts[0]["data"]["values"]
     assert [t["tile"] for t in tags] == ["0", "1", "2"]
     for k, t in enumerate(tags):
@@ -231,7 +213,7 @@ def test_big_image_grid_is_one_image_with_every_pixel():
 def test_small_matrices_stay_rects_with_tooltips():
     model = _linear(5, 6)
     doc = _render(model, "weights of 0 | heatmap", max_marks=100).vega_lite()
-    marks = [u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"] for u in _layers(doc)]
+    marks = [u["mark"] if isinstance(u["mark"], str) else u["mark"]["type"] for u in units(doc)]
     assert "image" not in marks and "rect" in marks
 
 
