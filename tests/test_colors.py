@@ -26,6 +26,7 @@ def test_types_share_colours_across_charts():
     assert dict(zip(sa["domain"], sa["range"]))["Linear"] == pal["type"]["Linear"]
     assert ua["usermeta"]["nnspec"]["palette"] == pal["type"]
     assert a["encoding"]["color"]["scale"] == {"scheme": "tableau20"}  # the input is not modified
+    assert "palette" not in a["usermeta"]["nnspec"] and ua["data"]["values"] is a["data"]["values"]  # rows shared
 
 
 def test_runs_follow_the_run_order():

@@ -27,12 +27,16 @@ def _declared(spec: dict) -> list[str]:
     return [c["field"] for c in meta.get("colors", ()) if isinstance(c, dict) and c.get("field") in ("type", "run")]
 
 
+DATA = ("values", "datasets", "usermeta")  # rows and the page's declarations: never an encoding inside
+
+
 def _walk(node) -> Iterable[dict]:
-    """Every dict in a Vega-Lite spec."""
+    """Every dict of a Vega-Lite spec's structure, not descending into its data (``DATA``)."""
     if isinstance(node, dict):
         yield node
-        for v in node.values():
-            yield from _walk(v)
+        for k, v in node.items():
+            if k not in DATA:
+                yield from _walk(v)
     elif isinstance(node, list):
         for v in node:
             yield from _walk(v)
@@ -95,8 +99,17 @@ def unify(spec: dict | None, pal: dict[str, dict]) -> dict | None:
 
 
 def _copy(node):
+    """A copy of the structure ``unify`` changes; the data (rows, datasets) is shared, not copied."""
     if isinstance(node, dict):
-        return {k: _copy(v) for k, v in node.items()}
+        return {k: _shared(k, v) for k, v in node.items()}
     if isinstance(node, list):
         return [_copy(v) for v in node]
     return node
+
+
+def _shared(key: str, value):
+    if key in ("values", "datasets"):
+        return value
+    if key == "usermeta" and isinstance(value, dict):  # only its ``nnspec`` dict gains a key: the rest is shared
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in value.items()}
+    return _copy(value)
