@@ -1,7 +1,7 @@
 /* nnspec serve: keeps a served dashboard current without a reload (never part of a
  * rendered file). Polls /api/state every second; on a new version fetches /api/cards
  * and swaps each <section class="card"> whose HTML changed, keeping the scroll
- * position, then embeds its charts (window.nnspec.mount if the page has it). A spec
+ * position, then embeds its charts with the page's window.nnspec.mount. A spec
  * that fails shows its located error in a banner above the last good charts. */
 (function () {
   'use strict';
@@ -31,21 +31,8 @@
     if (b.textContent !== text) b.textContent = text;
   }
 
-  function embed(root) {
-    if (window.nnspec && typeof window.nnspec.mount === 'function') {
-      window.nnspec.mount(root);
-      return;
-    }
-    var els = root.matches && root.matches('[data-spec]') ? [root] : [];
-    els = els.concat(Array.prototype.slice.call(root.querySelectorAll('[data-spec]')));
-    els.forEach(function (el) {
-      var src = document.getElementById(el.dataset.spec);
-      if (!src || typeof vegaEmbed !== 'function') return;
-      var spec = JSON.parse(src.textContent);
-      vegaEmbed(el, spec, { actions: false, renderer: 'svg' })
-        .then(function () { el.dataset.rendered = 'yes'; })
-        .catch(function (err) { el.dataset.rendered = 'failed'; el.textContent = 'chart failed: ' + err; });
-    });
+  function embed(root) {  // the page's own script (page.js, inlined in every page) embeds and wires charts
+    window.nnspec.mount(root);
   }
 
   function fragment(html) {
