@@ -32,8 +32,8 @@ KINDS = {"input": "i", "module": "m", "op": "p", "output": "o"}
 def payload(trace: Trace, model, args: dict | None = None) -> dict:
     """The payload for ``trace`` of ``model``; ``args`` the graph's own (``depth``, ``fold``)."""
     args = args or {}
-    mods = G._Modules(backend_for(model))
-    dead = G._dead_ends(trace)
+    mods = G.Modules(backend_for(model))
+    dead = G.dead_ends(trace)
     nodes = [n for n in trace.nodes if n.id not in dead]
     out: dict = {"v": 1, "n": [_node(n) for n in nodes]}
     out["e"] = [[a, b] for a, b in dict.fromkeys(trace.edges) if a not in dead and b not in dead]
@@ -86,12 +86,6 @@ def _run(run, nodes: list) -> dict:
 def initial(data: dict, found: dict, depth: int | None, folding: bool | None) -> dict:
     """The state ``layout.build`` draws: its ladder of foldings at the deepest depth that fits."""
     index = {tuple(r["b"]): i for i, r in enumerate(data["r"])}
-    if folding is False:
-        ladder: list = [(None, False)]
-    elif folding:
-        ladder = [(2, False), (2, True)]
-    else:
-        ladder = [(G.FOLD_MIN, False), (2, False), (2, True)]
     groups = [p for p, m in data["m"].items() if m.get("g")]
 
     def state(d: int, min_run, whole: bool) -> dict:
@@ -100,24 +94,8 @@ def initial(data: dict, found: dict, depth: int | None, folding: bool | None) ->
         expanded = [p for p in groups if p.count(".") + 1 < d and p not in firsts]
         return {"x": expanded, "f": folded}
 
-    def one(d: int) -> dict:
-        s = {}
-        for min_run, whole in ladder:
-            s = state(d, min_run, whole)
-            if len(visible(data, s["x"], s["f"])[0]) <= G.FITS:
-                return s
-        return s
-
-    if depth is not None:
-        return one(depth)
-    best = one(1)
     deepest = max((m.count(".") + 1 for m in data["m"] if m), default=1)
-    for d in range(2, deepest + 1):
-        s = one(d)
-        if len(visible(data, s["x"], s["f"])[0]) > G.FITS:
-            break
-        best = s
-    return best
+    return G.fitting(state, lambda s: len(visible(data, s["x"], s["f"])[0]), deepest, depth, folding)
 
 
 def visible(data: dict, expanded, folded) -> tuple[dict, set]:

@@ -74,7 +74,7 @@ class Folded:
     runs: list  # Run, shallowest first
 
 
-class _Modules:
+class Modules:
     """Module types, parameter counts and signatures by path, each computed once."""
 
     def __init__(self, be: Backend):
@@ -107,7 +107,7 @@ def _under(scope: tuple, parts: tuple) -> bool:
     return scope[: len(parts)] == parts
 
 
-def find_runs(trace: Trace, mods: _Modules, min_run: int = FOLD_MIN) -> tuple[list, dict]:
+def find_runs(trace: Trace, mods: Modules, min_run: int = FOLD_MIN) -> tuple[list, dict]:
     """Runs of at least ``min_run`` identical blocks: consecutive sibling modules,
     each called once, of one class and parameter shapes, whose traced insides
     match node for node and edge for edge, each fed by the one before and no
@@ -181,9 +181,9 @@ def find_runs(trace: Trace, mods: _Modules, min_run: int = FOLD_MIN) -> tuple[li
     return runs, counterpart
 
 
-def fold_trace(trace: Trace, mods: _Modules, min_run: int | None) -> Folded:
+def fold_trace(trace: Trace, mods: Modules, min_run: int | None) -> Folded:
     """The trace with every run folded into its first block (``min_run`` None: no folding)."""
-    dead = _dead_ends(trace)
+    dead = dead_ends(trace)
     if not min_run:
         return _without(Folded(list(trace.nodes), list(trace.edges), []), dead)
     runs, counterpart = find_runs(trace, mods, min_run)
@@ -212,7 +212,7 @@ def fold_trace(trace: Trace, mods: _Modules, min_run: int | None) -> Folded:
     return _without(Folded(keep, list(edges), runs), dead)
 
 
-def _dead_ends(trace: Trace) -> set:
+def dead_ends(trace: Trace) -> set:
     """Ops whose result feeds nothing (``mask.sum()`` read by an ``if``, a shape
     check): control flow, not data flow; they are not drawn."""
     succ: dict[int, int] = {}
@@ -242,7 +242,7 @@ def _without(folded: Folded, dead: set) -> Folded:
     return Folded(keep, [(a, b) for a, b in folded.edges if a not in dead and b not in dead], folded.runs)
 
 
-def collapse(trace: Trace, folded: Folded, mods: _Modules, depth: int, whole_runs: bool = False) -> Graph:
+def collapse(trace: Trace, folded: Folded, mods: Modules, depth: int, whole_runs: bool = False) -> Graph:
     """One node per call of each module at ``depth`` (or shallower leaf), ops inside
     grouped with it; ``whole_runs`` draws each visible folded run as one node."""
     runs = [(tuple(r.blocks[0].split(".")), r) for r in folded.runs]
@@ -311,32 +311,45 @@ def build(trace: Trace, model, depth: int | None = None, folding: bool | None = 
     Folding (unless ``folding`` is False) tries, until the graph fits: runs of
     three or more (``folding`` True: two), then runs of two, then each folded
     run drawn as one node; past the budget the last of these is kept."""
-    mods = _Modules(backend_for(model))
-    ladder: list[tuple[int | None, bool]]
-    if folding is False:
-        ladder = [(None, False)]
-    elif folding:
-        ladder = [(2, False), (2, True)]
-    else:
-        ladder = [(FOLD_MIN, False), (2, False), (2, True)]
+    mods = Modules(backend_for(model))
     folds: dict = {}
 
-    def one(d):
+    def attempt(d: int, min_run: int | None, whole: bool) -> Graph:
+        if min_run not in folds:
+            folds[min_run] = fold_trace(trace, mods, min_run)
+        return collapse(trace, folds[min_run], mods, d, whole)
+
+    return fitting(attempt, lambda g: len(g.nodes), max_depth(trace), depth, folding)
+
+
+def fold_ladder(folding: bool | None) -> list[tuple[int | None, bool]]:
+    """The foldings tried in turn until a graph fits: (shortest run folded, runs drawn whole)."""
+    if folding is False:
+        return [(None, False)]
+    if folding:
+        return [(2, False), (2, True)]
+    return [(FOLD_MIN, False), (2, False), (2, True)]
+
+
+def fitting(attempt, size, deepest: int, depth: int | None = None, folding: bool | None = None):
+    """What ``build`` draws, for any drawing: ``attempt(depth, min_run, whole)`` at ``depth``
+    (default the deepest whose drawing has at most ``FITS`` nodes, by ``size``), the first
+    folding of ``fold_ladder(folding)`` that fits, else the last."""
+
+    def one(d: int):
         g = None
-        for min_run, whole in ladder:
-            if min_run not in folds:
-                folds[min_run] = fold_trace(trace, mods, min_run)
-            g = collapse(trace, folds[min_run], mods, d, whole)
-            if len(g.nodes) <= FITS:
+        for min_run, whole in fold_ladder(folding):
+            g = attempt(d, min_run, whole)
+            if size(g) <= FITS:
                 return g
         return g
 
     if depth is not None:
         return one(depth)
     best = one(1)
-    for d in range(2, max_depth(trace) + 1):
+    for d in range(2, deepest + 1):
         g = one(d)
-        if len(g.nodes) > FITS:
+        if size(g) > FITS:
             break
         best = g
     return best
