@@ -131,7 +131,7 @@ def _xy_chart(data: Data, mark: Step, view: ViewSpec, kind: str):
     functions = list(dict.fromkeys(frame["function"])) if data.kind == "function" else []
     if len(functions) == 1 and y == "value":  # one curve: the axis names it
         y_title = f"{functions[0]}(x), {functions[0]}'(x)"
-    value = log_axis(log, frame[y].tolist(), format="~g")
+    value = log_axis(log, frame[y].tolist())
     value_enc = {**field(y, "Q"), "title": y_title, "scale": log_scale(log) if log else alt.Undefined, "axis": value}
     if kind == "bar" and (log or frame[x].is_unique):  # bars from the axis's foot: on a log scale too
         value_enc["stack"] = None

@@ -135,7 +135,6 @@ def log_axis(meta: dict | None, values, **kw) -> alt.Axis:
     symlog ticks are linear in the value and bunch at one end)."""
     # no format of our own on linear and log axes: a format without a precision makes Vega
     # derive one from the tick step, and 0.0012 was labelled "0.001" beside 0.001
-    kw = {k: v for k, v in kw.items() if k != "format"}
     if not meta or meta["type"] != "symlog":
         return alt.Axis(**kw)
     finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(float(v))]

@@ -117,7 +117,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
             spread.mark_area(opacity=0.25).encode(y=alt.Y(**field("lo", "Q")), y2=alt.Y2(**field("hi")), **enc)
         )
         y_title = "mean; bands ±std, min..max"
-    y_enc = alt.Y(**field(y, "Q"), title=y_title, scale=scale, axis=log_axis(log, frame[y].tolist(), format="~g"))
+    y_enc = alt.Y(**field(y, "Q"), title=y_title, scale=scale, axis=log_axis(log, frame[y].tolist()))
     fade = opacity("layer", pick)
     raw = base.mark_line(point=len(frame) <= 200, strokeOpacity=RAW_OPACITY).encode(
         y=y_enc, tooltip=tooltip(frame), opacity=fade, **enc
