@@ -199,8 +199,8 @@ def open_runs(spec: Spec, runs, trained) -> list:
                 inner = tensorboard.logdir_runs(d)  # a TensorBoard --logdir: say which runs it holds
                 if not inner:
                     raise
-                hint = tensorboard.logdir_of_runs_hint(d, inner[0])
-                raise SpecError(tensorboard.logdir_of_runs(d, inner), None, hint) from None
+                hint = runs_messages.logdir_of_runs_hint(d, inner[0])
+                raise SpecError(runs_messages.logdir_of_runs(d, inner), None, hint) from None
     except BaseException:
         for r in opened:
             r.close()

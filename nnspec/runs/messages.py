@@ -5,6 +5,8 @@ Tests assert against these functions, not against copied strings.
 
 from __future__ import annotations
 
+import os
+
 
 def train_needs_loss() -> str:
     return "train: needs a loss to minimise, and the spec has no 'loss'"
@@ -182,3 +184,92 @@ def not_a_series(name: str, known) -> str:
 
 def run_starting(directory: str) -> str:
     return f"run '{directory}' is being created: it holds nothing yet"
+
+
+# -- TensorBoard logs (runs/tensorboard.py) -------------------------------------------------
+def needs_tensorboard() -> str:
+    return "reading or writing TensorBoard logs needs the 'tensorboard' package"
+
+
+def needs_tensorboard_hint() -> str:
+    return "pip install 'nnspec[tensorboard]' (TensorFlow is not needed)"
+
+
+def bad_log(directory: str, why: str) -> str:
+    return f"cannot read TensorBoard logs '{directory}': {why}"
+
+
+def no_tag(run: str, wanted: list[str], scalars: list[str], histograms: list[str]) -> str:
+    def listing(tags: list[str]) -> str:
+        shown = ", ".join(f"'{t}'" for t in tags[:8])
+        return (shown + (f" and {len(tags) - 8} more" if len(tags) > 8 else "")) or "none"
+
+    return (
+        f"TensorBoard run '{run}' has no tag {' or '.join(repr(w) for w in wanted[:4])}; "
+        f"its scalar tags: {listing(scalars)}; its histogram tags: {listing(histograms)}"
+    )
+
+
+def no_tag_hint() -> str:
+    return (
+        "nnspec reads the tag KIND/TARGET/REDUCE (grad/fc1.weight/norm), 'loss' or 'train/loss' for the loss, "
+        "and histograms tagged KIND/TARGET or a parameter's name; docs/guide.md §9, TensorBoard logs"
+    )
+
+
+def uneven_buckets(run: str, tag: str, step: int) -> str:
+    return (
+        f"TensorBoard run '{run}': histogram '{tag}' at step {step} has buckets of unequal widths "
+        "(TensorFlow's exponential buckets); nnspec draws equal bins and does not re-bin counts"
+    )
+
+
+def uneven_buckets_hint() -> str:
+    return "log it with add_histogram(..., bins='auto') or an integer number of bins"
+
+
+def several_losses(run: str, tags: list[str]) -> str:
+    return f"TensorBoard run '{run}' has several tags that could be the loss: {', '.join(tags)}"
+
+
+def several_losses_hint() -> str:
+    return "nnspec reads 'loss', else 'train/loss': log the loss to draw under one of those tags"
+
+
+def note_buckets(run: str, tag: str, buckets: list[int], bins: int) -> str:
+    n = f"{buckets[0]}" if len(buckets) == 1 else f"{buckets[0]} to {buckets[-1]}"
+    return f"run '{run}': histogram '{tag}' is drawn with the {n} buckets TensorBoard stored, not bins={bins}"
+
+
+def not_event_files(names: list[str]) -> str:
+    return f"no record could be read from {', '.join(names[:3])}: damaged, or not TensorBoard event files"
+
+
+def note_unread(run: str, name: str, unread: int | None, size: int) -> str:
+    where = (
+        f"the last {unread:,} of {size:,} bytes of {name}"
+        if unread is not None
+        else (f"{name} past a record whose checksum fails")
+    )
+    return f"run '{run}': {where} could not be read (a damaged record, or one still being written)"
+
+
+def export_exists(directory: str) -> str:
+    return f"'{directory}' holds TensorBoard event files already: an export never adds to or replaces them"
+
+
+def export_exists_hint() -> str:
+    return "export into a new directory (TensorBoard shows each subdirectory of its --logdir as a run)"
+
+
+def not_a_directory(directory: str) -> str:
+    return f"'{directory}' is not a directory"
+
+
+def logdir_of_runs(directory: str, runs: list[str]) -> str:
+    shown = ", ".join(runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
+    return f"'{directory}' is a TensorBoard log directory of runs ({shown}), not one run"
+
+
+def logdir_of_runs_hint(directory: str, first: str) -> str:
+    return f"name each run with its own --run, e.g. --run {os.path.join(directory, first)}"

@@ -46,6 +46,7 @@ import numpy as np
 from nnspec.errors import SpecError
 from nnspec.numerics.reduce import STATS_FIELDS
 from nnspec.numerics.reductions import HISTOGRAM_HEAD
+from nnspec.runs import messages
 
 if TYPE_CHECKING:
     from nnspec.compiler.plan import Capture
@@ -54,95 +55,6 @@ EVENTS = "events.out.tfevents."
 LOSS_TAGS = ("loss", "train/loss")  # in this order, then the one tag whose last part is "loss"
 MAX_LOG_BYTES = int(os.environ.get("NNSPEC_MAX_RUN_BYTES", 4 << 30))  # as for run files
 NONFINITE_TAGS = ("nan", "inf", "outside")  # a histogram's counts beside its buckets, written when not 0
-
-
-# -- messages ----------------------------------------------------------------------------------
-def needs_tensorboard() -> str:
-    return "reading or writing TensorBoard logs needs the 'tensorboard' package"
-
-
-def needs_tensorboard_hint() -> str:
-    return "pip install 'nnspec[tensorboard]' (TensorFlow is not needed)"
-
-
-def bad_log(directory: str, why: str) -> str:
-    return f"cannot read TensorBoard logs '{directory}': {why}"
-
-
-def no_tag(run: str, wanted: list[str], scalars: list[str], histograms: list[str]) -> str:
-    def listing(tags: list[str]) -> str:
-        shown = ", ".join(f"'{t}'" for t in tags[:8])
-        return (shown + (f" and {len(tags) - 8} more" if len(tags) > 8 else "")) or "none"
-
-    return (
-        f"TensorBoard run '{run}' has no tag {' or '.join(repr(w) for w in wanted[:4])}; "
-        f"its scalar tags: {listing(scalars)}; its histogram tags: {listing(histograms)}"
-    )
-
-
-def no_tag_hint() -> str:
-    return (
-        "nnspec reads the tag KIND/TARGET/REDUCE (grad/fc1.weight/norm), 'loss' or 'train/loss' for the loss, "
-        "and histograms tagged KIND/TARGET or a parameter's name; docs/guide.md §9, TensorBoard logs"
-    )
-
-
-def uneven_buckets(run: str, tag: str, step: int) -> str:
-    return (
-        f"TensorBoard run '{run}': histogram '{tag}' at step {step} has buckets of unequal widths "
-        "(TensorFlow's exponential buckets); nnspec draws equal bins and does not re-bin counts"
-    )
-
-
-def uneven_buckets_hint() -> str:
-    return "log it with add_histogram(..., bins='auto') or an integer number of bins"
-
-
-def several_losses(run: str, tags: list[str]) -> str:
-    return f"TensorBoard run '{run}' has several tags that could be the loss: {', '.join(tags)}"
-
-
-def several_losses_hint() -> str:
-    return "nnspec reads 'loss', else 'train/loss': log the loss to draw under one of those tags"
-
-
-def note_buckets(run: str, tag: str, buckets: list[int], bins: int) -> str:
-    n = f"{buckets[0]}" if len(buckets) == 1 else f"{buckets[0]} to {buckets[-1]}"
-    return f"run '{run}': histogram '{tag}' is drawn with the {n} buckets TensorBoard stored, not bins={bins}"
-
-
-def not_event_files(names: list[str]) -> str:
-    return f"no record could be read from {', '.join(names[:3])}: damaged, or not TensorBoard event files"
-
-
-def note_unread(run: str, name: str, unread: int | None, size: int) -> str:
-    where = (
-        f"the last {unread:,} of {size:,} bytes of {name}"
-        if unread is not None
-        else (f"{name} past a record whose checksum fails")
-    )
-    return f"run '{run}': {where} could not be read (a damaged record, or one still being written)"
-
-
-def export_exists(directory: str) -> str:
-    return f"'{directory}' holds TensorBoard event files already: an export never adds to or replaces them"
-
-
-def export_exists_hint() -> str:
-    return "export into a new directory (TensorBoard shows each subdirectory of its --logdir as a run)"
-
-
-def not_a_directory(directory: str) -> str:
-    return f"'{directory}' is not a directory"
-
-
-def logdir_of_runs(directory: str, runs: list[str]) -> str:
-    shown = ", ".join(runs[:6]) + (f" and {len(runs) - 6} more" if len(runs) > 6 else "")
-    return f"'{directory}' is a TensorBoard log directory of runs ({shown}), not one run"
-
-
-def logdir_of_runs_hint(directory: str, first: str) -> str:
-    return f"name each run with its own --run, e.g. --run {os.path.join(directory, first)}"
 
 
 # -- tags --------------------------------------------------------------------------------------
@@ -187,7 +99,7 @@ def _tensorboard():
     try:
         from tensorboard.backend.event_processing import event_accumulator
     except ImportError:
-        raise SpecError(needs_tensorboard(), None, needs_tensorboard_hint()) from None
+        raise SpecError(messages.needs_tensorboard(), None, messages.needs_tensorboard_hint()) from None
     return event_accumulator
 
 
@@ -225,8 +137,10 @@ class TensorBoardRun:
         ea = _tensorboard()
         unread = [(os.path.basename(f), *_readable(f)) for f in files]
         if not any(end for _, end, _ in unread):
-            self._bad(not_event_files([name for name, _, _ in unread]))
-        self._notes = [note_unread(self.name, name, size - end, size) for name, end, size in unread if end < size]
+            self._bad(messages.not_event_files([name for name, _, _ in unread]))
+        self._notes = [
+            messages.note_unread(self.name, name, size - end, size) for name, end, size in unread if end < size
+        ]
         guidance = {ea.SCALARS: 0, ea.HISTOGRAMS: 0, ea.TENSORS: 0, ea.COMPRESSED_HISTOGRAMS: 1}
         stopped = _Stops()
         raw: dict[str, list] = {}
@@ -259,13 +173,13 @@ class TensorBoardRun:
         for path in stopped.files:  # a record TensorBoard's reader refused past the header check above
             name = os.path.basename(path)
             if not any(name in n for n in self._notes):
-                self._notes.append(note_unread(self.name, name, None, os.path.getsize(path)))
+                self._notes.append(messages.note_unread(self.name, name, None, os.path.getsize(path)))
         self.histograms = {t: [(s, lim, cnt) for s, (lim, cnt) in rows] for t, rows in raw.items()}
         self.series = {t: i for i, t in enumerate([*self.scalars, *self.histograms])}
         self.meta = {"source": "tensorboard"}
 
     def _bad(self, why: str):
-        raise SpecError(bad_log(self.directory, why))
+        raise SpecError(messages.bad_log(self.directory, why))
 
     @property
     def notes(self) -> list[str]:
@@ -311,7 +225,9 @@ class TensorBoardRun:
             if _op(str(lacking[0].reduce)) == "stats":
                 wanted = [f"{wanted[0]}/{STATS_FIELDS[0]}"]
             raise SpecError(
-                no_tag(self.name, wanted, sorted(self.scalars), sorted(self.histograms)), None, no_tag_hint()
+                messages.no_tag(self.name, wanted, sorted(self.scalars), sorted(self.histograms)),
+                None,
+                messages.no_tag_hint(),
             )
         return []
 
@@ -334,7 +250,7 @@ class TensorBoardRun:
                     out.append((s, self._histogram(t, s, limits, counts, extra)))
             sizes = sorted({len(v) - len(HISTOGRAM_HEAD) for _, v in out})
             if t != tag(c.series_key) and sizes and sizes != [c.reduce.bins]:
-                note = note_buckets(self.name, t, sizes, c.reduce.bins)
+                note = messages.note_buckets(self.name, t, sizes, c.reduce.bins)
                 if note not in self._view_notes:
                     self._view_notes.append(note)
             return out
@@ -343,10 +259,10 @@ class TensorBoardRun:
     def _histogram(self, t: str, step: int, limits: np.ndarray, counts: np.ndarray, extra: dict) -> np.ndarray:
         """TensorBoard's buckets as nnspec's record: lo, hi, nan, inf, outside, then equal bins."""
         if len(limits) < 2 or len(limits) != len(counts) or not np.isfinite(limits).all():
-            raise SpecError(uneven_buckets(self.name, t, step), None, uneven_buckets_hint())
+            raise SpecError(messages.uneven_buckets(self.name, t, step), None, messages.uneven_buckets_hint())
         widths = np.diff(limits)
         if not (widths > 0).all() or not np.allclose(widths, widths[0], rtol=1e-6, atol=0):
-            raise SpecError(uneven_buckets(self.name, t, step), None, uneven_buckets_hint())
+            raise SpecError(messages.uneven_buckets(self.name, t, step), None, messages.uneven_buckets_hint())
         # the first bucket holds what lies at or below the first limit, outside the bins (an export
         # leaves it empty and writes what lay outside as …/outside)
         nan, inf = (extra[k].get(step, 0.0) for k in ("nan", "inf"))
@@ -362,9 +278,11 @@ class TensorBoardRun:
         if len(ends) == 1:
             return ends[0]
         if len(ends) > 1:
-            raise SpecError(several_losses(self.name, ends), None, several_losses_hint())
+            raise SpecError(messages.several_losses(self.name, ends), None, messages.several_losses_hint())
         raise SpecError(
-            no_tag(self.name, list(LOSS_TAGS), sorted(self.scalars), sorted(self.histograms)), None, no_tag_hint()
+            messages.no_tag(self.name, list(LOSS_TAGS), sorted(self.scalars), sorted(self.histograms)),
+            None,
+            messages.no_tag_hint(),
         )
 
     def scalar_series(self, lo=None, hi=None) -> dict[str, list[tuple[int, float]]]:
@@ -498,9 +416,9 @@ def export(run_dir: str, out: str) -> list[str]:
     from nnspec.runs.store import Run
 
     if os.path.exists(out) and not os.path.isdir(out):
-        raise SpecError(not_a_directory(out))
+        raise SpecError(messages.not_a_directory(out))
     if is_logdir(out):
-        raise SpecError(export_exists(out), None, export_exists_hint())
+        raise SpecError(messages.export_exists(out), None, messages.export_exists_hint())
     run = Run(run_dir)
     try:
         _tensorboard()
