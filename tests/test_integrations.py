@@ -6,11 +6,9 @@ ends and after a training step raises."""
 from __future__ import annotations
 
 import copy
-import json
 import os
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -489,90 +487,3 @@ def test_keras_fit_raising_leaves_the_model_as_found(tmp_path):
     assert _keras_state(model)[1] == before[1]
     got = _records(run)
     assert got["finished"] == "0" and sorted(got["loss"]) == [0, 1, 2]
-
-
-JAX_SCRIPT = textwrap.dedent(
-    """
-    import json, os, sys
-    os.environ["KERAS_BACKEND"] = "jax"
-    sys.path.insert(0, sys.argv[1])
-    import keras, numpy as np
-    from nnspec.errors import SpecError
-    from nnspec.integrations.keras import NnspecCallback
-    from nnspec.runs.store import Run
-    from tests.helpers import spec
-
-    init = keras.initializers.GlorotUniform
-    def mlp():
-        return keras.Sequential([keras.Input((4,)),
-            keras.layers.Dense(5, activation="relu", name="hidden", kernel_initializer=init(seed=0)),
-            keras.layers.Dense(3, name="out", kernel_initializer=init(seed=1))])
-    rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(24, 4)).astype("float32"), rng.normal(size=(24, 3)).astype("float32")
-    model = mlp()
-    start = [w.copy() for w in model.get_weights()]
-    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
-    out = {}
-    try:
-        model.fit(x, y, batch_size=4, epochs=1, verbose=0,
-                  callbacks=[NnspecCallback(spec(["grads of * over steps | norm"], loss=None), run=sys.argv[2] + "/no")])
-    except SpecError as e:
-        out["refused"] = str(e)
-    views = ["loss over steps", "weights of * over steps | stats", "weights of out.kernel over steps | update_ratio"]
-    model.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
-              callbacks=[NnspecCallback(spec(views, loss=None), run=sys.argv[2] + "/jax", record_every=2)])
-    r = Run(sys.argv[2] + "/jax")
-    f = r.frame()
-    out["loss"] = dict(r.losses())
-    out["mean"] = {int(s): v for s, v in f[(f.series == "param hidden.kernel | stats") & (f.statistic == "mean")]
-                   [["step", "value"]].itertuples(index=False)}
-    out["ratio"] = {int(s): v for s, v in f[f.series == "update out.kernel | update_ratio"]
-                    [["step", "value"]].itertuples(index=False)}
-    out["finished"] = r.meta["finished"]
-    # the hand loop: numpy, the same SGD on mse
-    w = [a.astype("float64") for a in start]
-    hand = {"loss": {}, "mean": {}, "ratio": {}}
-    for s in range(12):
-        i = (s % 6) * 4
-        xb, yb = x[i:i + 4].astype("float64"), y[i:i + 4].astype("float64")
-        z = xb @ w[0] + w[1]; h = np.maximum(z, 0); p = h @ w[2] + w[3]
-        d = 2 * (p - yb) / p.size
-        g3, g2 = d.sum(0), h.T @ d
-        dz = (d @ w[2].T) * (z > 0)
-        g1, g0 = dz.sum(0), xb.T @ dz
-        if s % 2 == 0:
-            hand["loss"][s] = float(((p - yb) ** 2).mean())
-            hand["mean"][s] = float(w[0].mean())
-            hand["ratio"][s] = float(np.linalg.norm(0.1 * g2) / np.linalg.norm(w[2]))
-        w = [a - 0.1 * g for a, g in zip(w, (g0, g1, g2, g3))]
-    out["hand"] = hand
-    print(json.dumps(out))
-    """
-)
-
-
-@pytest.mark.slow  # a fresh process imports JAX and Keras: about 12 s
-def test_keras_fit_on_jax_records_weights_and_loss_and_refuses_gradients(tmp_path):
-    pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
-    p = subprocess.run(
-        [sys.executable, "-c", JAX_SCRIPT, ROOT, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = json.loads(p.stdout.strip().splitlines()[-1])
-    assert "needs the gradients of each training step" in out["refused"] and "on jax" in out["refused"]
-    assert out["finished"] == "1"
-    hand = out["hand"]
-    assert sorted(out["loss"], key=int) == [str(s) for s in range(0, 12, 2)]
-    for s, want in hand["loss"].items():
-        assert out["loss"][s] == pytest.approx(want, rel=1e-5)  # Keras' float32 running sum, differenced
-        assert out["mean"][s] == pytest.approx(hand["mean"][s], rel=1e-5, abs=1e-7)
-        assert out["ratio"][s] == pytest.approx(hand["ratio"][s], rel=1e-4)
-
-
-def test_keras_refusal_message_names_the_view():
-    from nnspec.integrations import messages
-
-    m = messages.keras_not_reachable("activations of hidden over steps | stats", "activation", "jax")
-    assert "activations" in m and "'activations of hidden over steps | stats'" in m
-    assert SpecError(m).message == m

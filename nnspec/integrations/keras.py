@@ -11,18 +11,17 @@ of the model and its optimizer are wrapped (instance attributes, removed at the 
     model._compute_loss   the step's loss kept (before any loss scaling)
     optimizer.apply       gradients (``.grad`` after ``backward()``) and parameters read,
                           the step written, then the update applied
-On JAX the train step is one compiled function: its gradients and activations never
-reach Python, so views over steps of gradients or activations fail at ``on_train_begin``
-(located at their query). Weights and ``update_ratio`` are read at the start of each
-recorded step (``Callback.model`` brings JAX's state back into the model), and the loss
-from Keras' own loss tracker (its running sum before and after the step, float32).
+On JAX (``integrations.keras_jax``) the train step is one compiled function: for the
+duration of ``fit`` ``model.train_function`` is replaced by one that runs Keras' own
+compiled step on steps not recorded, and on a recorded step Keras' ``train_step``
+compiled a second time with taps that hand activations, output gradients, gradients
+and the loss to the host as the step runs. Everything is recorded on both backends.
 """
 
 from __future__ import annotations
 
 import keras
 
-from nnspec.compiler.plan import HOOK_KINDS
 from nnspec.errors import SpecError
 from nnspec.integrations import messages
 from nnspec.integrations.common import Recording
@@ -41,7 +40,6 @@ class NnspecCallback(keras.callbacks.Callback):
         self._patches: list = []  # (object, attribute, what its instance held before, or _NONE)
         self._step = 0
         self._loss = None
-        self._tracked: tuple[float, float] | None = None  # JAX: the loss tracker's (total, count) before a step
 
     @property
     def recorder(self):
@@ -51,39 +49,21 @@ class NnspecCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         model = self.model
         kind = keras.backend.backend()
-        plan = recording_plan(self.recording.spec, model)
-        if kind != "torch":
-            _refuse_unreachable(plan, kind)
+        if kind not in ("torch", "jax"):
+            raise SpecError(messages.keras_backend_unsupported(kind), None, messages.keras_backend_unsupported_hint())
         params = self.params or {}
         steps = params["epochs"] * params["steps"] if params.get("epochs") and params.get("steps") else None
-        self._step, self._loss, self._tracked = 0, None, None
-        self.recording.start(model, steps=steps, plan=plan)
-        if kind == "torch":
-            self._patch(model, "train_step", self._train_step(model.train_step))
-            self._patch(model, "_compute_loss", self._compute_loss(model._compute_loss))
-            self._patch(model.optimizer, "apply", self._apply(model.optimizer.apply))
+        self._step, self._loss = 0, None
+        rec = self.recording.start(model, steps=steps, plan=recording_plan(self.recording.spec, model))
+        if kind == "jax":
+            from nnspec.integrations.keras_jax import JaxSteps
 
-    def on_train_batch_begin(self, batch, logs=None):
-        rec = self.recording.recorder
-        if rec is None or keras.backend.backend() == "torch":
+            steps_fn = JaxSteps(model, rec, rec.backend, on_error=lambda: self.close(finished=False))
+            self._patch(model, "train_function", steps_fn.function())
             return
-        step = self._step
-        updates = any(c.kind == "update" for c in rec.captures) and step > 0 and rec.due(step - 1)
-        if not (rec.due(step) or updates):
-            self._step += 1
-            return
-        model = self.model  # on JAX: the state of the compiled loop written back into the model
-        self._tracked = _tracker(model) if rec.due(step) else None
-        rec.step(step, loss_later=True)
-        self._step += 1
-
-    def on_train_batch_end(self, batch, logs=None):
-        rec = self.recording.recorder
-        if rec is None or self._tracked is None:
-            return
-        (total0, count0), self._tracked = self._tracked, None
-        total, count = _tracker(self.model)
-        rec.step_loss(self._step - 1, (total - total0) / (count - count0) if count > count0 else None)
+        self._patch(model, "train_step", self._train_step(model.train_step))
+        self._patch(model, "_compute_loss", self._compute_loss(model._compute_loss))
+        self._patch(model.optimizer, "apply", self._apply(model.optimizer.apply))
 
     def on_train_end(self, logs=None):
         self.close(finished=True)
@@ -146,22 +126,3 @@ class NnspecCallback(keras.callbacks.Callback):
 
 
 _NONE = object()
-
-
-def _refuse_unreachable(plan, kind: str) -> None:
-    """The first view over steps that needs what a compiled train step keeps to itself."""
-    for vp in plan.views:
-        for c in vp.captures if vp.error is None and vp.query.over_steps else ():
-            if c.kind in HOOK_KINDS or c.kind == "grad":
-                raise SpecError(
-                    messages.keras_not_reachable(vp.view.query, c.kind, kind),
-                    vp.view.query_span,
-                    messages.keras_not_reachable_hint(),
-                )
-
-
-def _tracker(model) -> tuple[float, float]:
-    """(total, count) of Keras' own loss tracker: the losses of this epoch, summed by batch size."""
-    tracker = next(m for m in model.metrics if m.name == "loss")
-    total, count = (float(keras.ops.convert_to_numpy(v.value)) for v in tracker.variables)
-    return total, count

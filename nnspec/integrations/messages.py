@@ -18,16 +18,9 @@ def manual_optimization_hint() -> str:
     return "call rec.step(step, loss=loss) of an nnspec.Recorder yourself after manual_backward()"
 
 
-def keras_not_reachable(query: str, kind: str, backend: str) -> str:
-    what = "gradients" if kind in ("grad", "output_grad", "input_grad") else "activations"
-    return (
-        f"view '{query}' needs the {what} of each training step, which Keras on {backend} computes "
-        "inside its compiled train step, out of a callback's reach"
-    )
+def keras_backend_unsupported(backend: str) -> str:
+    return f"the nnspec Keras callback records fit() on the torch and jax backends; this Keras runs on {backend}"
 
 
-def keras_not_reachable_hint() -> str:
-    return (
-        "run Keras on torch (KERAS_BACKEND=torch) to record them from fit(), or keep to weights, "
-        "update_ratio and loss over steps on this backend"
-    )
+def keras_backend_unsupported_hint() -> str:
+    return "set KERAS_BACKEND=torch or KERAS_BACKEND=jax before importing keras"

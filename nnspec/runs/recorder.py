@@ -116,7 +116,7 @@ class Recorder:
         self._scratch = Scratch()
         self.closed = False
         self._auto = arm
-        self._held: tuple | None = None  # a step recorded with loss_later: (step, records, late)
+        self._given: dict = {}  # step(tensors=...): name -> (value, grad) held by the framework
         if arm:
             self._arm()  # the first forward may be a recorded step
 
@@ -124,42 +124,33 @@ class Recorder:
     def due(self, step: int) -> bool:
         return step % self.every == 0 or step == self.last_step
 
-    def step(self, step: int, loss=None, loss_later: bool = False) -> None:
+    def step(self, step: int, loss=None, tensors: dict | None = None) -> None:
         """Call once per training step, after ``backward()`` and before ``optimizer.step()``.
 
-        ``loss_later``: the loss is not known yet (a framework computes it inside its
-        compiled step); the step's records wait for ``step_loss(step, loss)``."""
+        ``tensors``: the parameters as the framework holds them, ``{name: (value, grad)}``
+        (torch tensors; grad may be None), for a framework whose compiled step keeps them
+        out of the model (Keras on JAX); a name not in it is read from the model."""
         if self.closed:
             raise SpecError(messages.recorder_closed())
-        self._write_held()
+        self._given = tensors or {}
+        try:
+            self._step(step, loss)
+        finally:
+            self._given = {}
+
+    def _step(self, step: int, loss) -> None:
         late = self._updates()
         if self.due(step):
             records = self._collect(step)
-            if loss_later:
-                self._held = (step, records, late)
-            else:
-                value = self._loss(loss)
-                if self.writer is not None:
-                    self.writer.write_step(step, value, records, late)
+            value = self._loss(loss)
+            if self.writer is not None:
+                self.writer.write_step(step, value, records, late)
             late = None
         elif late is not None and self.writer is not None:
             self.writer.write_late(*late)
         self._disarm()
         if self._auto and self.due(step + 1):
             self._arm()
-
-    def step_loss(self, step: int, loss) -> None:
-        """The loss of a step recorded with ``loss_later``: its records written with it."""
-        if self._held is not None and self._held[0] == step:
-            self._write_held(loss)
-
-    def _write_held(self, loss=None) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            step, records, late = held
-            value = self._loss(loss)
-            if self.writer is not None:
-                self.writer.write_step(step, value, records, late)
 
     def arm(self, step: int) -> None:
         """Hooks on for the forward pass(es) of ``step`` if it is recorded (idempotent);
@@ -182,7 +173,6 @@ class Recorder:
         self.closed = True
         ok = False
         try:
-            self._write_held()
             late = self._updates()
             if late is not None and self.writer is not None:
                 self.writer.write_late(*late)
@@ -206,16 +196,28 @@ class Recorder:
     def _arm(self) -> None:
         if self._armed is not None:
             return
+        after, before, _ = self.taps()
+        armed = ExitStack()
+        armed.enter_context(self.backend.hooks(after, before))  # inputs: read before an in-place module runs
+        self._armed = armed
+
+    def taps(self) -> tuple[dict, dict, dict]:
+        """What the hooks of a recorded step's pass call, per module path, for a framework
+        that delivers the values itself (Keras on JAX, from its compiled step); the
+        step's partials start empty. ``(after, before, backward)``: ``after[path](args,
+        kwargs, output)``, ``before[path](args, kwargs)`` and ``backward[path](grads of the
+        output)``, every value a torch tensor (or a structure of them)."""
         self._parts, self._errors = {}, {}
         by_module: dict[str, list[Capture]] = {}
         for c in self.captures:
             if c.kind in HOOK_KINDS:
                 by_module.setdefault(c.target, []).append(c)
-        armed = ExitStack()
         after = {p: self._hook(p, [c for c in caps if c.kind != "input"]) for p, caps in by_module.items()}
         before = {p: self._enter(p, [c for c in caps if c.kind == "input"]) for p, caps in by_module.items()}
-        armed.enter_context(self.backend.hooks(after, before))  # inputs: read before an in-place module runs
-        self._armed = armed
+        backward = {
+            p: self._backward(p, grads) for p, caps in by_module.items() if (grads := _kind(caps, "output_grad"))
+        }
+        return after, before, backward
 
     def _disarm(self) -> None:
         if self._armed is not None:
@@ -250,6 +252,19 @@ class Recorder:
                     self._reduce(c, t)
 
         return hook
+
+    def _backward(self, path: str, caps: list[Capture]):
+        def backward(grads):
+            for c in caps:
+                if c.key in self._parts or c.key in self._errors:
+                    continue
+                g, _, _ = chosen(grads, c.output)
+                if g is None:
+                    self._errors[c.key] = inputs_messages.no_tensor_output(path)
+                else:
+                    self._reduce(c, g)
+
+        return backward
 
     def _grad_hook(self, c: Capture):
         def hook(grad):
@@ -300,17 +315,25 @@ class Recorder:
         shards: list = []  # FSDP2: (capture, this rank's partial of its shard), merged below
         for c in self.captures:
             if c.kind == "param":
-                self._param_record(c, self.backend.tensor(c.target), records, shards)
+                self._param_record(c, self._tensor(c.target), records, shards)
             elif c.kind == "grad":
-                g = self.backend.tensor(c.target).grad
+                g = self._grad(c.target)
                 if g is not None:  # no gradient this step (frozen, unused): no record, a gap in the line
                     self._param_record(c, g, records, shards)
             elif c.kind == "update":
-                self._snapshots[c.key] = select(c, local(self.backend.tensor(c.target).detach())).clone()
+                self._snapshots[c.key] = select(c, local(self._tensor(c.target).detach())).clone()
         records.update(merge_shards(self.ranks, shards))
         if self._snapshots:
             self._pending = step
         return {k: v.cpu() for k, v in records.items()}
+
+    def _tensor(self, name: str) -> torch.Tensor:
+        given = self._given.get(name)
+        return given[0] if given is not None else self.backend.tensor(name)
+
+    def _grad(self, name: str) -> torch.Tensor | None:
+        given = self._given.get(name)
+        return given[1] if given is not None else self.backend.tensor(name).grad
 
     def _param_record(self, c: Capture, t: torch.Tensor, records: dict, shards: list) -> None:
         if self.sharded:  # this rank's shard, merged with the others' in merge_shards
@@ -326,7 +349,7 @@ class Recorder:
         for c in self.captures:
             if c.kind == "update":
                 before = self._snapshots.pop(c.key)
-                now = select(c, local(self.backend.tensor(c.target).detach()))
+                now = select(c, local(self._tensor(c.target).detach()))
                 if self.sharded:  # the squared norms of the shards add up across ranks
                     shards.append((c, before, now))
                     continue
@@ -344,6 +367,10 @@ class Recorder:
             (values,) = self.ranks.gather([value.reshape(1)])
             return float(torch.stack(values).mean())
         return float(value)
+
+
+def _kind(caps: list[Capture], kind: str) -> list[Capture]:
+    return [c for c in caps if c.kind == kind]
 
 
 def hparams_of(spec, optimizer=None) -> dict:

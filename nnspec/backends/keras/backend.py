@@ -110,6 +110,11 @@ class KerasBackend:
             raise KeyError(name)
         return self._vars[name]
 
+    def variables(self) -> dict[str, Any]:
+        """nnspec's parameter names and the Keras variables they name."""
+        self._index()
+        return dict(self._vars)
+
     def tensor(self, name: str) -> torch.Tensor:
         """A parameter as a torch tensor in Keras' layout: the live one on the torch
         backend, a copy elsewhere (``get_weights()`` shows the same numbers)."""
@@ -192,6 +197,17 @@ class KerasBackend:
                     object.__setattr__(obj, "call", old)
                 else:
                     object.__delattr__(obj, "call")
+
+    def calls(self, wrappers: dict[str, Wrapper]) -> Any:
+        """``wrappers[path](call, args, kwargs)`` runs instead of each named layer's
+        ``call`` for the duration (a framework callback tapping a compiled step)."""
+        self._index()
+        return self._patched(wrappers)
+
+    def channels_last(self) -> bool:
+        """The model's feature maps are (N, H, W, C): nnspec hands them on as (N, C, H, W)."""
+        self._index()
+        return self._last
 
     def _hand(self, value: Any, path: str | None = None) -> Any:
         """``value`` as nnspec takes it: torch tensors, channels-first. On JAX, in a pass
