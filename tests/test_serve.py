@@ -317,3 +317,50 @@ def test_the_page_follows_a_growing_run_and_the_spec_without_a_reload(tmp_path):
         open(go + ".end", "w").close()
         _stop(proc)
     assert code == 0, s.err
+
+
+def _record(spec, run: str, steps: int = 3) -> None:
+    """A short finished run at ``run``, recorded in this process."""
+    import torch
+
+    import nnspec
+    from tests.fixtures.models import TinyMLP
+
+    torch.manual_seed(0)
+    model = TinyMLP()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    with nnspec.Recorder(str(spec), model, run=run, record_every=1, steps=steps, optimizer=opt) as rec:
+        for step in range(steps):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            rec.step(step, loss=loss)
+            opt.step()
+            opt.zero_grad()
+
+
+def _drawn(s) -> set[str]:
+    """The run names the served page's runs table shows, once a render is good."""
+    cards = json.loads(s.get("/api/cards")[1])
+    return {n for n in ("run-alpha", "run-beta") if f'["{n}", ' in cards["main"]}
+
+
+def test_a_run_glob_follows_runs_created_and_removed_while_serving(tmp_path):
+    import shutil
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    runs = tmp_path / "runs"
+    _record(spec, str(runs / "run-alpha"))
+    s = Served(spec, "--run", str(runs / "*"))
+    try:
+        assert _wait(lambda: s.state()["version"] >= 1), s.err
+        assert s.state()["error"] is None and _drawn(s) == {"run-alpha"}
+        _record(spec, str(runs / "run-beta"))  # a run started after the server: drawn, without a restart
+        assert _wait(lambda: s.state()["error"] is None and _drawn(s) == {"run-alpha", "run-beta"}, 30), s.err
+        shutil.rmtree(runs / "run-alpha")  # a run removed: dropped, and no error stays
+        assert _wait(lambda: s.state()["error"] is None and _drawn(s) == {"run-beta"}, 30), (s.state(), s.err)
+    finally:
+        code = s.stop()
+    assert code == 0, s.err
+    assert not any("Traceback" in line for line in s.err)

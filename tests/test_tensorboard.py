@@ -3,6 +3,7 @@ runs exported as event files read back by TensorBoard's own EventAccumulator."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -315,3 +316,152 @@ def test_scalars_of_a_recorded_run_are_its_loss(tmp_path):
     data = view(_render(["scalars over steps"], [run])).data
     assert data["layer"].unique().tolist() == ["loss"]
     assert data["value"].tolist() == pytest.approx(losses, rel=1e-12)
+
+
+# -- hyperparameters (the hparams plugin) --------------------------------------------------------
+def _session_start(directory: str) -> dict:
+    """The hparams plugin's session start info in ``directory``'s own event files, read with
+    TensorBoard's own accumulator and plugin metadata parser."""
+    from tensorboard.plugins.hparams import metadata
+
+    content = _accumulator(directory).PluginTagToContent(metadata.PLUGIN_NAME)
+    info = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in info.hparams.items()}
+
+
+def test_hparams_logged_with_add_hparams_are_the_runs_table(tmp_path):
+    logs = str(tmp_path / "tb" / "baseline")
+    _team_logs(logs)
+    with SummaryWriter(log_dir=logs) as w:  # default run_name: written into logs/<time>/
+        w.add_hparams({"lr": 0.01, "batch": 32, "optimizer": "Adam", "nesterov": False}, {"hparam/loss": 0.3})
+    assert len(tb.logdir_runs(logs)) == 1
+    r = tb.TensorBoardRun(logs)
+    assert r.hparams == {"lr": 0.01, "batch": 32, "optimizer": "Adam", "nesterov": False}
+    assert isinstance(r.hparams["batch"], int)  # the plugin's doubles: whole numbers back as integers
+    dash = _render(["loss over steps"], [logs])
+    assert dash.runs == [{"run": "baseline", "batch": 32, "lr": 0.01, "nesterov": False, "optimizer": "Adam"}]
+    assert '"optimizer"' in dash.html() and '"Adam"' in dash.html()  # the page's Runs table
+
+
+def test_hparams_in_the_runs_own_files_win_and_logs_without_any_have_none(tmp_path):
+    from tensorboard.plugins.hparams import summary_v2
+
+    plain = str(tmp_path / "plain")
+    _team_logs(plain)
+    assert tb.TensorBoardRun(plain).hparams == {}
+    logs = str(tmp_path / "own")
+    _team_logs(logs)
+    with SummaryWriter(log_dir=logs) as w:
+        w.add_hparams({"lr": 0.5, "seed": 1}, {}, run_name="older")
+        w.file_writer.add_summary(summary_v2.hparams_pb({"lr": 0.25, "width": 1.5}))  # TensorBoard's own writer
+    assert tb.TensorBoardRun(logs).hparams == {"lr": 0.25, "seed": 1, "width": 1.5}
+
+
+def test_damaged_hparams_are_noted_and_the_run_still_draws(tmp_path):
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+
+    logs = str(tmp_path / "damaged")
+    written = _team_logs(logs)
+    bad = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=b"\xff\xff\xff"))
+    with SummaryWriter(log_dir=logs) as w:
+        w.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/session_start_info", metadata=bad)]))
+    r = tb.TensorBoardRun(logs)
+    assert r.hparams == {}
+    assert any("the hyperparameters in its event files could not be read" in n for n in r.notes), r.notes
+    dash = _render(["loss over steps"], [logs])
+    assert dash.views[0].error is None and dash.views[0].data["value"].tolist() == list(written["loss"].values())
+
+
+def _recorded_with_hparams(tmp_path) -> str:
+    """A short run with its optimizer's arguments and the user's hyperparameters, a list and a null among them."""
+    torch.manual_seed(0)
+    model = TinyMLP()
+    x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
+    run = str(tmp_path / "runs" / "exp1")
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    user = {"width": 6, "tags": ["a", "b"], "note": None}
+    with nnspec.Recorder(spec(["loss over steps"], loss="cross_entropy"), model, run=run, record_every=1,
+                         optimizer=opt, hparams=user) as rec:  # fmt: skip
+        for step in range(3):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            rec.step(step, loss=loss)
+            opt.step()
+            opt.zero_grad()
+    return run
+
+
+def test_export_writes_the_runs_hparams_for_tensorboards_hparams_plugin(tmp_path, capsys):
+    run = _recorded_with_hparams(tmp_path)
+    r = Run(run)
+    hparams = r.hparams
+    r.close()
+    assert hparams["optimizer"] == "Adam" and hparams["optimizer.betas"] == [0.9, 0.999] and hparams["note"] is None
+    out = str(tmp_path / "tb" / "exp1")
+    assert main(["export", "tensorboard", run, out]) == 0
+    stored = _session_start(out)
+    want = {k: v if isinstance(v, (bool, int, float, str)) else json.dumps(v) for k, v in hparams.items()}
+    assert stored == {k: float(v) if type(v) is int else v for k, v in want.items()}  # numbers are doubles
+    assert tb.TensorBoardRun(out).hparams == want  # and read back as the run's own
+    assert _render(["loss over steps"], [out]).runs == [{"run": "exp1", **want}]
+
+
+# -- an export is all or nothing -----------------------------------------------------------------
+def _failing_writer(monkeypatch, after: int):
+    """SummaryWriter.add_scalar raising a full disk's error at each writer's ``after``-th call."""
+    original = SummaryWriter.add_scalar
+
+    def add_scalar(self, *args, **kwargs):
+        self._test_calls = getattr(self, "_test_calls", 0) + 1
+        if self._test_calls == after:
+            raise OSError(28, "No space left on device")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(SummaryWriter, "add_scalar", add_scalar)
+
+
+def test_an_export_failing_midway_leaves_nothing_and_says_where(tmp_path, capsys, monkeypatch):
+    run = _recorded(tmp_path)
+    parent = tmp_path / "tb"
+    parent.mkdir()
+    (parent / "existing").mkdir()
+    (parent / "existing" / "notes.txt").write_text("kept")
+    _failing_writer(monkeypatch, after=12)
+    for out in (parent / "new", parent / "existing"):
+        assert main(["export", "tensorboard", run, str(out)]) == 1
+        err = capsys.readouterr().err
+        assert f"exporting run '{run}' to '{out}' failed at series '" in err and "at step " in err, err
+        assert "No space left on device" in err and f"nothing was written to '{out}'" in err
+        assert "Traceback" not in err
+    assert sorted(os.listdir(parent)) == ["existing"]  # no new directory, no temporary one beside
+    assert os.listdir(parent / "existing") == ["notes.txt"]
+    assert (parent / "existing" / "notes.txt").read_text() == "kept"
+    monkeypatch.undo()  # the same export, the writer working: complete, in place
+    assert main(["export", "tensorboard", run, str(parent / "existing")]) == 0
+    assert tb.is_logdir(str(parent / "existing")) and sorted(os.listdir(parent)) == ["existing"]
+    mine, theirs = (
+        _render(["loss over steps"], [r]).views[0].data.drop(columns="run") for r in (run, str(parent / "existing"))
+    )
+    assert mine.equals(theirs)
+
+
+def test_an_export_failing_from_the_command_line_is_exit_1_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    run = _recorded(tmp_path)
+    out = tmp_path / "tb" / "exp1"
+    code = (
+        "import sys, torch.utils.tensorboard as t\n"
+        "def boom(self, *a, **k): raise OSError(5, 'Input/output error')\n"
+        "t.SummaryWriter.add_histogram_raw = boom\n"
+        "from nnspec.cli.main import main\n"
+        f"sys.exit(main(['export', 'tensorboard', {run!r}, {str(out)!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "failed at series '" in done.stderr and "histogram" in done.stderr and "Input/output error" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and not out.parent.exists()  # nor the parent the export would have made

@@ -120,8 +120,9 @@ def main(argv=None) -> int:
     from nnspec.paths import confine
 
     args = _parser().parse_args(argv)
-    if getattr(args, "run", None):
-        args.run = run_dirs(args.run)
+    args.run_patterns = tuple(getattr(args, "run", None) or ())  # as given: serve and --watch expand them per poll
+    if args.run_patterns:
+        args.run = run_dirs(args.run_patterns)
     try:
         with confine(getattr(args, "root", None)):
             return _COMMANDS[args.command](args)
@@ -140,7 +141,10 @@ def main(argv=None) -> int:
 
 def run_dirs(values) -> list[str]:
     """``--run`` values, a glob (``--run 'runs/*'``, quoted so the shell leaves it) expanded to the
-    run folders it matches in name order; a glob matching none stays, to fail as "no run at"."""
+    run folders it matches in name order; a glob matching none stays, to fail as "no run at".
+
+    ``serve`` and ``render --watch`` call it again before every render, so a run made (or
+    removed) while they run is drawn (or dropped)."""
     import glob
     import os
 
@@ -177,23 +181,25 @@ def _render(args) -> int:
         from nnspec.cli.watch import watch
 
         def once():
-            _render_once(args, formats)
+            _render_once(args, formats, run_dirs(args.run_patterns))  # a run made since the last render is drawn
 
         def say(text):
             print(text, file=sys.stderr, flush=True)
 
         try:
-            watch(args.spec, once, say, runs=tuple(args.run), **_template(args))
+            watch(args.spec, once, say, runs=args.run_patterns, **_template(args))
         except KeyboardInterrupt:
             return 0
         return 0
     return _render_once(args, formats)
 
 
-def _render_once(args, formats) -> int:
+def _render_once(args, formats, runs=None) -> int:
+    """One render of ``args.spec`` drawing ``runs`` (else ``--run`` as expanded at the start)."""
     from nnspec.pipeline import render
 
-    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=args.run, **_template(args))
+    runs = args.run if runs is None else runs
+    dash = render(args.spec, out=args.out, formats=formats, progress=not args.quiet, runs=runs, **_template(args))
     failed = [v for v in dash.views if v.error]
     for v in failed:
         print(f"view '{v.title}' failed:\n{v.error}", file=sys.stderr)
@@ -212,7 +218,7 @@ def _serve(args) -> int:
     if not 0 <= args.port <= 65535:
         print(f"nnspec serve: error: --port {args.port}: expected 0 to 65535", file=sys.stderr)
         return 2
-    return serve(args.spec, args.port, runs=tuple(args.run), interval=args.interval, **_template(args))
+    return serve(args.spec, args.port, runs=args.run_patterns, interval=args.interval, **_template(args))
 
 
 def _validate(args) -> int:

@@ -2,9 +2,10 @@
 
 A background thread renders whenever the spec, a file it is built from (extended
 specs, values files, the factory's module, the checkpoint, a model file) or a run
-it draws changes (``cli/watch.py``); the HTTP server hands out the latest good
-render. A render that fails keeps the last good charts and makes its located
-error the page's banner.
+it draws changes (``cli/watch.py``); a ``--run`` glob (``'runs/*'``) is matched
+again at every poll, so a run started after the server is drawn and a removed one
+dropped. The HTTP server hands out the latest good render. A render that fails
+keeps the last good charts and makes its located error the page's banner.
 
     GET /            the page: the dashboard's HTML with ``output/assets/live.js``
     GET /api/state   {"version": N, "error": null | "spec.yaml:4:9: error: …"}
@@ -210,7 +211,11 @@ def serve(
     out=None,
     err=None,
 ) -> int:
-    """Serve ``spec``'s dashboard until Ctrl-C (exit code 0); a port in use is exit code 1."""
+    """Serve ``spec``'s dashboard until Ctrl-C (exit code 0); a port in use is exit code 1.
+
+    ``runs``: run directories or globs (``runs/*``), matched again before every render: a run
+    created after the server started is drawn, a removed one is dropped."""
+    from nnspec.cli.main import run_dirs
     from nnspec.cli.watch import watch
 
     out = out or sys.stdout
@@ -230,7 +235,7 @@ def serve(
 
         started = time.monotonic()
         try:
-            dash = render(spec, runs=runs, vars=vars, values_files=values_files)
+            dash = render(spec, runs=run_dirs(runs), vars=vars, values_files=values_files)
             html = dash.html()
         except NnspecError as e:
             live.failed(str(e))

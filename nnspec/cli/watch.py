@@ -12,8 +12,11 @@ size and content hash, taken *before* a render: an edit made while the
 render runs differs from it, so the next poll renders again. A run directory's
 state is the names in it (a run appearing, its WAL created or checkpointed);
 its SQLite ``-shm`` file and ``run.lock`` are left out: readers (our own
-render) write the first, so watching it would render forever. A changed
-factory module that Python has imported is reloaded before the next render.
+render) write the first, so watching it would render forever. A ``--run`` glob
+(``runs/*``) is matched again at every poll: the run folders it matches are part
+of the state, so a run created (or removed) renders again, with it (or without
+it). A changed factory module that Python has imported is reloaded before the
+next render.
 """
 
 from __future__ import annotations
@@ -64,9 +67,25 @@ def _run_files(directory: str) -> list[str]:
     return [n for n in names if not n.endswith(UNWATCHED)][:MAX_RUN_FILES]
 
 
+def _globs(runs) -> dict:
+    """Each ``--run`` glob's matches now (the runs it draws): a run created or removed changes them."""
+    import glob
+
+    from nnspec.cli.main import run_dirs
+
+    return {("glob", p): tuple(run_dirs([p])) for p in runs if glob.has_magic(p)}
+
+
+def _snapshot(files, runs) -> dict:
+    """The state of every watched file and of every ``--run`` glob's matches."""
+    return _times(files) | _globs(runs)
+
+
 def watched_files(spec_path: str, vars=None, values_files=(), runs=()) -> list[str]:
     """The spec and everything it is built from (what the last load saw): extended specs,
-    values files, the model's files, and each run directory with the files in it."""
+    values files, the model's files, and each run directory (a glob: each it matches now)
+    with the files in it."""
+    from nnspec.cli.main import run_dirs
     from nnspec.spec.load import resolved
 
     named = [spec_path, *values_files]  # always: a spec that does not load (or loads to nothing) too
@@ -75,7 +94,7 @@ def watched_files(spec_path: str, vars=None, values_files=(), runs=()) -> list[s
     except Exception:  # a spec that does not load: watch what was named
         pass
     named += model_files(spec_path, vars, values_files)
-    for d in runs:
+    for d in run_dirs(runs):
         named += [d, *(os.path.join(d, n) for n in _run_files(d))]
     return list(dict.fromkeys(named))
 
@@ -151,11 +170,12 @@ def watch(
     ``render_once`` raises NnspecError for a spec that does not load: the
     error is reported and the previous outputs stay untouched (nothing is
     written before the whole render succeeded). Any other exception is
-    reported as an internal error; the watch goes on either way."""
+    reported as an internal error; the watch goes on either way. ``runs``: run folders or
+    globs, matched again at every poll (``render_once`` expands them itself)."""
     files = [spec_path, *values_files, *runs]
     seen = None
     while not stop():
-        latest = _times(files)
+        latest = _snapshot(files, runs)
         if latest != seen:
             if seen is not None:
                 _reload_changed(p for p in files if latest.get(p) != seen.get(p))
@@ -174,6 +194,7 @@ def watch(
             # differs from it and renders again; a file first seen now counts as changed if it
             # changed after the render started
             seen = {p: latest[p] if p in latest else _new_state(p, started) for p in files}
+            seen |= {k: v for k, v in latest.items() if isinstance(k, tuple)}  # the globs' matches before it
             say(f"watching {', '.join(files)} (Ctrl-C to stop)")
         time.sleep(interval)
 

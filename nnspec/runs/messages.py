@@ -273,3 +273,15 @@ def logdir_of_runs(directory: str, runs: list[str]) -> str:
 
 def logdir_of_runs_hint(directory: str, first: str) -> str:
     return f"name each run with its own --run, e.g. --run {os.path.join(directory, first)}"
+
+
+def note_hparams_unread(run: str, where: str, why: str) -> str:
+    return f"run '{run}': the hyperparameters in {where} could not be read ({why}); the Runs table shows none"
+
+
+def export_failed(run: str, directory: str, where: str, why: str) -> str:
+    return f"exporting run '{run}' to '{directory}' failed at {where}: {why}; nothing was written to '{directory}'"
+
+
+def export_failed_hint() -> str:
+    return "fix the cause (disk space, permissions) and export again: an export is all or nothing"

@@ -31,12 +31,27 @@ re-binned into counts TensorBoard never stored.
 Only ``--run DIR`` whose own files include event files is read as one run
 (TensorBoard's ``--logdir`` holds one run per subdirectory: name each with its
 own ``--run``, as nnspec runs are named).
+
+Hyperparameters: the hparams plugin's session start info (``hparams_pb``,
+``hp.hparams``, ``SummaryWriter.add_hparams``) is the run's ``hparams``, the
+Runs table's columns. ``add_hparams`` writes it into a subdirectory of its
+writer's directory (``DIR/<time>/``, unless ``run_name='.'``): small
+subdirectories of ``DIR`` are read for it too, in name order, ``DIR``'s own
+files last (they win). Numbers come back as numbers (whole ones as integers),
+strings and booleans as themselves. An export writes the run's hparams the
+same way (``hparams_pb``), in ``DIR``'s own event file; values the plugin has
+no type for (lists, null) are written as their JSON text.
+
+An export is all or nothing: it writes into a temporary directory beside
+``DIR`` and moves the event file into ``DIR`` only once complete; an export
+that fails leaves ``DIR`` as it was and says which series and step it stopped at.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -55,6 +70,7 @@ EVENTS = "events.out.tfevents."
 LOSS_TAGS = ("loss", "train/loss")  # in this order, then the one tag whose last part is "loss"
 MAX_LOG_BYTES = int(os.environ.get("NNSPEC_MAX_RUN_BYTES", 4 << 30))  # as for run files
 NONFINITE_TAGS = ("nan", "inf", "outside")  # a histogram's counts beside its buckets, written when not 0
+HPARAMS_DIR_BYTES = 1 << 20  # a subdirectory with more event bytes is a run of its own, not add_hparams's
 
 
 # -- tags --------------------------------------------------------------------------------------
@@ -170,6 +186,7 @@ class TensorBoardRun:
             raise
         except Exception as e:  # a damaged or hostile file: this run's error, never a traceback
             self._bad(f"{type(e).__name__}: {e}")
+        self._hparams = self._hparams_below() | self._read_hparams(acc, "its event files")
         for path in stopped.files:  # a record TensorBoard's reader refused past the header check above
             name = os.path.basename(path)
             if not any(name in n for n in self._notes):
@@ -188,7 +205,31 @@ class TensorBoardRun:
 
     @property
     def hparams(self) -> dict:
-        return {}  # TensorBoard's hparams plugin is not read
+        """The hparams plugin's hyperparameters of this run (``{}`` when it logged none)."""
+        return dict(self._hparams)
+
+    def _hparams_below(self) -> dict:
+        """The hyperparameters ``add_hparams`` wrote into small subdirectories, in name order;
+        one that cannot be read is noted, never this run's error."""
+        found: dict = {}
+        for sub in _hparams_dirs(self.directory):
+            where = f"{os.path.basename(sub)}/"
+            try:
+                acc = _tensorboard().EventAccumulator(sub, size_guidance={})
+                acc.Reload()
+            except Exception as e:  # a damaged file: the hyperparameters are missing, the run still draws
+                self._notes.append(messages.note_hparams_unread(self.name, where, f"{type(e).__name__}: {e}"))
+                continue
+            found |= self._read_hparams(acc, where)
+        return found
+
+    def _read_hparams(self, acc, where: str) -> dict:
+        """The hyperparameters in a loaded accumulator; damaged plugin data is noted, not this run's error."""
+        try:
+            return _session_hparams(acc)
+        except Exception as e:
+            self._notes.append(messages.note_hparams_unread(self.name, where, f"{type(e).__name__}: {e}"))
+            return {}
 
     # which tags answer a capture -------------------------------------------------------------
     def _candidates(self, c) -> list[str]:
@@ -372,6 +413,57 @@ def _counts_nonfinite(t: str, histograms: dict) -> bool:
     return last in ("nan", "inf") and (parent in histograms or parent.endswith("/stats"))
 
 
+def _hparams_dirs(directory: str) -> list[str]:
+    """The subdirectories of ``directory`` small enough to be ``add_hparams``'s, in name order."""
+    out = []
+    for name in logdir_runs(directory):
+        sub = os.path.join(directory, name)
+        try:
+            size = sum(os.path.getsize(f) for f in _event_files(sub))
+        except OSError:
+            continue
+        if size <= HPARAMS_DIR_BYTES:
+            out.append(sub)
+    return out
+
+
+def _session_hparams(acc) -> dict:
+    """The hparams plugin's session start info in an accumulator's events, as a run's
+    ``hparams`` (bounded as a stored run's are), or ``{}``."""
+    from tensorboard.plugins.hparams import metadata
+
+    from nnspec.runs.hparams import decode, encode
+
+    try:
+        content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    except KeyError:  # no hparams plugin data in these files
+        return {}
+    if metadata.SESSION_START_INFO_TAG not in content:
+        return {}
+    info = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+    values = {name: _hparam_value(v) for name, v in info.hparams.items()}
+    return decode(encode({k: v for k, v in values.items() if v is not _UNKNOWN}))
+
+
+_UNKNOWN = object()  # a protobuf Value of a kind hyperparameters never take (a struct)
+
+
+def _hparam_value(value):
+    """A ``google.protobuf.Value`` as a JSON value: a whole number as an int (the plugin stores
+    every number as a double, so ``batch=32`` comes back 32, not 32.0)."""
+    kind = value.WhichOneof("kind")
+    if kind == "number_value":
+        x = value.number_value
+        return int(x) if math.isfinite(x) and x.is_integer() and abs(x) < 2**53 else x
+    if kind in ("string_value", "bool_value"):
+        return getattr(value, kind)
+    if kind == "null_value":
+        return None
+    if kind == "list_value":
+        return [x for x in (_hparam_value(v) for v in value.list_value.values) if x is not _UNKNOWN]
+    return _UNKNOWN
+
+
 def _within(step: int, lo, hi) -> bool:
     return (lo is None or step >= lo) and (hi is None or step < hi)
 
@@ -406,13 +498,14 @@ class _Series:
 
 
 def export(run_dir: str, out: str) -> list[str]:
-    """Write every series of the nnspec run at ``run_dir`` as TensorBoard event files in ``out``.
+    """Write every series of the nnspec run at ``run_dir`` as TensorBoard event files in ``out``,
+    with the run's hyperparameters as the hparams plugin's session start info.
 
     Scalars are written in float64 (``double_precision``), histograms with
     nnspec's own bins (``add_histogram_raw``: sum and sum of squares, which a
-    run does not keep, as 0). Returns the files written."""
-    from nnspec.execute.data import histogram_edges
-    from nnspec.output import messages as output_messages
+    run does not keep, as 0). All or nothing: the files are written into a
+    temporary directory beside ``out`` and moved into it once complete, so a
+    failure leaves ``out`` as it was. Returns the files written."""
     from nnspec.runs.store import Run
 
     if os.path.exists(out) and not os.path.isdir(out):
@@ -422,37 +515,162 @@ def export(run_dir: str, out: str) -> list[str]:
     run = Run(run_dir)
     try:
         _tensorboard()
-        from torch.utils.tensorboard import SummaryWriter
-
-        before = set(_event_files(out))
+        made = _first_missing(os.path.dirname(os.path.abspath(out)))  # a parent this export creates
+        staging = _staging_dir(out)
+        done = False
         try:
-            os.makedirs(out, exist_ok=True)
-            writer = SummaryWriter(log_dir=out)
-        except OSError as e:
-            raise SpecError(output_messages.cannot_write(out, e.strerror or str(e))) from None
-        try:
-            for s, loss in run.losses():
-                writer.add_scalar("loss", loss, s, new_style=True, double_precision=True)
-            for key in run.series:
-                t, op = tag(key), _op(key.partition(" | ")[2])
-                for s, v in run.records(cast("Capture", _Series(key))):  # records reads its series_key
-                    if op == "stats":
-                        for name, x in zip(STATS_FIELDS, v.tolist()):
-                            writer.add_scalar(f"{t}/{name}", x, s, new_style=True, double_precision=True)
-                    elif op == "histogram":
-                        lo, hi, nan, inf, outside = v[: len(HISTOGRAM_HEAD)].tolist()
-                        counts = v[len(HISTOGRAM_HEAD) :]
-                        _, ends = histogram_edges(lo, hi, len(counts))
-                        writer.add_histogram_raw(
-                            t, lo, hi, float(counts.sum()), 0.0, 0.0, [lo, *ends], [0.0, *counts.tolist()], s
-                        )
-                        for name, x in zip(NONFINITE_TAGS, (nan, inf, outside)):
-                            if x:
-                                writer.add_scalar(f"{t}/{name}", x, s, new_style=True, double_precision=True)
-                    else:
-                        writer.add_scalar(t, float(v[0]), s, new_style=True, double_precision=True)
+            _write_run(run, staging, run_dir, out)
+            written = _move_into(staging, out)
+            done = True
+            return written
         finally:
-            writer.close()
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when it became ``out``
+            if not done and made is not None:
+                _remove_empty(made, os.path.dirname(os.path.abspath(out)))
     finally:
         run.close()
-    return sorted(set(_event_files(out)) - before)
+
+
+def _staging_dir(out: str) -> str:
+    """A new empty directory beside ``out`` (same file system: the files move by renaming)."""
+    import tempfile
+
+    from nnspec.output import messages as output_messages
+
+    parent = os.path.dirname(os.path.abspath(out))
+    try:
+        os.makedirs(parent, exist_ok=True)
+        return tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(out))}.export-", dir=parent)
+    except OSError as e:
+        raise SpecError(output_messages.cannot_write(out, e.strerror or str(e))) from None
+
+
+def _first_missing(path: str) -> str | None:
+    """The outermost directory of ``path`` that does not exist yet (what ``makedirs`` creates), else None."""
+    missing = None
+    while not os.path.lexists(path):
+        missing, parent = path, os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return missing
+
+
+def _remove_empty(top: str, deepest: str) -> None:
+    """The directories from ``deepest`` up to ``top`` that a failed export created, if still empty."""
+    path = deepest
+    while True:
+        try:
+            os.rmdir(path)
+        except OSError:  # not empty (someone else's files): left
+            return
+        if path == top or os.path.dirname(path) == path:
+            return
+        path = os.path.dirname(path)
+
+
+class _Place:
+    """Where an export is: what it is writing (for the message of one that fails)."""
+
+    def __init__(self) -> None:
+        self.what = "the event file's start"
+
+    def at(self, what: str) -> None:
+        self.what = what
+
+
+def _write_run(run, directory: str, run_dir: str, out: str) -> None:
+    """Every series, the loss and the hyperparameters of ``run`` into a new event file in
+    ``directory``; any failure is the export's located error (which series, which step)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    place = _Place()
+    try:
+        writer = SummaryWriter(log_dir=directory)
+        try:
+            _write_series(run, writer, place)
+            place.at("the hyperparameters")
+            _write_hparams(run, writer)
+            place.at("the event file's end")
+        finally:
+            writer.close()
+    except SpecError:
+        raise
+    except Exception as e:  # a full disk, a writer that fails: this export's error, never a traceback
+        why = (e.strerror if isinstance(e, OSError) else None) or f"{type(e).__name__}: {e}"
+        raise SpecError(messages.export_failed(run_dir, out, place.what, why), None, messages.export_failed_hint())
+
+
+def _write_series(run, writer, place: _Place) -> None:
+    """The loss as the tag ``loss``, then each series under ``tag(series)``, step by step."""
+    from nnspec.execute.data import histogram_edges
+
+    def scalar(t: str, x: float, step: int) -> None:
+        writer.add_scalar(t, x, step, new_style=True, double_precision=True)
+
+    for s, loss in run.losses():
+        place.at(f"the loss at step {s}")
+        scalar("loss", loss, s)
+    for key in run.series:
+        t, op = tag(key), _op(key.partition(" | ")[2])
+        for s, v in run.records(cast("Capture", _Series(key))):  # records reads its series_key
+            place.at(f"series '{key}' at step {s}")
+            if op == "stats":
+                for name, x in zip(STATS_FIELDS, v.tolist()):
+                    scalar(f"{t}/{name}", x, s)
+            elif op == "histogram":
+                lo, hi, nan, inf, outside = v[: len(HISTOGRAM_HEAD)].tolist()
+                counts = v[len(HISTOGRAM_HEAD) :]
+                _, ends = histogram_edges(lo, hi, len(counts))
+                writer.add_histogram_raw(
+                    t, lo, hi, float(counts.sum()), 0.0, 0.0, [lo, *ends], [0.0, *counts.tolist()], s
+                )
+                for name, x in zip(NONFINITE_TAGS, (nan, inf, outside)):
+                    if x:
+                        scalar(f"{t}/{name}", x, s)
+            else:
+                scalar(t, float(v[0]), s)
+
+
+def _write_hparams(run, writer) -> None:
+    """The run's hyperparameters as the hparams plugin's session start info (TensorBoard's own
+    ``hparams_pb``), started when the run was created; nothing for a run without any."""
+    from tensorboard.plugins.hparams import summary_v2
+
+    values = {k: _plugin_value(v) for k, v in run.hparams.items()}
+    if not values:
+        return
+    try:
+        started = float(run.meta.get("created"))
+    except (TypeError, ValueError):
+        started = None
+    writer.file_writer.add_summary(summary_v2.hparams_pb(values, start_time_secs=started))
+
+
+def _plugin_value(value):
+    """A value the hparams plugin has a type for: numbers, strings and booleans as they are,
+    anything else (a list, null) as its JSON text."""
+    import json
+
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value)
+
+
+def _move_into(staging: str, out: str) -> list[str]:
+    """The complete event files from ``staging`` into ``out``: ``staging`` renamed to ``out``
+    when there is none, else each file renamed into it (never over a file there)."""
+    from nnspec.output import messages as output_messages
+
+    names = sorted(os.listdir(staging))
+    try:
+        if not os.path.exists(out):
+            os.rename(staging, out)
+        else:
+            if is_logdir(out) or any(os.path.lexists(os.path.join(out, n)) for n in names):
+                raise SpecError(messages.export_exists(out), None, messages.export_exists_hint())
+            for n in names:
+                os.rename(os.path.join(staging, n), os.path.join(out, n))
+    except OSError as e:
+        raise SpecError(output_messages.cannot_write(out, e.strerror or str(e))) from None
+    return [os.path.join(out, n) for n in names if n.startswith(EVENTS)]
