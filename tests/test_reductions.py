@@ -368,7 +368,10 @@ def test_stats_equal_the_implementation_they_replaced(n, dtype, monkeypatch):
     for name, t in _kinds(n, dtype, 11).items():
         got, old = reduce.stats(t, reduce.Scratch()).numpy(), _old_stats_torch(t).numpy()
         assert got[[0, 3, 4, 6, 7, 8]].tolist() == old[[0, 3, 4, 6, 7, 8]].tolist(), name  # counts, min, max exact
-        np.testing.assert_allclose(got, old, rtol=1e-6 if dtype == torch.float32 else 1e-12, err_msg=name)
+        tol = 1e-6 if dtype == torch.float32 else 1e-12
+        # mean and std: float32 sums in another order (nnspec's one-read kernel, shifted
+        # by a value of the data), closer to float64 than before; checked against it below
+        np.testing.assert_allclose(np.delete(got, [1, 2]), np.delete(old, [1, 2]), rtol=tol, err_msg=name)
         _close(got, _stats(t.double().numpy()), dtype)
 
 

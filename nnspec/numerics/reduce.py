@@ -18,6 +18,7 @@ from typing import Concatenate, ParamSpec, TypeVar, cast
 
 import torch
 
+from nnspec.numerics import native
 from nnspec.numerics import small as reduce_small
 
 STATS_FIELDS = (
@@ -52,6 +53,7 @@ _CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact (BLAS dots included)
 # 786k floats took 8 ms with 2 threads, 0.03 ms with 1), and one thread reads
 # a tensor of this size at close to memory speed anyway.
 ONE_THREAD_MAX = 1 << 22
+TINY, HUGE = 1e-18, 1e15  # |x| outside: float32 sums of x² lose it (smallest normal 1.2e-38, max 3.4e38)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -166,7 +168,8 @@ def _finite_stats(
 ) -> torch.Tensor:
     """Stats of an all-finite CPU tensor ``t`` (n_total counts NaN/Inf too).
 
-    Five cheap passes besides the sum: aminmax, a BLAS dot for the sum of
+    Without nnspec's kernel (``native``: one read, float32 only), five cheap
+    passes besides the sum: aminmax, a BLAS dot for the sum of
     squares, sign(), a dot with the signs for the sum of |x| and a dot of the
     signs with themselves for the zero count. float64 accumulation is avoided
     on purpose: on the CPU it costs 10-20× a float32 pass. The few numbers
@@ -185,16 +188,35 @@ def _finite_stats(
     sumsq_t = torch.dot(flat, flat)
     signs = torch.sign(flat, out=_buffer(scratch, flat))
     abssum_t = torch.dot(flat, signs)
-    nonzero = float(_nonzero_count(signs))
+    zeros = n - float(_nonzero_count(signs))
     s, mn, mx, sumsq, abssum = (float(v) for v in (s_t, mn_t, mx_t, sumsq_t, abssum_t))
-    mean = s / n
-    var = (sumsq - s * mean) / max(n - 1, 1)
-    if var <= 1e-4 * sumsq / n:
+    return _from_moments(flat, n_total, nan, inf, (s, sumsq, abssum, zeros, mn, mx, 0.0), scratch)
+
+
+def _from_moments(
+    flat: torch.Tensor, n_total: int, nan: int, inf: int, m: tuple[float, ...], scratch: Scratch | None
+) -> torch.Tensor:
+    """The stats vector from (sum and sum of squares of x - shift, sum of |x|, zeros,
+    min, max, shift) of the finite values ``flat`` (from torch's passes, shift 0, or
+    the native kernel's one read)."""
+    s, sumsq, abssum, zeros, mn, mx, shift = m
+    n = flat.numel()
+    mean = shift + s / n
+    var = (sumsq - s * (s / n)) / max(n - 1, 1)
+    big = max(abs(mn), abs(mx))
+    if flat.dtype == torch.float32 and (0 < big < TINY or big > HUGE):
+        # squares outside float32's range (vanishing or exploding values) underflow to 0
+        # or overflow to Inf in any float32 pass: these moments again, in float64
+        wide = flat.double()
+        mean = float(wide.mean())
+        var = float(torch.linalg.vector_norm(wide - mean)) ** 2 / max(n - 1, 1)
+        abssum = float(wide.abs().sum())
+    elif var <= 1e-4 * sumsq / n:
         # |mean| ≫ std: E[x²]-E[x]² cancels; take the two-pass value instead
         dev = torch.sub(flat, torch.tensor(mean, dtype=flat.dtype), out=_buffer(scratch, flat))
         var = float(torch.linalg.vector_norm(dev)) ** 2 / max(n - 1, 1)
     std = math.sqrt(max(var, 0.0)) if n > 1 else math.nan
-    row = [float(n_total), mean, std, mn, mx, abssum / n, (n - nonzero) / n, float(nan), float(inf)]
+    row = [float(n_total), mean, std, mn, mx, abssum / n, zeros / n, float(nan), float(inf)]
     return torch.tensor(row, dtype=torch.float64)
 
 
@@ -208,10 +230,15 @@ def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
 
 
 def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
-    """``stats`` in torch ops, whatever the size."""
+    """``stats`` in torch ops (one read in nnspec's own kernel for float32), whatever the size."""
     t = _float(t)
     if t.device.type != "cpu":
         return _masked_stats(t, torch.isnan(t).sum().double(), torch.isinf(t).sum().double())
+    flat = t.reshape(-1)
+    if flat.numel() and native.usable(flat):
+        m = native.moments(flat)
+        if math.isfinite(m[4]) and math.isfinite(m[5]):  # min and max show any NaN or Inf
+            return _from_moments(flat, flat.numel(), 0, 0, m, scratch)
     total = t.sum()
     if math.isfinite(float(total)):  # a finite sum means no NaN and no Inf
         return _finite_stats(t, t.numel(), 0, 0, total, scratch)
@@ -282,7 +309,11 @@ def histogram_torch(
     t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
-    mn, mx = (float(v) for v in torch.aminmax(t)) if t.numel() else (0.0, 0.0)
+    fast = native.usable(t) and not exact  # nnspec's kernel: min/max in one read, bins in one more
+    if fast:
+        mn, mx = native.minmax(t) if t.numel() else (0.0, 0.0)
+    else:
+        mn, mx = (float(v) for v in torch.aminmax(t)) if t.numel() else (0.0, 0.0)
     # min and max propagate NaN and show ±Inf, so finite ones mean all values are
     if not (math.isfinite(mn) and math.isfinite(mx)):
         finite = torch.isfinite(t)
@@ -294,6 +325,9 @@ def histogram_torch(
     else:
         lo, hi = float(range_[0]), float(range_[1])
     scale = bins / (hi - lo)
+    lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
+    if fast and native.usable(vals):
+        return _native_histogram(vals, bins, (lo_t, hi_t), scale, range_ is not None, nan, inf)
     lo_v = torch.tensor(lo, dtype=vals.dtype)  # rounded to the values' precision, as .to() rounds
     # pos = (x - lo) * scale, as torch.histc and histogram_sync_free compute it;
     # values equal to hi land at index ``bins`` and are folded into the last bin
@@ -301,7 +335,6 @@ def histogram_torch(
     pos = torch.sub(vals, lo_v, out=pos).mul_(torch.tensor(scale, dtype=vals.dtype))
     if range_ is not None:
         pos.clamp_(0, bins)
-    lo_t, hi_t = torch.tensor(lo, dtype=torch.float64), torch.tensor(hi, dtype=torch.float64)
     if exact:
         edges = numpy_edges(lo_t, hi_t, bins, range_ is None, vals.dtype)
         counts = torch.bincount(numpy_bins(vals, pos.to(torch.int64), edges), minlength=bins)
@@ -322,6 +355,27 @@ def histogram_torch(
         counts[0] -= below
         counts[-1] -= above
         outside = below + above
+    return {"counts": counts, "lo": lo_t, "hi": hi_t, "nan": nan, "inf": inf, "outside": outside}
+
+
+def _native_histogram(
+    vals: torch.Tensor,
+    bins: int,
+    ends: tuple[torch.Tensor, torch.Tensor],
+    scale: float,
+    ranged: bool,
+    nan: torch.Tensor,
+    inf: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """``histogram_torch``'s counts from nnspec's kernel: the same float32 position
+    ``(x - lo) * scale``, clamped and truncated, in one read of the finite values."""
+    lo_t, hi_t = ends
+    every, below, above = native.bins(vals, float(lo_t), scale, bins, float(hi_t) if ranged else None)
+    counts = every[:bins].clone()
+    counts[-1] += every[bins]
+    counts[0] -= below
+    counts[-1] -= above
+    outside = torch.tensor(below + above, dtype=torch.int64)
     return {"counts": counts, "lo": lo_t, "hi": hi_t, "nan": nan, "inf": inf, "outside": outside}
 
 
