@@ -50,7 +50,9 @@ def main() -> None:
     runs = tempfile.mkdtemp()
 
     def fit(every: int | None) -> float:
-        cbs = [] if every is None else [NnspecCallback(spec, run=f"{runs}/r{time.perf_counter_ns()}", record_every=every)]
+        cbs = (
+            [] if every is None else [NnspecCallback(spec, run=f"{runs}/r{time.perf_counter_ns()}", record_every=every)]
+        )
         t0 = time.perf_counter()
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=False, callbacks=cbs)
         return time.perf_counter() - t0
