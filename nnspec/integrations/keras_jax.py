@@ -88,7 +88,8 @@ class JaxSteps:
         with self._tapped():
             logs, new = self.recording(state, data)
         jax.effects_barrier()  # every callback of the step has run
-        for name, g in zip(self.trainable, self._grads or ()):
+        grads: list = self._grads or []
+        for name, g in zip(self.trainable, grads):
             if name is not None and name in given:
                 given[name] = (given[name][0], g)
         rec.step(step, loss=self._loss, tensors=given)
