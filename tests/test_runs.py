@@ -513,3 +513,48 @@ def test_runs_without_hyperparameters_still_load(tmp_path):
         con.commit()
         con.close()
         assert _render(["loss over steps"], [run]).runs == [{"run": "exp1"}]
+
+
+class _Branchy(torch.nn.Module):
+    """A block that runs only when told to (a branch not taken, a fused path)."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 4)
+        self.extra = torch.nn.Linear(4, 4)
+        self.take = True
+
+    def forward(self, x):
+        h = self.fc(x)
+        return self.extra(h) if self.take else h
+
+
+def test_a_module_a_recorded_step_does_not_run_leaves_a_gap_and_a_note(tmp_path):
+    torch.manual_seed(0)
+    model = _Branchy()
+    run = str(tmp_path / "branchy")
+    s = spec(["activations of * over steps | stats"], loss=None)
+    rec = nnspec.Recorder(s, model, run, record_every=1)
+    seen = {}
+    for step in range(4):
+        model.take = step % 2 == 0
+        x = torch.randn(8, 4)
+        seen[step] = model.fc(x).detach().double()
+        model(x).sum().backward()
+        rec.step(step, loss=0.0)
+    rec.close()
+    r = nnspec.open_run(run)
+    f = r.frame()
+    assert sorted(f[f.series == "activation extra | stats"].step.unique()) == [0, 2]  # a gap at 1 and 3
+    means = f[(f.series == "activation fc | stats") & (f.statistic == "mean")]
+    assert means.set_index("step").value.to_dict() == pytest.approx({k: float(v.mean()) for k, v in seen.items()})
+    assert r.meta["finished"] == "1"
+    assert any("'extra' (from step 1) did not run in the recorded training steps" in n for n in r.notes)
+
+
+def test_a_step_recorded_before_any_forward_pass_is_an_error(tmp_path):
+    model = _Branchy()
+    rec = nnspec.Recorder(spec(["activations of * over steps | stats"], loss=None), model, str(tmp_path / "r"))
+    with pytest.raises(SpecError, match=r"step 0: module '\w+' did not run in the forward pass before rec.step\(0\)"):
+        rec.step(0)
+    assert rec.closed

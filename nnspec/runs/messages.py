@@ -104,6 +104,15 @@ def note_unfinished(run: str, last: int | None, planned: int | None) -> str:
     return f"run {run} is unfinished: stopped at step {last:,}{of} (killed, or still being written)"
 
 
+def note_not_run(run: str, modules: dict) -> str:
+    listed = ", ".join(f"'{m}' (from step {s:,})" for m, s in list(modules.items())[:5])
+    more = f" and {len(modules) - 5} more" if len(modules) > 5 else ""
+    return (
+        f"run {run}: {listed}{more} did not run in the recorded training steps (a branch not taken, "
+        "or a fused path such as Keras' attention in training): no records there"
+    )
+
+
 def note_draws_model(runs: list) -> str:
     return f"draws the model the spec builds, not the recorded run{'s' if len(runs) > 1 else ''} ({', '.join(runs)})"
 

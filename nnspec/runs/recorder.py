@@ -117,6 +117,7 @@ class Recorder:
         self.closed = False
         self._auto = arm
         self._given: dict = {}  # step(tensors=...): name -> (value, grad) held by the framework
+        self._skipped: dict[str, int] = {}  # modules a recorded step did not run -> the first such step
         if arm:
             self._arm()  # the first forward may be a recorded step
 
@@ -302,9 +303,13 @@ class Recorder:
             raise SpecError(messages.record_failed(step, problem))
         forward = [c for c in self.captures if c.kind in HOOK_KINDS]
         missing = [c for c in forward if c.key not in self._parts]
-        if missing:
+        if missing and (len(missing) == len(forward) or self.ranks is not None):
+            # no hook fired at all: rec.step before the pass (under DDP every rank must agree)
             self.close(finished=False)
             raise SpecError(messages.not_recorded(step, missing[0].target), None, messages.not_recorded_hint())
+        if missing:  # a branch not taken, a fused path: a gap in those series, said in the run
+            self._not_run(step, missing)
+            forward = [c for c in forward if c.key in self._parts]
         parts = [self._parts[c.key] for c in forward]
         merged = self.ranks.gather(parts) if self.ranks is not None else [[p] for p in parts]
         records = {}
@@ -334,6 +339,13 @@ class Recorder:
     def _grad(self, name: str) -> torch.Tensor | None:
         given = self._given.get(name)
         return given[1] if given is not None else self.backend.tensor(name).grad
+
+    def _not_run(self, step: int, missing: list[Capture]) -> None:
+        new = {c.target: step for c in missing if c.target not in self._skipped}
+        if new:
+            self._skipped.update(new)
+            if self.writer is not None:
+                self.writer.not_run(self._skipped)
 
     def _param_record(self, c: Capture, t: torch.Tensor, records: dict, shards: list) -> None:
         if self.sharded:  # this rank's shard, merged with the others' in merge_shards

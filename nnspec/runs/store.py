@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import json
 import math
 import os
 import re
@@ -351,6 +352,18 @@ class RunWriter:
         t = time.time()
         self._commit(rows, (step, value, t, _crc(step, value, t)))
 
+    def not_run(self, modules: dict) -> None:
+        """Modules a recorded step's forward pass did not call ({path: first such step}):
+        kept in the run's meta, so every view over steps of the run can say so."""
+        assert self.con is not None
+        self.con.execute("BEGIN")
+        try:
+            self._meta({"not_run": json.dumps(modules)})
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
     def write_late(self, step: int, records: dict) -> None:
         if records:
             self._commit(self._rows(step, records))
@@ -641,6 +654,8 @@ class Run:
         elif self.meta.get("finished") != "1":
             planned = _int(self.meta.get("steps_planned"))
             self.notes.append(messages.note_unfinished(self.name, _int(self.meta.get("last_step")), planned))
+        if (not_run := _not_run(self.meta.get("not_run"))) is not None:
+            self.notes.append(messages.note_not_run(self.name, not_run))
 
     def _check_schema(self) -> str:
         """The run's format by its tables and columns; anything else in the file is an error.
@@ -996,3 +1011,14 @@ def _nonfinite(reduce: str, v: np.ndarray) -> bool:
     if op in ("nan_count", "inf_count"):
         return bool(v[0] > 0)
     return not bool(np.isfinite(v).all())
+
+
+def _not_run(text) -> dict | None:
+    """The run's modules that did not run ({path: step}), or None (none, or unreadable)."""
+    try:
+        found = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not found:
+        return None
+    return {str(k): v for k, v in found.items() if isinstance(v, int)} or None
