@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import functools
 import json
 import math
 import os
@@ -135,6 +136,10 @@ _PACK_D, _PACK_I = struct.Struct("<d").pack, struct.Struct("<I").pack
 def _crc(*values) -> int:
     """CRC-32 over each value as (length, type tag and bytes); run once per row read, so its common
     types skip ``_canon`` (same bytes)."""
+    return zlib.crc32(_bytes(values))
+
+
+def _bytes(values) -> bytes:
     parts: list[bytes] = []
     for v in values:
         t = type(v)
@@ -147,7 +152,31 @@ def _crc(*values) -> int:
         else:
             b = _canon(v)
         parts += (_PACK_I(len(b)), b)
-    return zlib.crc32(b"".join(parts))
+    return b"".join(parts)
+
+
+_PACK_3F = struct.Struct("<IcdIcdIcd").pack  # three floats, as _bytes lays each out
+
+
+def _bin_crcs(step: int, sid: int, starts: list, ends: list, counts: list) -> list[int]:
+    """``_crc(step, sid, i, start, end, count)`` of each bin row, the same numbers computed
+    faster: the CRC of the row's first two values once (CRC-32 continues over a
+    concatenation), the three floats of a row in one pack where none is NULL."""
+    head = zlib.crc32(_bytes((step, sid)))
+    crc, pack, index = zlib.crc32, _PACK_3F, _indexes(len(counts))
+    out = []
+    for i, a, b, n in zip(range(len(counts)), starts, ends, counts):
+        if type(a) is float and type(b) is float and type(n) is float:
+            out.append(crc(index[i] + pack(9, b"f", a, 9, b"f", b, 9, b"f", n), head))
+        else:
+            out.append(crc(_bytes((i, a, b, n)), head))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _indexes(n: int) -> list[bytes]:
+    """``_bytes((i,))`` of the bin indexes 0..n-1."""
+    return [_bytes((i,)) for i in range(n)]
 
 
 # -- the lock ----------------------------------------------------------------------------------
@@ -328,6 +357,7 @@ class RunWriter:
                 meta["steps_planned"] = steps
             self._meta(meta)
             self.ids, self.layers, self.reduces = {}, {}, {}
+            self._written: set[tuple[int, int]] = set()  # (step, series) with rows: rewriting replaces them
             for c in captures:
                 row = (c.series_key, c.kind, c.target, str(c.reduce))
                 cur = self.con.execute("INSERT INTO series(key, kind, target, reduce, crc) VALUES (?, ?, ?, ?, 0)", row)
@@ -380,8 +410,10 @@ class RunWriter:
                 self.con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)", step_row)
                 last = self.con.execute("SELECT max(step) FROM steps").fetchone()[0]
                 self._meta({"last_step": last})
-            _insert(self.con, records, self.layers, self.reduces)
+            again = [r for r in records if (r[0], r[1]) in self._written]
+            _insert(self.con, records, self.layers, self.reduces, again)
             self.con.execute("COMMIT")
+            self._written.update((r[0], r[1]) for r in records)
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
@@ -458,26 +490,28 @@ def _make_room(directory: str, replace: str | None) -> None:
         raise SpecError(messages.run_exists(directory), None, messages.run_exists_hint())
 
 
-def _insert(con: sqlite3.Connection, records: list, layers: dict, reduces: dict) -> None:
-    """Records ``(step, series id, vector)`` as rows of ``records`` and ``bins`` (a record
-    written again, an update ratio known late, replaces all of its rows)."""
-    rows, bins, gone = [], [], []
+def _insert(con: sqlite3.Connection, records: list, layers: dict, reduces: dict, again: list | None = None) -> None:
+    """Records ``(step, series id, vector)`` as rows of ``records`` and ``bins``; those
+    in ``again`` (written before) replace all of their rows."""
+    rows: list = []
+    bins: list = []
     for step, sid, v in records:
-        values = [_plain(x) for x in np.asarray(v, dtype="<f8").reshape(-1).tolist()]
+        values = [None if x != x else x + 0.0 for x in np.asarray(v, dtype="<f8").reshape(-1).tolist()]  # _plain
         names, counts = _statistics(reduces[sid], len(values)), []
         if _op(reduces[sid]) == "histogram":
             values, counts = values[: len(HISTOGRAM_HEAD)], values[len(HISTOGRAM_HEAD) :]
         layer = layers[sid]
-        rows += [(step, sid, layer, n, x, _crc(step, sid, layer, n, x)) for n, x in zip(names, values)]
+        head = zlib.crc32(_bytes((step, sid, layer)))  # the CRC of a row continues from its first values'
+        rows += [(step, sid, layer, n, x, zlib.crc32(_bytes((n, x)), head)) for n, x in zip(names, values)]
         if counts:
             lo, hi = (float("nan") if x is None else x for x in values[:2])
-            starts, ends = histogram_edges(lo, hi, len(counts))
-            for i, (start, end, n) in enumerate(zip(starts, ends, counts)):
-                a, b = _plain(start), _plain(end)
-                bins.append((step, sid, i, a, b, n, _crc(step, sid, i, a, b, n)))
-        gone.append((sid, step))
-    con.executemany("DELETE FROM records WHERE series = ? AND step = ?", gone)
-    con.executemany("DELETE FROM bins WHERE series = ? AND step = ?", gone)
+            starts, ends = (list(map(_plain, e)) for e in histogram_edges(lo, hi, len(counts)))
+            crcs = _bin_crcs(step, sid, starts, ends, counts)
+            bins += [(step, sid, i, *row) for i, row in enumerate(zip(starts, ends, counts, crcs))]
+    if again:
+        gone = [(sid, step) for step, sid, _ in again]
+        con.executemany("DELETE FROM records WHERE series = ? AND step = ?", gone)
+        con.executemany("DELETE FROM bins WHERE series = ? AND step = ?", gone)
     con.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?)", rows)
     con.executemany("INSERT INTO bins VALUES (?, ?, ?, ?, ?, ?, ?)", bins)
 
