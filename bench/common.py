@@ -47,3 +47,66 @@ def sync(device):
 
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def interleaved_ratios(fns: dict, base: str, repeats: int = 5, warmup: int = 1) -> dict:
+    """Each callable's time ÷ ``base``'s, per round of an interleaved run (ABAB…: a round's
+    ratio compares runs seconds apart, so drift and load hit both alike): ``{name: (median,
+    min, max)}`` of the ratios, and ``{base: (median, min, max)}`` of its seconds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    out = {base: spread(times[base])}
+    for k, ts in times.items():
+        if k != base:
+            out[k] = spread([t / b for t, b in zip(ts, times[base])])
+    return out
+
+
+def spread(values: list) -> tuple:
+    """(median, min, max) of ``values``."""
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_spread(s: tuple, unit: str = "×", digits: int = 2) -> str:
+    """``min–max`` (median in brackets) of a ``spread``, e.g. ``1.08–1.12× (1.10)``."""
+    med, lo, hi = s
+    return f"{lo:.{digits}f}–{hi:.{digits}f}{unit} ({med:.{digits}f})"
+
+
+def load_average() -> float:
+    """The 1-minute load average (nan where the system has none)."""
+    import os
+
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def _busy_loop() -> None:
+    while True:
+        pass
+
+
+class busy_beside:
+    """``with busy_beside():`` a busy-loop process runs beside the block (a machine under load)."""
+
+    def __enter__(self):
+        import multiprocessing as mp
+
+        self.proc = mp.get_context("spawn").Process(target=_busy_loop, daemon=True)
+        self.proc.start()
+        time.sleep(0.5)  # let it start spinning
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.join()
+        return False

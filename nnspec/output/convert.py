@@ -13,6 +13,8 @@ once and draws the views it is sent, the same calls as the serial path, so the
 files are the same bytes. One or two views, one core, cores kept busy by other
 work, or workers that cannot start or die: the views are drawn here, one after
 another.
+
+Fonts: ``output.fonts`` (vl-convert's font database, loaded once per process).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from nnspec.errors import NnspecError, SpecError
+from nnspec.output.fonts import prime_fonts
 
 PNG_SCALE = 2  # device pixels per CSS pixel of the exported PNG
 MAX_PNG_PIXELS = 100_000_000  # 100 Mpx (~400 MB of RGBA): a 4000×4000 chart at scale 2 is 64 Mpx
@@ -78,6 +81,7 @@ def check_png_size(spec: dict, limit: int = MAX_PNG_PIXELS, scale: int = PNG_SCA
     """Raise ``ImageTooLarge`` when the PNG of ``spec`` would hold more than ``limit`` pixels."""
     import vl_convert as vlc
 
+    prime_fonts()
     check_svg_size(vlc.vegalite_to_svg(spec, vl_version=version or vl_version()), limit, scale)
 
 
@@ -92,6 +96,7 @@ def convert(spec: dict, fmt: str, version: str | None = None):
     """``spec`` as ``fmt`` (png, svg or pdf); ``version``: Vega-Lite's (``vl_version()`` when None)."""
     import vl_convert as vlc
 
+    prime_fonts()
     version = version or vl_version()
     if fmt == "png":  # the SVG first: it states the size; then that SVG rasterised (the same bytes
         # as vegalite_to_png, which would draw the chart a second time)
@@ -154,7 +159,8 @@ def pool_size(n_views: int) -> int:
 
 
 class _Worker:
-    """One ``--serve`` process: a job (spec, formats, version) in on its stdin, its outcomes out."""
+    """One ``--serve`` process: a job (spec, formats, version, fonts) in on its stdin, its
+    outcomes out (None for every job when its fonts are not ``fonts``: ``prime_fonts``)."""
 
     def __init__(self, version: str) -> None:
         # the folder that holds the nnspec package (this file is nnspec/output/convert.py)
@@ -204,12 +210,14 @@ class ExportPool:
         self.queue: queue.Queue = queue.Queue()
         self.threads: list[threading.Thread] = []
         self.version: str | None = None
+        self.fonts: str | None = None
         started: list[_Worker] = []
         if workers:
             try:
                 self.version = vl_version()
                 for _ in range(workers):
                     started.append(_Worker(self.version))
+                self.fonts = prime_fonts()  # while the workers start
             except (OSError, ValueError, ImportError):  # processes cannot start here: draw here
                 for worker in started:
                     worker.close()
@@ -222,7 +230,7 @@ class ExportPool:
         try:
             while (i := self.queue.get()) is not None:
                 spec, formats = self.jobs[i]
-                out = worker.run((spec, formats, self.version))
+                out = worker.run((spec, formats, self.version, self.fonts))
                 self.results_[i] = out
                 if out is None:  # the worker died: the others (or results()) take the rest
                     return
@@ -262,7 +270,8 @@ def _serve(version: str) -> None:
     """A worker: jobs from stdin, outcomes to the stdout it started with (anything the
     engine prints goes to stderr); ends at the end of its input. It starts vl-convert's
     engine (and the rasteriser's fonts) at once, while the first views are still being
-    made, by drawing a point."""
+    made, by drawing a point. A job for fonts other than its own (``prime_fonts``: the parent's
+    font database was loaded before nnspec loaded it) gets None: the parent draws it."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which closes our input
@@ -271,16 +280,19 @@ def _serve(version: str) -> None:
     try:
         import vl_convert as vlc
 
+        prime_fonts()
         vlc.svg_to_png(vlc.vegalite_to_svg({"mark": "point"}, vl_version=version), scale=PNG_SCALE)
     except Exception:  # the first job says what is wrong, as the serial path would
         pass
     while True:
         try:
-            spec, formats, version = pickle.load(jobs)
+            spec, formats, version, fonts = pickle.load(jobs)
         except EOFError:
             return
         try:
-            out: list[Outcome] | None = export_view(spec, formats, lambda s, f, v=version: convert(s, f, v))
+            out: list[Outcome] | None = None
+            if fonts == prime_fonts():
+                out = export_view(spec, formats, lambda s, f, v=version: convert(s, f, v))
         except Exception:  # anything else: the parent draws this view itself, and raises as it would
             out = None
         pickle.dump(out, replies, protocol=pickle.HIGHEST_PROTOCOL)

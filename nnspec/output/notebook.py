@@ -91,7 +91,9 @@ def view_png(spec: dict, scale: int = PNG_SCALE) -> bytes | None:
 
     from nnspec.errors import NnspecError
     from nnspec.output.convert import check_svg_size, vl_version
+    from nnspec.output.fonts import prime_fonts
 
+    prime_fonts()
     try:
         svg = vlc.vegalite_to_svg(spec, vl_version=vl_version())
         check_svg_size(svg, scale=scale)
@@ -160,7 +162,9 @@ def stacked_png(dash, scale: float = 1.0) -> bytes | None:
     import vl_convert as vlc
 
     from nnspec.output.convert import vl_version
+    from nnspec.output.fonts import prime_fonts
 
+    prime_fonts()
     parts, datasets, variables = [], {}, {}
     for v in dash.views:
         spec = v.vega_lite()
