@@ -7,7 +7,8 @@ every parameter and of its gradient, of a ResNet-18-shaped CNN (8×3×64×64).
 
     python bench/bench_recorder.py [--repeats 5] [--device cpu|cuda]
 
-Needs ``tensorboard`` (``pip install -e '.[bench]'``).
+Needs ``tensorboard`` (``pip install -e '.[bench]'``) for its rows; without it
+(a GPU machine's bare image) the others still run.
 """
 
 from __future__ import annotations
@@ -94,14 +95,17 @@ class WatchLogger:
 
 def main():
     args, device = bench_args()
-    from torch.utils.tensorboard import SummaryWriter
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        SummaryWriter = None
 
     model, x, y, opt = setup(device)
     tmp = tempfile.mkdtemp(prefix="nnspec-bench-")
     spec = load_spec({"nnspec": 1, "views": [{"query": q} for q in VIEWS]})
     rec = Recorder(spec, model, run=os.path.join(tmp, "run"), record_every=1)
     rec._disarm()  # armed only around the recorded steps below
-    tb = SummaryWriter(os.path.join(tmp, "tb"))
+    tb = SummaryWriter(os.path.join(tmp, "tb")) if SummaryWriter else None
     counter = {"rec": 0, "tb": 0, "watch": 0}
     own = {"recorder": [], "tensorboard": [], "tensorboard_default": [], "watch": []}  # the logger's own seconds
 
@@ -142,7 +146,7 @@ def main():
         counter[key] += 1
         finish()
 
-    tb_default = SummaryWriter(os.path.join(tmp, "tb-default"))
+    tb_default = SummaryWriter(os.path.join(tmp, "tb-default")) if SummaryWriter else None
     counter["tb_default"] = 0
 
     def tensorboard_default():  # what users get without bins=: 'tensorflow' exponential buckets
@@ -162,25 +166,18 @@ def main():
         logger.close()  # its hooks must not fire in the other variants' steps
         watch_holder.pop("logger")
 
-    t = interleaved(
-        {
-            "plain": plain,
-            "recorder": recorded,
-            "tensorboard": tensorboard,
-            "tensorboard_default": tensorboard_default,
-            "watch": watched,
-        },
-        repeats=args.repeats,
-    )
+    fns = {"plain": plain, "recorder": recorded, "tensorboard": tensorboard}
+    fns |= {"tensorboard_default": tensorboard_default, "watch": watched}
+    if SummaryWriter is None:
+        fns = {k: fn for k, fn in fns.items() if not k.startswith("tensorboard")}
+    t = interleaved(fns, repeats=args.repeats)
     rec.close()
-    tb.close()
-    tb_default.close()
-    sizes = {
-        "tensorboard_default": _size(os.path.join(tmp, "tb-default")) / counter["tb_default"],
-        "recorder": _size(os.path.join(tmp, "run")) / counter["rec"],
-        "tensorboard": _size(os.path.join(tmp, "tb")) / counter["tb"],
-        "watch": _size(os.path.join(tmp, "watch.jsonl")) / counter["watch"],
-    }
+    for writer in (tb, tb_default):
+        if writer is not None:
+            writer.close()
+    paths = {"tensorboard_default": "tb-default", "recorder": "run", "tensorboard": "tb", "watch": "watch.jsonl"}
+    counts = {"tensorboard_default": "tb_default", "recorder": "rec", "tensorboard": "tb", "watch": "watch"}
+    sizes = {k: _size(os.path.join(tmp, paths[k])) / counter[counts[k]] for k in paths if k in fns}
     n_params = sum(p.numel() for p in model.parameters())
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     print(f"model: ResNet-18-shaped CNN, {n_params:,} parameters in {len(list(model.parameters()))} tensors, 8×3×64×64")
@@ -190,7 +187,7 @@ def main():
     )
     print("| --- | ---: | ---: | ---: | ---: |")
     base = t["plain"]
-    kinds = ("recorder", "tensorboard", "tensorboard_default", "watch")
+    kinds = tuple(k for k in ("recorder", "tensorboard", "tensorboard_default", "watch") if k in fns)
     extra = {k: statistics.median(own[k][-args.repeats :]) for k in kinds}
     names = {
         "recorder": "nnspec Recorder (SQLite, WAL)",

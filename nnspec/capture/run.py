@@ -6,6 +6,12 @@
        tensors that views need, so no ``.grad`` of the user's is touched
     4. everything moves to the CPU in one go at the end
 
+On a GPU (``batched.mode()``) the hooks only keep a copy of each tensor whose
+stats, histogram or norm a view needs, and ``batched.Deferred.flush`` reduces
+them all in a few large kernels after the passes: a handful of kernels per
+hooked module cost more than the forward pass itself there. On the CPU the
+reductions run in the hook, where ``reduce``'s tuned single-thread path wins.
+
 The model is a guest: hooks, train/eval flags and requires_grad are restored
 in ``finally`` whatever happens.
 """
@@ -23,7 +29,7 @@ from nnspec.capture import messages
 from nnspec.compiler.plan import BACKWARD_KINDS, CAPTURE_KINDS, HOOK_KINDS, Capture, Plan
 from nnspec.errors import ModelError, NnspecError, SpecError
 from nnspec.inputs import messages as inputs_messages
-from nnspec.numerics import reduce
+from nnspec.numerics import batched, reduce
 
 
 @dataclass
@@ -34,6 +40,8 @@ class Captured:
     notes: dict = field(default_factory=dict)  # Capture.key -> [note]
     shapes: dict = field(default_factory=dict)  # (kind, target) -> shape before indexing
     dtypes: dict = field(default_factory=dict)  # (kind, target) -> dtype
+    deferred: batched.Deferred | None = field(default=None, repr=False)  # kept until after the passes
+    how: str = field(default="in-hook", repr=False)  # batched.mode() of this run
 
 
 def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
@@ -49,26 +57,32 @@ def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None):
+Later = tuple[batched.Deferred, str]  # where deferred reductions are kept, and batched.mode()
+
+
+def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None, later: Later | None = None):
     """Index, then reduce or keep a copy, on the tensor's own device. A reduction of
     a tensor this run already reduced the same way (passed on by an Identity, a
-    Dropout in eval mode) is the one made then (``scratch.recall``)."""
+    Dropout in eval mode) is the one made then (``scratch.recall``). With ``later``
+    (a Deferred and its mode) a reduction it takes is a ``batched.Pending``."""
     r = c.reduce
     if r is None or scratch is None:
-        return _reduced(c, select(c, t).detach(), scratch)
+        return _reduced(c, select(c, t).detach(), scratch, later)
     what = ("apply", str(c.index), r.op, r.abs, r.bins, r.range)
     done = scratch.recall(t, what)
     if done is not None:
         return done
-    value = _reduced(c, select(c, t).detach(), scratch)
+    value = _reduced(c, select(c, t).detach(), scratch, later)
     scratch.remember(t, what, value)
     return value
 
 
-def _reduced(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None):
+def _reduced(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None, later: Later | None = None):
     r = c.reduce
     if r is None:
         return t.clone()
+    if later is not None and batched.defers(t, r.op, later[1]):
+        return later[0].keep(t, r.op, r.bins, r.range, r.abs)
     if r.abs:
         t = t.abs()
     if r.op == "stats":
@@ -106,15 +120,25 @@ def run(plan: Plan, model, batch=None, loss_fn=None) -> Captured:
     parameters are still read, a forward pass still serves its views when the loss or
     the backward pass fails."""
     be = backend_for(model)
-    out = Captured()
+    out = Captured(deferred=batched.Deferred(), how=batched.mode())
     grads_wanted = tuple(c.target for c in plan.captures if c.kind == "grad")
     with be.guest(grads_wanted):
         _params(plan, be, out)  # 1. parameters
         if plan.forward and batch is not None:
             _passes(plan, be, batch, loss_fn, out)  # 2. and 3.
+    _flush(out)
     out.values = _to_cpu(out.values)  # 4.
     out.scratch = None
     return out
+
+
+def _flush(out: Captured) -> None:
+    """The deferred reductions, made now, in place of their Pending values."""
+    if out.deferred is None:
+        return
+    out.deferred.flush()
+    out.values = {k: batched.resolved(v) for k, v in out.values.items()}
+    out.deferred = None
 
 
 def _params(plan: Plan, be: Backend, out: Captured) -> None:
@@ -127,7 +151,8 @@ def _store(c: Capture, t, out: Captured) -> None:
     out.shapes.setdefault((c.kind, c.target), tuple(t.shape))
     out.dtypes.setdefault((c.kind, c.target), t.dtype)
     try:
-        out.values[c.key] = apply(c, t, out.scratch)
+        later = (out.deferred, out.how) if out.deferred is not None else None
+        out.values[c.key] = apply(c, t, out.scratch, later)
     except _IndexProblem as e:
         out.errors[c.key] = str(e)
 
