@@ -55,9 +55,10 @@ def per_element(repeats: int) -> None:
     g = torch.Generator().manual_seed(0)
     for n in (131_072, 524_288, 1_572_864):
         t = torch.randn(n, generator=g)
+        scratch = reduce.Scratch()  # work buffers reused, as capture and the Recorder reuse them
         for name, fn in (
-            ("stats", lambda t=t: reduce.stats(t)),
-            ("histogram(64)", lambda t=t: reduce.histogram(t, 64)),
+            ("stats", lambda t=t, s=scratch: reduce.stats(t, s)),
+            ("histogram(64)", lambda t=t, s=scratch: reduce.histogram(t, 64, None, s)),
         ):
 
             def many(fn=fn):
