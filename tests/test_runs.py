@@ -558,3 +558,40 @@ def test_a_step_recorded_before_any_forward_pass_is_an_error(tmp_path):
     with pytest.raises(SpecError, match=r"step 0: module '\w+' did not run in the forward pass before rec.step\(0\)"):
         rec.step(0)
     assert rec.closed
+
+
+def test_the_recorder_batched_as_on_a_gpu_records_what_it_records_in_its_hooks(tmp_path, monkeypatch):
+    """NNSPEC_REDUCE=deferred runs on the CPU the path a GPU takes by default: parameters and
+    gradients kept at rec.step and reduced together (numerics/batched.py)."""
+    views = [
+        "params of * over steps | histogram(bins=64)",
+        "params of * over steps | stats",
+        "grads of * over steps | histogram(bins=16)",
+        "grads of * over steps | norm",
+        "weights of fc2 over steps | abs | histogram(bins=8, range=[0, 0.5])",
+    ]
+    from nnspec.numerics import batched
+
+    flushes: list[str] = []
+    flush = batched.Deferred.flush
+    monkeypatch.setattr(batched.Deferred, "flush", lambda self: flushes.append(mode) or flush(self))
+    frames = {}
+    for mode in ("in-hook", "deferred"):
+        monkeypatch.setenv("NNSPEC_REDUCE", mode)
+        torch.manual_seed(0)
+        model = TinyMLP()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        run = str(tmp_path / mode)
+        with nnspec.Recorder(spec(views, loss=None), model, run, record_every=1) as rec:
+            for step in range(3):
+                model(torch.randn(16, 4)).square().mean().backward()
+                rec.step(step, loss=0.0)
+                opt.step()
+                opt.zero_grad()
+        f = nnspec.open_run(run).frame()
+        frames[mode] = f.sort_values(["series", "step", "statistic", "bin"]).reset_index(drop=True)
+    assert flushes == ["deferred"] * 3  # one batched flush a recorded step, and only when deferred
+    a, b = frames["in-hook"], frames["deferred"]
+    assert len(a) == len(b) > 100
+    assert a["series"].tolist() == b["series"].tolist() and a["statistic"].tolist() == b["statistic"].tolist()
+    np.testing.assert_allclose(a["value"].astype(float), b["value"].astype(float), rtol=1e-12, equal_nan=True)

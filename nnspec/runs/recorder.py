@@ -27,7 +27,9 @@ from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.errors import SpecError
 from nnspec.inputs import messages as inputs_messages
-from nnspec.numerics import partials
+from nnspec.numerics import batched, partials
+from nnspec.numerics.batched import Pending
+from nnspec.numerics.partials import HISTOGRAM_HEAD
 from nnspec.numerics.reduce import Scratch
 from nnspec.runs import messages
 from nnspec.runs.distributed import (
@@ -118,6 +120,8 @@ class Recorder:
         self._auto = arm
         self._given: dict = {}  # step(tensors=...): name -> (value, grad) held by the framework
         self._skipped: dict[str, int] = {}  # modules a recorded step did not run -> the first such step
+        self._how = batched.mode()  # on a GPU, parameters and gradients are reduced together at rec.step
+        self._by_key = {c.key: c for c in self.captures}
         if arm:
             self._arm()  # the first forward may be a recorded step
 
@@ -318,15 +322,19 @@ class Recorder:
         if self.writer is None and not self.sharded:
             return records
         shards: list = []  # FSDP2: (capture, this rank's partial of its shard), merged below
+        later = batched.Deferred() if not self.sharded else None  # a GPU's reductions, batched below
         for c in self.captures:
             if c.kind == "param":
-                self._param_record(c, self._tensor(c.target), records, shards)
+                self._param_record(c, self._tensor(c.target), records, shards, later)
             elif c.kind == "grad":
                 g = self._grad(c.target)
                 if g is not None:  # no gradient this step (frozen, unused): no record, a gap in the line
-                    self._param_record(c, g, records, shards)
+                    self._param_record(c, g, records, shards, later)
             elif c.kind == "update":
                 self._snapshots[c.key] = select(c, local(self._tensor(c.target).detach())).clone()
+        if later is not None and later.groups:
+            later.flush()
+            records.update({k: _finished(self._by_key[k], v) for k, v in records.items() if isinstance(v, Pending)})
         records.update(merge_shards(self.ranks, shards))
         if self._snapshots:
             self._pending = step
@@ -347,9 +355,14 @@ class Recorder:
             if self.writer is not None:
                 self.writer.not_run(self._skipped)
 
-    def _param_record(self, c: Capture, t: torch.Tensor, records: dict, shards: list) -> None:
+    def _param_record(
+        self, c: Capture, t: torch.Tensor, records: dict, shards: list, later: batched.Deferred | None = None
+    ) -> None:
+        r = c.reduce
         if self.sharded:  # this rank's shard, merged with the others' in merge_shards
             shards.append((c, shard_partial(self.ranks, c, t, self._scratch)))
+        elif later is not None and r is not None and batched.defers(t, r.op, self._how):
+            records[c.key] = later.keep(select(c, t), r.op, r.bins, r.range, r.abs)  # one copy, no sync
         else:
             records[c.key] = partials.finish(c.reduce, partials.partial(c.reduce, select(c, t), self._scratch))
 
@@ -379,6 +392,17 @@ class Recorder:
             (values,) = self.ranks.gather([value.reshape(1)])
             return float(torch.stack(values).mean())
         return float(value)
+
+
+def _finished(c: Capture, pending: Pending) -> torch.Tensor:
+    """The record of a batched reduction, as ``partials.finish(partial(...))`` makes it."""
+    value = batched.resolved(pending)
+    if isinstance(value, dict):  # a histogram: its head, then its counts
+        value = torch.cat(
+            [torch.stack([value[k].double().reshape(()) for k in HISTOGRAM_HEAD]), value["counts"].double()]
+        )
+    assert isinstance(value, torch.Tensor) and c.reduce is not None
+    return partials.finish(c.reduce, value.double().reshape(-1).cpu()).cpu()
 
 
 def _kind(caps: list[Capture], kind: str) -> list[Capture]:
