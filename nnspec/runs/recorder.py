@@ -18,6 +18,7 @@ Between recorded steps no hook is registered at all.
 from __future__ import annotations
 
 from contextlib import ExitStack
+from typing import Any
 
 import torch
 
@@ -401,8 +402,9 @@ def _finished(c: Capture, pending: Pending) -> torch.Tensor:
         value = torch.cat(
             [torch.stack([value[k].double().reshape(()) for k in HISTOGRAM_HEAD]), value["counts"].double()]
         )
-    assert isinstance(value, torch.Tensor) and c.reduce is not None
-    return partials.finish(c.reduce, value.double().reshape(-1).cpu()).cpu()
+    reduction: Any = c.reduce  # a Reduce, which partials takes as its Params
+    assert isinstance(value, torch.Tensor) and reduction is not None
+    return partials.finish(reduction, value.double().reshape(-1).cpu()).cpu()
 
 
 def _kind(caps: list[Capture], kind: str) -> list[Capture]:
