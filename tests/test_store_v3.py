@@ -37,6 +37,7 @@ w = RunWriter({run!r}, {{"source": "recorder"}}, caps, steps={steps})
 for step in range({steps}):
     w.write_step(step, float(step), {{c.key: np.asarray(v, dtype=float) for c, v in zip(caps, {values}(step))}})
     time.sleep({pause})
+w.wait()  # the last step's commit (it runs beside the loop) before what the test does next
 {end}
 """
 CAPTURES = [

@@ -50,6 +50,7 @@ import socket
 import sqlite3
 import stat
 import struct
+import threading
 import time
 import urllib.parse
 import zlib
@@ -336,6 +337,8 @@ class RunWriter:
     def __init__(self, directory: str, meta: dict, captures, replace: str | None = None, steps: int | None = None):
         self.directory = directory
         self.con: sqlite3.Connection | None = None
+        self._job: threading.Thread | None = None  # the write in flight
+        self._failed: BaseException | None = None
         self.lock = RunLock(directory)  # a second writer fails here, at once
         try:
             final = os.path.join(directory, FILE)
@@ -380,15 +383,18 @@ class RunWriter:
         rows = self._rows(step, records) + (self._rows(*late) if late is not None else [])
         value = _real(None if loss is None else float(loss))
         t = time.time()
-        self._commit(rows, (step, value, t, _crc(step, value, t)))
+        self._submit(self._commit, rows, (step, value, t, _crc(step, value, t)))
 
     def not_run(self, modules: dict) -> None:
         """Modules a recorded step's forward pass did not call ({path: first such step}):
         kept in the run's meta, so every view over steps of the run can say so."""
+        self._submit(self._note, {"not_run": json.dumps(modules)})
+
+    def _note(self, items: dict) -> None:
         assert self.con is not None
         self.con.execute("BEGIN")
         try:
-            self._meta({"not_run": json.dumps(modules)})
+            self._meta(items)
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -396,7 +402,33 @@ class RunWriter:
 
     def write_late(self, step: int, records: dict) -> None:
         if records:
-            self._commit(self._rows(step, records))
+            self._submit(self._commit, self._rows(step, records))
+
+    # -- one write at a time, beside the training loop --------------------------------------
+    def _submit(self, fn, *args) -> None:
+        """``fn(*args)`` (a transaction) on a thread of its own, once the write before it
+        has finished: the training loop goes on while a step's rows are checksummed
+        and committed, and at most one step is in flight (what a crash can lose). A
+        write that failed raises here, at the next write, or at ``finish``."""
+        self.wait()
+        job = threading.Thread(target=self._run, args=(fn, args), name="nnspec-run-writer", daemon=True)
+        self._job = job
+        job.start()
+
+    def _run(self, fn, args) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # handed to the training loop's thread by wait()
+            self._failed = e
+
+    def wait(self) -> None:
+        """Until the write in flight is committed; its error, if it failed."""
+        job, self._job = self._job, None
+        if job is not None:
+            job.join()
+        failed, self._failed = self._failed, None
+        if failed is not None:
+            raise failed
 
     def _rows(self, step: int, records: dict) -> list:
         return [(step, self.ids[k], v) for k, v in records.items()]
@@ -424,6 +456,7 @@ class RunWriter:
         if self.con is None:
             return
         try:
+            self.wait()
             self.con.execute("BEGIN")
             self._meta({"finished": 1})
             self.con.execute("COMMIT")
@@ -448,6 +481,10 @@ class RunWriter:
         self._drop()
 
     def _drop(self) -> None:
+        try:
+            self.wait()
+        except BaseException:  # dropping the run: what failed to be written goes with it
+            pass
         if self.con is not None:
             try:
                 self.con.close()
