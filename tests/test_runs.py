@@ -595,3 +595,24 @@ def test_the_recorder_batched_as_on_a_gpu_records_what_it_records_in_its_hooks(t
     assert len(a) == len(b) > 100
     assert a["series"].tolist() == b["series"].tolist() and a["statistic"].tolist() == b["statistic"].tolist()
     np.testing.assert_allclose(a["value"].astype(float), b["value"].astype(float), rtol=1e-12, equal_nan=True)
+
+
+def test_a_loop_that_never_closes_its_recorder_keeps_its_last_step(tmp_path):
+    """Steps are committed on a thread beside the loop; the interpreter's exit waits for the last one."""
+    run = str(tmp_path / "r")
+    code = (
+        "import sys, torch\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "import nnspec\n"
+        "from tests.fixtures.models import TinyMLP\n"
+        "from tests.helpers import spec\n"
+        "m = TinyMLP()\n"
+        f"rec = nnspec.Recorder(spec(['grads of * over steps | histogram(bins=64)'], loss=None), m, {run!r}, record_every=1)\n"
+        "for i in range(3):\n"
+        "    m(torch.randn(4, 4)).sum().backward()\n"
+        "    rec.step(i, loss=1.0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    r = nnspec.open_run(run)
+    assert sorted(int(s) for s in r.frame().step.unique()) == [0, 1, 2]
+    assert r.meta["finished"] == "0"

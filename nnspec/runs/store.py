@@ -39,6 +39,7 @@ length and checksum as it is read; each query runs under a time budget.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fnmatch
 import functools
@@ -53,6 +54,7 @@ import struct
 import threading
 import time
 import urllib.parse
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from typing import NoReturn
@@ -111,6 +113,15 @@ CREATE TABLE bins(step INTEGER NOT NULL, series INTEGER NOT NULL REFERENCES seri
                   bin_start REAL, bin_end REAL, count REAL, crc INTEGER NOT NULL,
                   PRIMARY KEY (series, step, bin)) WITHOUT ROWID;
 """
+
+
+_WRITING: weakref.WeakSet = weakref.WeakSet()  # run writers that have committed beside the loop
+
+
+@atexit.register
+def _exit_writes() -> None:
+    for writer in list(_WRITING):
+        writer._finish_writing()
 
 
 # -- checksums ---------------------------------------------------------------------------------
@@ -413,7 +424,15 @@ class RunWriter:
         self.wait()
         job = threading.Thread(target=self._run, args=(fn, args), name="nnspec-run-writer", daemon=True)
         self._job = job
+        _WRITING.add(self)
         job.start()
+
+    def _finish_writing(self) -> None:
+        """At interpreter exit: the write in flight committed (a loop that never called
+        ``close()`` keeps its last step, as when every write was made in ``rec.step``)."""
+        job = self._job
+        if job is not None:
+            job.join()
 
     def _run(self, fn, args) -> None:
         try:
