@@ -93,6 +93,7 @@ def test_the_journal_is_wal_on_a_local_disk_and_a_rollback_journal_on_a_network_
     assert store.journal_mode(str(tmp_path)) == want
     w = store.RunWriter(str(tmp_path / "r"), {}, _caps())
     w.write_step(0, 1.0, {c.key: _values(0)[i] for i, c in enumerate(_caps())})
+    w.wait()  # the commit runs beside the caller: done before the test reads the connection
     mode = w.con.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == want and os.path.exists(str(tmp_path / "r" / "run.sqlite-wal")) == (want == "wal")
     w.finish()
