@@ -18,13 +18,12 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.common import human_bytes, sync
+from bench.common import human_bytes, interleaved_times, sync
 from nnspec.capture import run as capture
 from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.explain import kept_bytes
@@ -63,15 +62,7 @@ def models(device, names):
 def ratios(fns: dict, repeats: int, warmup: int = 2) -> dict:
     """Per repeat, each variant's seconds ÷ the plain forward's of the same repeat
     (variants run in turn, ABC…ABC…); ``plain`` itself in seconds."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times = interleaved_times(fns, repeats, warmup)
     out = {k: [a / b for a, b in zip(v, times["plain"], strict=True)] for k, v in times.items()}
     out["plain"] = times["plain"]
     return out

@@ -6,18 +6,24 @@ import statistics
 import time
 
 
-def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
-    """Median seconds of each callable, run in turn (ABAB…) so drift hits all alike."""
+def interleaved_times(fns: dict, repeats: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Each callable's seconds per round, the callables run in turn (ABAB…) so that drift
+    and load hit all alike; ``warmup`` untimed rounds first."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    times = {k: [] for k in fns}
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Median seconds of each callable, run in turn (ABAB…) so drift hits all alike."""
+    return {k: statistics.median(v) for k, v in interleaved_times(fns, repeats, warmup).items()}
 
 
 def human_bytes(n: float) -> str:
@@ -53,15 +59,7 @@ def interleaved_ratios(fns: dict, base: str, repeats: int = 5, warmup: int = 1) 
     """Each callable's time ÷ ``base``'s, per round of an interleaved run (ABAB…: a round's
     ratio compares runs seconds apart, so drift and load hit both alike): ``{name: (median,
     min, max)}`` of the ratios, and ``{base: (median, min, max)}`` of its seconds."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    times = interleaved_times(fns, repeats, warmup)
     out = {base: spread(times[base])}
     for k, ts in times.items():
         if k != base:

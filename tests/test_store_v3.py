@@ -193,7 +193,7 @@ def recorded(tmp_path_factory):
     import torch
 
     from tests.fixtures.models import TinyMLP
-    from tests.helpers import spec
+    from tests.helpers import spec, train
 
     run = str(tmp_path_factory.mktemp("v3") / "exp")
     written = []
@@ -212,12 +212,7 @@ def recorded(tmp_path_factory):
     store.RunWriter.write_step = spy
     try:
         with nnspec.Recorder(spec(views, loss="cross_entropy"), model, run=run, record_every=2) as rec:
-            for step in range(6):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                rec.step(step, loss=loss)
-                opt.step()
-                opt.zero_grad()
+            train(rec, model, x, y, opt, 6)
     finally:
         store.RunWriter.write_step = real
     return run, written
