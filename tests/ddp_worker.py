@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnspec
 from nnspec.numerics import reduce
 from tests.dist_common import ROWS, WORLD, data, fresh_model, process_group, rank_batch
-from tests.helpers import spec
+from tests.helpers import spec, train
 
 VIEWS = [
     "loss over steps",
@@ -39,12 +39,7 @@ def rank_main(rank: int, out: str) -> None:
         opt = torch.optim.SGD(model.parameters(), lr=0.5)
         run = os.path.join(out, "ddp")
         with nnspec.Recorder(spec(VIEWS, loss="cross_entropy"), model, run=run, record_every=1) as rec:
-            for step in range(STEPS):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-                loss.backward()
-                rec.step(step, loss=loss)
-                opt.step()
-                opt.zero_grad()
+            train(rec, model, x, y, opt, STEPS)
 
 
 def expected() -> dict:

@@ -34,6 +34,18 @@ def view(dash, i=0):
 IRIS_FEATURES = ["sepalLength", "sepalWidth", "petalLength", "petalWidth"]
 
 
+def train(rec, model, x, y, opt, steps: int) -> None:
+    """``steps`` steps of cross-entropy on (x, y), each recorded by ``rec`` after backward."""
+    import torch
+
+    for step in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        rec.step(step, loss=loss)
+        opt.step()
+        opt.zero_grad()
+
+
 def iris_spec(views, loss="cross_entropy", hidden: int = 6) -> dict:
     """An MLP 4-hidden-3 on iris, the species as the target."""
     d = spec(

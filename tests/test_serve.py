@@ -325,18 +325,14 @@ def _record(spec, run: str, steps: int = 3) -> None:
 
     import nnspec
     from tests.fixtures.models import TinyMLP
+    from tests.helpers import train
 
     torch.manual_seed(0)
     model = TinyMLP()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(16, 4), torch.randint(0, 3, (16,))
     with nnspec.Recorder(str(spec), model, run=run, record_every=1, steps=steps, optimizer=opt) as rec:
-        for step in range(steps):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            rec.step(step, loss=loss)
-            opt.step()
-            opt.zero_grad()
+        train(rec, model, x, y, opt, steps)
 
 
 def _drawn(s) -> set[str]:

@@ -18,7 +18,7 @@ from nnspec.numerics.reduce import STATS_FIELDS
 from nnspec.runs import tensorboard as tb
 from nnspec.runs.store import Run
 from tests.fixtures.models import TinyMLP
-from tests.helpers import spec, view
+from tests.helpers import spec, train, view
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing import event_accumulator as ea
@@ -151,12 +151,7 @@ def _recorded(tmp_path) -> str:
     run = str(tmp_path / "runs" / "exp1")
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with nnspec.Recorder(spec(HEALTH, loss="cross_entropy"), model, run=run, record_every=2) as rec:
-        for step in range(7):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            rec.step(step, loss=loss)
-            opt.step()
-            opt.zero_grad()
+        train(rec, model, x, y, opt, 7)
     return run
 
 
@@ -382,12 +377,7 @@ def _recorded_with_hparams(tmp_path) -> str:
     user = {"width": 6, "tags": ["a", "b"], "note": None}
     with nnspec.Recorder(spec(["loss over steps"], loss="cross_entropy"), model, run=run, record_every=1,
                          optimizer=opt, hparams=user) as rec:  # fmt: skip
-        for step in range(3):
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            rec.step(step, loss=loss)
-            opt.step()
-            opt.zero_grad()
+        train(rec, model, x, y, opt, 3)
     return run
 
 
