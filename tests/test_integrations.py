@@ -255,7 +255,7 @@ def _gpt2():
 
 
 def _hf_trainer(model, cb, tmp_path, samples, steps, accumulate, fail_at=None):
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     class InOrder(Trainer):
         def _get_train_sampler(self, *args, **kwargs):
@@ -267,21 +267,30 @@ def _hf_trainer(model, cb, tmp_path, samples, steps, accumulate, fail_at=None):
             return super().training_step(model, inputs, *args, **kwargs)
 
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    args = TrainingArguments(
+    args = _trainer_args(tmp_path, steps, 2, accumulate)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return InOrder(model=model, args=args, train_dataset=samples, callbacks=[cb], optimizers=(opt, sched))
+
+
+def _trainer_args(tmp_path, steps: int, batch: int, accumulate: int, **more):
+    """TrainingArguments of the tests' Trainers: CPU, no clipping (the hand loops do none),
+    no logging, saving or reporting."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=str(tmp_path / "hf"),
         max_steps=steps,
-        per_device_train_batch_size=2,
+        per_device_train_batch_size=batch,
         gradient_accumulation_steps=accumulate,
-        max_grad_norm=0.0,  # no clipping: the hand loop does none
+        max_grad_norm=0.0,
         logging_strategy="no",
         save_strategy="no",
         report_to=[],
         use_cpu=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        **more,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    return InOrder(model=model, args=args, train_dataset=samples, callbacks=[cb], optimizers=(opt, sched))
 
 
 def _samples(n=12, seq=8):

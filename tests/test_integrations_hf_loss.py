@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.helpers import spec
-from tests.test_integrations import _gpt2, _no_hooks, _records, _samples
+from tests.test_integrations import _gpt2, _no_hooks, _records, _samples, _trainer_args
 
 pytest.importorskip("transformers")
 
@@ -78,7 +78,7 @@ def _hand(samples, loss_fn, per_batch_mean: bool) -> list[dict]:
 
 def _trainer(model, cb, tmp_path, label_smoothing=0.0, compute_loss_func=None, subclass_loss=None):
     """A Trainer over the samples in order, plain SGD, no clipping, with the loss options users pass."""
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
     samples = _samples()
 
@@ -98,20 +98,7 @@ def _trainer(model, cb, tmp_path, label_smoothing=0.0, compute_loss_func=None, s
                 return (loss, outputs) if return_outputs else loss
 
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "hf"),
-        max_steps=STEPS,
-        per_device_train_batch_size=BATCH,
-        gradient_accumulation_steps=ACCUMULATE,
-        max_grad_norm=0.0,  # no clipping: the hand loop does none
-        label_smoothing_factor=label_smoothing,
-        logging_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-    )
+    args = _trainer_args(tmp_path, STEPS, BATCH, ACCUMULATE, label_smoothing_factor=label_smoothing)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     return InOrder(
         model=model,
