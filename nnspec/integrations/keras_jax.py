@@ -50,7 +50,6 @@ class JaxSteps:
         self.trainable = [names.get(id(v)) for v in model.trainable_variables]
         self.frozen = [names.get(id(v)) for v in model.non_trainable_variables]
         self.updates = any(c.kind == "update" for c in recorder.captures)
-        self.paths = {c.target for c in recorder.captures if c.kind in HOOK_KINDS}
         self.wanted = {k: {c.target for c in recorder.captures if c.kind == k} for k in HOOK_KINDS}
         self.last = backend.channels_last()
 
@@ -117,7 +116,7 @@ class JaxSteps:
         try:
             for obj, name, fn in swapped:
                 object.__setattr__(obj, name, fn)
-            with self.be.calls({p: self._layer_tap(p) for p in self.paths}):
+            with self.be.calls({p: self._layer_tap(p) for p in set().union(*self.wanted.values())}):
                 yield
         finally:
             for obj, name, before in reversed(had):

@@ -122,7 +122,6 @@ class Recorder:
         self._given: dict = {}  # step(tensors=...): name -> (value, grad) held by the framework
         self._skipped: dict[str, int] = {}  # modules a recorded step did not run -> the first such step
         self._how = batched.mode()  # on a GPU, parameters and gradients are reduced together at rec.step
-        self._by_key = {c.key: c for c in self.captures}
         if arm:
             self._arm()  # the first forward may be a recorded step
 
@@ -335,7 +334,9 @@ class Recorder:
                 self._snapshots[c.key] = select(c, local(self._tensor(c.target).detach())).clone()
         if later is not None and later.groups:
             later.flush()
-            records.update({k: _finished(self._by_key[k], v) for k, v in records.items() if isinstance(v, Pending)})
+            for c in self.captures:
+                if isinstance(kept := records.get(c.key), Pending):
+                    records[c.key] = _finished(c, kept)
         records.update(merge_shards(self.ranks, shards))
         if self._snapshots:
             self._pending = step
