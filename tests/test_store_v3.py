@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -120,6 +121,43 @@ def test_the_file_system_is_read_from_mountinfo():
     assert store.filesystem("/") is not None
     assert store.filesystem("/proc") == "proc"
     assert store.filesystem("/proc/self/does/not/exist") == "proc"  # the nearest existing folder's
+
+
+def _written(run, steps=3):
+    w = store.RunWriter(run, {}, _caps())
+    for step in range(steps):
+        w.write_step(step, float(step), {c.key: _values(step)[i] for i, c in enumerate(_caps())})
+    w.wait()
+    return w
+
+
+def test_a_run_finishes_while_a_dashboard_reads_it(tmp_path, monkeypatch):
+    """serve / render --watch hold the run open while they draw it: finishing waits
+    for them to let go, and one that holds on still sees a finished, complete run."""
+    monkeypatch.setattr(store, "filesystem", lambda d: "ext4")
+    monkeypatch.delenv("NNSPEC_RUN_JOURNAL", raising=False)
+    run = str(tmp_path / "r")
+    w = _written(run)
+    reader = store.Run(run)  # the reader holds the file open in WAL mode: SQLite refuses the switch at once
+    leave_wal = store._leave_wal
+    monkeypatch.setattr(store, "_leave_wal", lambda con: leave_wal(con, patience=0.2))
+    w.finish()  # before the fix: sqlite3.OperationalError: database is locked
+    assert _check_prefix(reader) == 3
+    reader.close()
+    again = store.Run(run)
+    assert again.meta["finished"] == "1" and _check_prefix(again) == 3 and not again.notes
+    again.close()
+
+    monkeypatch.setattr(store, "_leave_wal", leave_wal)
+    run2 = str(tmp_path / "r2")  # a reader that lets go within the patience: the file ends self-contained
+    w2 = _written(run2)
+    reader2 = store.Run(run2)
+    threading.Timer(0.3, reader2.close).start()
+    w2.finish()
+    assert not os.path.exists(run2 + "/run.sqlite-wal")
+    con = sqlite3.connect(run2 + "/run.sqlite")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
 
 
 def test_a_rollback_journal_run_read_while_it_is_written_is_read_right(tmp_path, monkeypatch):

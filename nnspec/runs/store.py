@@ -479,7 +479,7 @@ class RunWriter:
             self.con.execute("BEGIN")
             self._meta({"finished": 1})
             self.con.execute("COMMIT")
-            self.con.execute("PRAGMA journal_mode=DELETE")  # checkpoints the WAL into the file
+            _leave_wal(self.con)
             self.con.close()
             self.con = None
             if self.path != self.final:
@@ -519,6 +519,27 @@ class RunWriter:
 
     def close(self) -> None:
         self.finish()
+
+
+def _leave_wal(con: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Make a finished run one self-contained file: back to a rollback journal,
+    which checkpoints the WAL into it. SQLite refuses that (at once, without its
+    busy handler) while a reader has the file open, as ``serve`` or ``render
+    --watch`` do while they draw the run: try again until they let go, and if
+    one holds on, checkpoint the WAL into the file and leave the mode as it is;
+    the run is complete either way."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=DELETE")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _sync(path: str) -> None:
