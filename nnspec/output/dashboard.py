@@ -42,9 +42,11 @@ class ViewResult:
     def vega_lite(self) -> dict | None:
         if self.chart is None:
             return None
-        if self._vl is None:  # to_dict validates the whole chart: do it once
+        if self._vl is None:  # checked against the schema once (output/validate.py)
+            from nnspec.output.validate import vega_lite
+
             try:
-                self._vl = self.chart.to_dict()
+                self._vl = vega_lite(self.chart)
             except Exception as e:
                 raise InternalError(f"Altair rejected the chart nnspec built for '{self.title}': {e}") from e
         return self._vl

@@ -219,10 +219,12 @@ class OfflineDisplay:
     def __call__(self, include=None, exclude=None):
         import altair as alt
 
+        from nnspec.output.validate import vega_lite
+
         chart = self.chart
         if alt.renderers.active != "default":  # the user chose a renderer: theirs
             return type(chart)._repr_mimebundle_(chart, include, exclude)
-        spec = chart.to_dict()
+        spec = vega_lite(chart)
         title = spec.get("title")
         text = title.get("text") if isinstance(title, dict) else title
         return spec_bundle(spec, " ".join(text) if isinstance(text, list) else str(text or "Vega-Lite chart"))
