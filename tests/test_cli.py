@@ -110,3 +110,26 @@ def test_help_and_validate_do_not_import_torch():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip().endswith("False False"), r.stdout + r.stderr
+
+
+def test_a_command_imports_jsonschema_without_building_rfc3987_grammars(tmp_path):
+    """rfc3987-syntax (beside Jupyter) builds 38 Lark grammars when jsonschema imports it, ~1 s
+    of every command: the command's process leaves it out, and it stays importable after."""
+    (tmp_path / "rfc3987_syntax.py").write_text(
+        f"open({str(tmp_path / 'imported')!r}, 'a').write('x')\ndef is_valid_syntax(kind, value):\n    return True\n"
+    )
+    code = (
+        f"import sys; from nnspec.cli import main; main(['validate', {QUICK!r}]); "
+        "import jsonschema, altair, rfc3987_syntax; print(sorted(jsonschema.FormatChecker.checkers).count('iri'))"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), ROOT]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 0 and r.stdout.split()[-1] == "0", r.stdout + r.stderr
+    assert (tmp_path / "imported").read_text() == "x"  # imported once: by the line after the command, not by jsonschema
+    r = subprocess.run(
+        [sys.executable, "-c", "import jsonschema; print(sorted(jsonschema.FormatChecker.checkers).count('iri'))"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.stdout.strip() == "1", r.stdout + r.stderr  # the fake is real enough: a plain import uses it

@@ -116,10 +116,29 @@ def _template(args) -> dict:
     return {"vars": dict(parse_set(t) for t in args.set), "values_files": tuple(args.values)}
 
 
+def _import_jsonschema_lean() -> None:
+    """Import jsonschema (the spec's check, and Altair's) without ``rfc3987-syntax``.
+
+    Where that package is installed (Jupyter's ``jsonschema[format-nongpl]`` puts
+    it beside most ML environments), jsonschema builds 38 Lark grammars when it is
+    imported, about 1 s of every command, for the ``iri`` formats that neither
+    nnspec's spec schema nor Vega-Lite's uses. The command's own process imports
+    jsonschema without it; the package stays importable afterwards. A library
+    user's process (``nnspec.render``) is left as it is."""
+    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+        return
+    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # an ImportError, which jsonschema expects
+    try:
+        import jsonschema  # noqa: F401
+    finally:
+        del sys.modules["rfc3987_syntax"]
+
+
 def main(argv=None) -> int:
     from nnspec.paths import confine
 
     args = _parser().parse_args(argv)
+    _import_jsonschema_lean()
     args.run_patterns = tuple(getattr(args, "run", None) or ())  # as given: serve and --watch expand them per poll
     if args.run_patterns:
         args.run = run_dirs(args.run_patterns)
