@@ -93,6 +93,48 @@ def test_non_finite_values_take_the_counting_path():
     assert np.array_equal(h["counts"].numpy(), np.histogram(f.astype(np.float32), 16)[0])
 
 
+@pytest.mark.parametrize("n", [64, 4097, native.EXACT_MAX])
+def test_small_tensors_stats_are_float64_exact(n):
+    """Up to EXACT_MAX elements the sums are carried in double: NumPy's float64 stats."""
+    t = torch.randn(n, generator=torch.Generator().manual_seed(n)) * 0.01 + 3.0
+    a = t.double().numpy()
+    got = reduce.stats(t).numpy()
+    want = [a.size, a.mean(), a.std(ddof=1), a.min(), a.max(), np.abs(a).mean(), np.mean(a == 0), 0, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_a_large_tensor_gives_the_same_numbers_on_any_thread_count(monkeypatch, torch_path):
+    """Pieces fixed by the size alone: on 1 thread or many, the same sums in the same order."""
+    monkeypatch.setattr(native, "threads", lambda: 1)
+    t = torch.randn(native.PARALLEL_MIN * 3 + 12_345, generator=torch.Generator().manual_seed(2)) * 2 + 1
+    one = (reduce.stats_torch(t), reduce.histogram_torch(t, 64), reduce.histogram_torch(t, 10, (-1.0, 2.0)))
+    monkeypatch.setattr(native, "threads", lambda: 4)  # more threads than this machine's cores: still right
+    many = (reduce.stats_torch(t), reduce.histogram_torch(t, 64), reduce.histogram_torch(t, 10, (-1.0, 2.0)))
+    assert torch.equal(one[0], many[0])
+    for a, b in zip(one[1:], many[1:]):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    x = t.double().numpy()
+    np.testing.assert_allclose(many[0][1:3].numpy(), [x.mean(), x.std(ddof=1)], rtol=1e-6)
+    with torch_path:  # the torch passes, bin for bin
+        want = (reduce.histogram_torch(t, 64), reduce.histogram_torch(t, 10, (-1.0, 2.0)))
+    for a, b in zip(many[1:], want):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_nan_in_any_piece_of_a_large_tensor_is_found(monkeypatch):
+    monkeypatch.setattr(native, "threads", lambda: 2)
+    t = torch.randn(native.PARALLEL_MIN * 2, generator=torch.Generator().manual_seed(3))
+    t[native.PARALLEL_MIN + native.PIECE + 5] = float("nan")  # in a middle piece
+    t[7] = float("-inf")
+    got = reduce.stats_torch(t).numpy()
+    assert list(got[7:]) == [1, 1]
+    f = t.double().numpy()
+    f = f[np.isfinite(f)]
+    np.testing.assert_allclose(got[1:5], [f.mean(), f.std(ddof=1), f.min(), f.max()], rtol=1e-5)  # torch's sums
+    h = reduce.histogram_torch(t, 16)
+    assert int(h["nan"]) == 1 and int(h["inf"]) == 1 and int(h["counts"].sum()) == t.numel() - 2
+
+
 def test_without_a_compiler_the_torch_path_runs(monkeypatch, tmp_path):
     monkeypatch.setenv("NNSPEC_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
@@ -131,3 +173,20 @@ def test_the_library_is_built_once_into_the_cache(monkeypatch, tmp_path):
         assert built.stat().st_mtime_ns == stamp and len(list((tmp_path / "cache").iterdir())) == 1
     finally:
         native.library.cache_clear()
+
+
+def test_torch_held_to_one_thread_for_a_reduction_leaves_the_kernels_the_callers_threads(monkeypatch):
+    """reduce.steady runs torch's small ops on one thread; nnspec's kernels still split a
+    large tensor over the threads the caller gave torch (at most the cores)."""
+    seen: list[int] = []
+    real = native.threads
+    monkeypatch.setattr(native, "threads", lambda: seen.append(real()) or seen[-1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        reduce.stats(torch.randn(native.PARALLEL_MIN + 1))
+        inside = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert seen == [min(2, cores)] and inside == 2

@@ -68,6 +68,31 @@ CLONES void nnspec_moments_f32(const float *x, int64_t n, float shift, double *o
     out[5] = n ? from_key(mx) : 0.0;
 }
 
+/* nnspec_moments_f32 with every sum carried in double: for small tensors, where a call's
+ * cost is its overhead, so that their stats are float64-exact as NumPy's would be. */
+CLONES void nnspec_moments_f32_exact(const float *x, int64_t n, float shift, double *out) {
+    double s = 0, ss = 0, ab = 0, z = 0, sh = shift;
+    int32_t mn = INT32_MAX, mx = INT32_MIN;
+#pragma omp simd reduction(+ : s, ss, ab, z) reduction(min : mn) reduction(max : mx)
+    for (int64_t i = 0; i < n; i++) {
+        float v = x[i];
+        double d = (double)v - sh;
+        s += d;
+        ss += d * d;
+        ab += fabs((double)v);
+        z += v == 0.0f ? 1.0 : 0.0;
+        int32_t k = order_key(v);
+        mn = k < mn ? k : mn;
+        mx = k > mx ? k : mx;
+    }
+    out[0] = s;
+    out[1] = ss;
+    out[2] = ab;
+    out[3] = z;
+    out[4] = n ? from_key(mn) : 0.0;
+    out[5] = n ? from_key(mx) : 0.0;
+}
+
 /* min and max of all-finite data, one read */
 CLONES void nnspec_minmax_f32(const float *x, int64_t n, double *out) {
     int32_t mn = INT32_MAX, mx = INT32_MIN;

@@ -14,6 +14,7 @@ sums carried in float64; bins from ``(x - lo) * scale`` in float32, without FMA)
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -23,13 +24,19 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 
 FLAGS = ("-O3", "-fPIC", "-shared", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off")
 _C = ctypes
+_T = TypeVar("_T")
 
 
 def cache_dir() -> Path:
@@ -71,9 +78,10 @@ def _build(compiler: str, source: bytes, path: Path) -> None:
 def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     p, i64, f32 = _C.c_void_p, _C.c_int64, _C.c_float
     lib.nnspec_moments_f32.argtypes = [p, i64, f32, p]
+    lib.nnspec_moments_f32_exact.argtypes = [p, i64, f32, p]
     lib.nnspec_minmax_f32.argtypes = [p, i64, p]
     lib.nnspec_bins_f32.argtypes = [p, i64, f32, f32, i64, _C.c_int, f32, p, p]
-    for fn in (lib.nnspec_moments_f32, lib.nnspec_minmax_f32, lib.nnspec_bins_f32):
+    for fn in (lib.nnspec_moments_f32, lib.nnspec_moments_f32_exact, lib.nnspec_minmax_f32, lib.nnspec_bins_f32):
         fn.restype = None
     return lib
 
@@ -83,32 +91,126 @@ def usable(t: torch.Tensor) -> bool:
     return t.dtype == torch.float32 and t.device.type == "cpu" and t.is_contiguous() and library() is not None
 
 
+EXACT_MAX = 1 << 16  # elements: up to this, moments are summed in double (float64-exact, as NumPy's)
+
+
 def moments(t: torch.Tensor) -> tuple[float, ...]:
     """(sum and sum of squares of ``t - shift``, sum of |t|, zeros, min, max, shift) of
     a non-empty ``t``; the shift is its first value, so that the variance does not
-    cancel when |mean| ≫ std. A non-finite sum: the tensor holds NaN or Inf."""
-    out = (_C.c_double * 6)()
+    cancel when |mean| ≫ std. A non-finite sum: the tensor holds NaN or Inf. Up to
+    EXACT_MAX elements every sum is carried in double, larger ones in float32 blocks."""
     shift = float(t[0])
-    library().nnspec_moments_f32(t.data_ptr(), t.numel(), shift, out)  # type: ignore[union-attr]
+    lib = library()
+    kernel = lib.nnspec_moments_f32_exact if t.numel() <= EXACT_MAX else lib.nnspec_moments_f32  # type: ignore[union-attr]
+
+    def part(lo: int, hi: int) -> tuple[float, ...]:
+        out = (_C.c_double * 6)()
+        kernel(t.data_ptr() + 4 * lo, hi - lo, shift, out)
+        return tuple(out)
+
+    parts = _each(part, t.numel())
+    s, ss, ab, z = (math.fsum(p[k] for p in parts) for k in range(4))
+    mn, mx = _ends([p[4] for p in parts], [p[5] for p in parts])
     if not math.isfinite(shift):
-        return math.nan, math.nan, out[2], out[3], out[4], out[5], 0.0
-    return out[0], out[1], out[2], out[3], out[4], out[5], shift
+        return math.nan, math.nan, ab, z, mn, mx, 0.0
+    return s, ss, ab, z, mn, mx, shift
 
 
 def minmax(t: torch.Tensor) -> tuple[float, float]:
     """(min, max) of an all-finite ``t``; a NaN or Inf gives a non-finite end, as aminmax does."""
-    out = (_C.c_double * 2)()
-    library().nnspec_minmax_f32(t.data_ptr(), t.numel(), out)  # type: ignore[union-attr]
-    return out[0], out[1]
+    lib = library()
+
+    def part(lo: int, hi: int) -> tuple[float, float]:
+        out = (_C.c_double * 2)()
+        lib.nnspec_minmax_f32(t.data_ptr() + 4 * lo, hi - lo, out)  # type: ignore[union-attr]
+        return out[0], out[1]
+
+    parts = _each(part, t.numel())
+    return _ends([p[0] for p in parts], [p[1] for p in parts])
 
 
-def bins(t: torch.Tensor, lo: float, scale: float, n_bins: int, hi: float | None) -> tuple[torch.Tensor, int, int]:
+def bins(t: torch.Tensor, lo: float, scale: float, n_bins: int, hi: float | None) -> tuple[np.ndarray, int, int]:
     """(counts with a slot ``n_bins`` for values at hi, below, above) of an all-finite
     ``t``; ``hi`` given: a range, values clamped into the end bins and counted outside."""
-    lanes = torch.zeros(4 * (n_bins + 1), dtype=torch.int64)
-    outside = (_C.c_int64 * 2)()
-    library().nnspec_bins_f32(  # type: ignore[union-attr]
-        t.data_ptr(), t.numel(), lo, scale, n_bins, int(hi is not None), 0.0 if hi is None else hi,
-        lanes.data_ptr(), outside,
-    )  # fmt: skip
-    return lanes.view(4, n_bins + 1).sum(0), outside[0], outside[1]
+    lib = library()
+
+    def part(a: int, b: int) -> tuple[np.ndarray, int, int]:
+        lanes = np.zeros(4 * (n_bins + 1), dtype=np.int64)
+        outside = (_C.c_int64 * 2)()
+        lib.nnspec_bins_f32(  # type: ignore[union-attr]
+            t.data_ptr() + 4 * a, b - a, lo, scale, n_bins, int(hi is not None), 0.0 if hi is None else hi,
+            lanes.ctypes.data, outside,
+        )  # fmt: skip
+        return lanes.reshape(4, n_bins + 1).sum(0), outside[0], outside[1]
+
+    parts = _each(part, t.numel())
+    counts = parts[0][0] if len(parts) == 1 else np.sum([p[0] for p in parts], axis=0)
+    return counts, sum(p[1] for p in parts), sum(p[2] for p in parts)
+
+
+# -- large tensors on more than one core ---------------------------------------------------------
+# A tensor of at least PARALLEL_MIN elements is cut into pieces of PIECE elements (boundaries fixed
+# by its size alone, so the sums are added in the same order whatever the thread count: the same
+# numbers on 1 thread or 8). The caller works through the pieces, and so do up to ``threads() - 1``
+# helper threads (a ctypes call releases the GIL), each taking the next piece left: on a loaded
+# machine a helper that does not get a core takes no piece, and the caller waits at most for the
+# one piece a helper holds, never for a helper to be scheduled.
+PARALLEL_MIN = 1 << 20
+PIECE = 1 << 18  # a multiple of the kernels' blocks
+
+
+_caller = threading.local()  # reduce.steady's caller's torch thread count, while it runs torch on one
+
+
+def threads() -> int:
+    """Threads for one reduction: torch's thread count (the user's choice; the caller's
+    while ``reduce.steady`` holds torch to one thread), at most the cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(getattr(_caller, "threads", None) or torch.get_num_threads(), cores))
+
+
+@contextlib.contextmanager
+def caller_threads(n: int) -> Iterator[None]:
+    """Within the block, ``threads()`` counts ``n`` torch threads."""
+    before = getattr(_caller, "threads", None)
+    _caller.threads = n
+    try:
+        yield
+    finally:
+        _caller.threads = before
+
+
+@functools.lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 2) - 1), thread_name_prefix="nnspec-reduce")
+
+
+def _each(part: Callable[[int, int], _T], n: int) -> list[_T]:
+    """``part(lo, hi)`` over the pieces of ``range(n)``, in order (one piece below PARALLEL_MIN)."""
+    if n < PARALLEL_MIN:
+        return [part(0, n)]
+    bounds = [(lo, min(lo + PIECE, n)) for lo in range(0, n, PIECE)]
+    out: list[Any] = [None] * len(bounds)
+    left = iter(range(len(bounds)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = next(left, None)
+            if i is None:
+                return
+            out[i] = part(*bounds[i])
+
+    helpers = [_pool().submit(work) for _ in range(threads() - 1)]
+    work()
+    for h in helpers:
+        h.result()
+    return out
+
+
+def _ends(mins: list[float], maxs: list[float]) -> tuple[float, float]:
+    """The min and max of pieces' mins and maxs; a NaN in any piece is a NaN end."""
+    if any(v != v for v in mins + maxs):
+        return math.nan, math.nan
+    return min(mins), max(maxs)

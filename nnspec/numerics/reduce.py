@@ -70,7 +70,8 @@ def steady(fn: Callable[Concatenate[torch.Tensor, _P], _R]) -> Callable[Concaten
             return fn(t, *args, **kwargs)
         torch.set_num_threads(1)
         try:
-            return fn(t, *args, **kwargs)
+            with native.caller_threads(threads):  # nnspec's kernels still split a large tensor
+                return fn(t, *args, **kwargs)
         finally:
             torch.set_num_threads(threads)
 
@@ -224,7 +225,7 @@ def _from_moments(
 def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
     """float64 vector in STATS_FIELDS order; moments over the finite values only."""
     t = _float(t)
-    if reduce_small.applies(t):
+    if reduce_small.applies(t) and not native.usable(t):  # nnspec's kernel is faster at every size
         return reduce_small.stats(t)
     return stats_torch(t, scratch)
 
@@ -291,7 +292,7 @@ def histogram(
     t = _float(t).reshape(-1)
     if t.device.type != "cpu":
         return histogram_sync_free(t, bins, range_, exact)
-    if reduce_small.applies(t):
+    if reduce_small.applies(t) and (exact or not native.usable(t)):  # the kernel: as fast small, faster large
         return reduce_small.histogram(t, bins, range_, exact)
     return histogram_torch(t, bins, range_, scratch, exact)
 
@@ -371,12 +372,11 @@ def _native_histogram(
     ``(x - lo) * scale``, clamped and truncated, in one read of the finite values."""
     lo_t, hi_t = ends
     every, below, above = native.bins(vals, float(lo_t), scale, bins, float(hi_t) if ranged else None)
-    counts = every[:bins].clone()
-    counts[-1] += every[bins]
+    counts = every[:bins].copy()  # folded in NumPy: a few torch ops would cost more than a small tensor's count
+    counts[-1] += every[bins] - above
     counts[0] -= below
-    counts[-1] -= above
     outside = torch.tensor(below + above, dtype=torch.int64)
-    return {"counts": counts, "lo": lo_t, "hi": hi_t, "nan": nan, "inf": inf, "outside": outside}
+    return {"counts": torch.from_numpy(counts), "lo": lo_t, "hi": hi_t, "nan": nan, "inf": inf, "outside": outside}
 
 
 def numpy_edges(lo: torch.Tensor, hi: torch.Tensor, bins: int, from_data: bool, dtype: torch.dtype) -> torch.Tensor:
