@@ -203,6 +203,20 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
     entered: set[str] = set()
     grads = plan.backward  # autograd on for this pass whatever the caller's mode (torch.no_grad())
 
+    # A hook runs once per hooked module per pass, against forward passes of a few ms on a
+    # GPU: what can be worked out once (a capture's key, whether it may be kept for a
+    # batched reduction) is, here; a module's plain tensor output skips ``_part``.
+    deferred, how = out.deferred, out.how
+    shapes, dtypes, values = out.shapes, out.dtypes, out.values
+    on_device: dict[torch.device, bool] = {}  # device -> batched.defers' answer there
+
+    def fast(c: Capture) -> tuple | None:
+        """``Deferred.keep_once``'s reduction arguments for a capture it may take, or None."""
+        r = c.reduce
+        if deferred is None or how == "in-hook" or c.index is not None or r is None or r.op not in batched.BATCHED:
+            return None
+        return r.op, r.bins, r.range, r.abs
+
     def before(path: str, caps: list[Capture]):
         def record(args, kwargs):
             if path in entered:
@@ -217,19 +231,38 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
         return record
 
     def after(path: str, caps: list[Capture]):
+        todo = [(c, c.kind == "activation", c.output is None, c.key, (c.kind, path), fast(c)) for c in caps]
+
         def record(args, kwargs, output):
             if path in seen:
                 return None  # a module called twice: the first call is what views show
             seen.add(path)
             replaced = output
-            for c in caps:
-                t = _part(path, c, output, "output", out)
-                if t is None:
-                    continue
-                if c.kind == "activation":
-                    _store(c, t, out)
+            plain = isinstance(output, torch.Tensor)
+            for c, activation, main, key, where, keep in todo:
+                if plain and main:
+                    t = output  # what _part picks of a lone tensor, with no note
+                else:
+                    t = _part(path, c, output, "output", out)
+                    if t is None:
+                        continue
+                if activation:
+                    if keep is None:
+                        _store(c, t, out)
+                        continue
+                    ok = on_device.get(t.device)
+                    if ok is None:
+                        ok = on_device[t.device] = batched.defers(t, keep[0], how)
+                    if not ok:
+                        _store(c, t, out)
+                        continue
+                    if where not in shapes:
+                        shapes[where] = tuple(t.shape)
+                    if where not in dtypes:
+                        dtypes[where] = t.dtype
+                    values[key] = deferred.keep_once(t, *keep)  # type: ignore[union-attr]
                 elif c.kind == "output_grad":
-                    out.shapes.setdefault((c.kind, path), tuple(t.shape))
+                    shapes.setdefault((c.kind, path), tuple(t.shape))
                     if t.requires_grad:
                         outputs[(path, c.output)] = t
                         # later code may write into the output in place (ReLU(inplace=True),
@@ -239,10 +272,15 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
 
         return record
 
-    calls = {path: after(path, [c for c in caps if c.kind != "input"]) for path, caps in by_module.items()}
-    calls = {p: fn for p, fn in calls.items() if any(c.kind != "input" for c in by_module[p])}
-    enter = {p: before(p, [c for c in caps if c.kind == "input"]) for p, caps in by_module.items()}
-    enter = {p: fn for p, fn in enter.items() if any(c.kind == "input" for c in by_module[p])}
+    calls = {}
+    enter = {}
+    for p, caps in by_module.items():
+        outs = [c for c in caps if c.kind != "input"]
+        ins = [c for c in caps if c.kind == "input"]
+        if outs:
+            calls[p] = after(p, outs)
+        if ins:
+            enter[p] = before(p, ins)
     try:
         done = be.forward(
             call, calls, enter=enter, grad=grads, trace=bool(traces), attention=tuple(c.target for c in attn)
@@ -251,7 +289,9 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
         error = ModelError(messages.forward_failed(str(e), e.ran), plan.spec.input.span if plan.spec.input else None)
         _fail(plan.captures, forward_kinds, error, out)
         return
-    for caps in by_module.values():  # a module the forward pass did not call (a branch not taken)
+    for p, caps in by_module.items():  # a module the forward pass did not call (a branch not taken)
+        if p in seen and (p in entered or p not in enter):
+            continue  # its hooks ran: every capture has its value or its error
         for c in caps:
             if c.kind != "output_grad" and c.key not in out.values and c.key not in out.errors:
                 out.errors[c.key] = messages.module_not_called(c.target)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -96,6 +97,8 @@ class Deferred:
     groups: dict[tuple[str, int | None, tuple[float, ...] | None], list[tuple[Pending, torch.Tensor]]] = field(
         default_factory=dict
     )
+    # keep_once's memo: (memory, shape, strides, dtype, device, version, reduction) -> (weak ref, Pending)
+    _seen: dict[tuple, tuple[weakref.ref[torch.Tensor], Pending]] = field(default_factory=dict, repr=False)
 
     def keep(
         self, t: torch.Tensor, op: str, bins: int | None = None, range_: tuple[float, ...] | None = None,
@@ -114,6 +117,28 @@ class Deferred:
         self.groups.setdefault(key, []).append((pending, kept))
         return pending
 
+    def keep_once(
+        self, t: torch.Tensor, op: str, bins: int | None = None, range_: tuple[float, ...] | None = None,
+        absolute: bool = False,
+    ) -> Pending:  # fmt: skip
+        """``keep``, once per tensor and reduction: a tensor passed on unchanged (an
+        Identity, a Dropout in eval mode) gets the Pending of its first keep. Keyed
+        as ``reduce.Scratch`` keys its memo (memory, shape, strides, dtype, version
+        counter, which every in-place write bumps), valid while the first tensor
+        lives (held weakly: its memory cannot belong to another tensor meanwhile)."""
+        try:
+            if t.layout != torch.strided or t.is_meta:
+                raise NotImplementedError
+            key = (t.data_ptr(), t.shape, t.stride(), t.dtype, t.device, t._version, op, bins, range_, absolute)
+        except (RuntimeError, NotImplementedError, TypeError):  # inference tensors keep no version counter
+            return self.keep(t, op, bins, range_, absolute)
+        entry = self._seen.get(key)
+        if entry is not None and entry[0]() is not None:
+            return entry[1]
+        pending = self.keep(t, op, bins, range_, absolute)
+        self._seen[key] = (weakref.ref(t), pending)
+        return pending
+
     @property
     def kept_bytes(self) -> int:
         """What the kept copies hold now (the memory this path costs during a pass)."""
@@ -124,6 +149,7 @@ class Deferred:
         transfer per reduction kind and dtype) and let go of the copies. A batch
         that does not fit in the device's memory is reduced one tensor at a time."""
         groups, self.groups = self.groups, {}
+        self._seen.clear()
         for (op, bins, range_), items in groups.items():
             pendings, tensors = [p for p, _ in items], [t for _, t in items]
             items.clear()
@@ -144,8 +170,14 @@ def _together(op: str, bins: int | None, range_: tuple[float, ...] | None, tenso
         assert bins is not None
         return [unpack_histogram(row) for row in histogram_rows(tensors, bins, range_).cpu().unbind(0)]
     norms = norm_many(tensors)
-    wide = torch.stack([v.double() for v in norms]).cpu()  # one transfer; float32 → float64 is exact
-    return [w.to(v.dtype) for w, v in zip(wide.unbind(0), norms, strict=True)]
+    out: list[object] = [None] * len(norms)
+    by_dtype: dict[torch.dtype, list[int]] = {}
+    for i, v in enumerate(norms):
+        by_dtype.setdefault(v.dtype, []).append(i)
+    for idx in by_dtype.values():  # one stack and one transfer per dtype (float32, float64): no kernel per tensor
+        for i, v in zip(idx, torch.stack([norms[i] for i in idx]).cpu().unbind(0), strict=True):
+            out[i] = v
+    return out
 
 
 def _one_by_one(

@@ -48,6 +48,7 @@ class TorchBackend:
         self._modules: tuple[Module, ...] | None = None
         self._params: tuple[Param, ...] | None = None
         self._tracer: Tracer | None = None
+        self._tree: dict[str, torch.nn.Module] | None = None  # path -> module, during a pass (one walk)
 
     @staticmethod
     def accepts(model: Any) -> bool:
@@ -140,15 +141,18 @@ class TorchBackend:
         modes = [(m, m.training) for m in self.model.modules()]
         flags = [(p, p.requires_grad) for p in self.model.parameters()]
         try:
-            self.model.train(train)
+            if any(mode != train for _, mode in modes):  # per pass: a model already in that mode is left be
+                self.model.train(train)
             for name in params_needing_grad:
                 self.tensor(name).requires_grad_(True)
             yield
         finally:
-            for m, mode in modes:
-                m.training = mode
+            for m, mode in modes:  # only what changed: Module.__setattr__ costs microseconds a module
+                if m.training != mode:
+                    m.training = mode
             for p, flag in flags:
-                p.requires_grad_(flag)
+                if p.requires_grad != flag:
+                    p.requires_grad_(flag)
 
     @contextmanager
     def hooks(self, calls: dict[str, OnCall], enter: dict[str, OnEnter] | None = None):
@@ -157,27 +161,37 @@ class TorchBackend:
         before it, for the duration; nnspec's own work in a callback is not traced."""
         handles = []
         try:
+            by_path = self._tree if self._tree is not None else dict(self.model.named_modules())
             for path, fn in calls.items():
-                module = self.model.get_submodule(path)
+                module = by_path[path] if path in by_path else self.model.get_submodule(path)
                 handles.append(module.register_forward_hook(self._hook(fn), with_kwargs=True))
             for path, before in (enter or {}).items():
-                module = self.model.get_submodule(path)
+                module = by_path[path] if path in by_path else self.model.get_submodule(path)
                 handles.append(module.register_forward_pre_hook(self._pre_hook(before), with_kwargs=True))
             yield
         finally:
             for h in handles:
                 h.remove()
 
+    # The hooks run once per hooked module per pass: a tracer's pause only when there is one
+    # (a context manager per call costs more than the rest of a cheap hook).
     def _hook(self, fn: OnCall):
         def hook(module, args, kwargs, output):
-            with self.paused():
+            tracer = self._tracer
+            if tracer is None:
+                return fn(args, kwargs, output)
+            with tracer.paused():
                 return fn(args, kwargs, output)
 
         return hook
 
     def _pre_hook(self, fn: OnEnter):
         def hook(module, args, kwargs):
-            with self.paused():
+            tracer = self._tracer
+            if tracer is None:
+                fn(args, kwargs)
+                return None
+            with tracer.paused():
                 fn(args, kwargs)
             return None
 
@@ -211,11 +225,15 @@ class TorchBackend:
         ``enter`` hooked; raises PassFailed with the modules that ran if the model raises.
         ``grad`` turns autograd on or off for the pass whatever the caller's mode
         (a render inside ``torch.no_grad()`` still gets its gradients)."""
-        ran: list[str] = []
-        names = {id(m): n for n, m in self.model.named_modules()}
+        ran: list[torch.nn.Module] = []  # named after the pass: a lookup per module call costs
+        self._tree = tree = dict(self.model.named_modules())  # one walk, for the hooks' modules too
 
         def track(module, args, output):
-            ran.append(names.get(id(module), type(module).__name__))
+            ran.append(module)
+
+        def ran_names() -> list[str]:
+            names = {id(m): n for n, m in tree.items()}
+            return list(dict.fromkeys(names.get(id(m), type(m).__name__) for m in ran))
 
         weights: dict = {}
         self._tracer = Tracer(self.model) if trace else None
@@ -232,13 +250,12 @@ class TorchBackend:
                         self._tracer.run(self.model, call) if self._tracer else self.model(*call.args, **call.kwargs)
                     )
                 except Exception as e:
-                    raise PassFailed(e, list(dict.fromkeys(ran))) from e
-            return ForwardResult(
-                result, list(dict.fromkeys(ran)), self._tracer.trace if self._tracer else None, weights
-            )
+                    raise PassFailed(e, ran_names()) from e
+            return ForwardResult(result, ran_names(), self._tracer.trace if self._tracer else None, weights)
         finally:
             handle.remove()
             self._tracer = None
+            self._tree = None
 
     def compute_loss(self, loss_fn: Any, result: Any, target: Any, call: Call) -> torch.Tensor:
         """``loss_fn(result, target, call)`` with autograd on (also inside the caller's
