@@ -616,3 +616,14 @@ def test_a_loop_that_never_closes_its_recorder_keeps_its_last_step(tmp_path):
     r = nnspec.open_run(run)
     assert sorted(int(s) for s in r.frame().step.unique()) == [0, 1, 2]
     assert r.meta["finished"] == "0"
+
+
+def test_a_step_axis_is_whole_steps():
+    """Vega splits a span of a few steps in halves (0, 0.5, 1): a short span names each step."""
+    import pandas as pd
+
+    from nnspec.marks.steps import step_axis
+
+    assert step_axis(pd.Series([0, 1, 2, 2])).to_dict() == {"values": [0, 1, 2], "format": ",d"}
+    assert step_axis(pd.Series([10, 30])).to_dict() == {"values": list(range(10, 31)), "format": ",d"}
+    assert step_axis(pd.Series([0, 500, 1000])).to_dict() == {"format": ",d"}  # Vega's nice ticks are whole there

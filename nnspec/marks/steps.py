@@ -44,6 +44,17 @@ RED = "#c0392b"
 MAX_RIDGES = 24
 RIDGE_HEIGHT = 16
 RIDGE_OVERLAP = 1.6
+STEP_TICKS_MAX = 20  # a span of steps up to this gets a tick at each step
+
+
+def step_axis(steps: pd.Series) -> alt.Axis:
+    """An x axis of whole steps: Vega's own ticks split a span of a few steps in halves
+    (0, 0.5, 1, …; its ``tickMinStep`` is ignored), so a short span names each step, and
+    a longer one, whose nice ticks are whole already, is labelled without decimals."""
+    found = [int(v) for v in steps.dropna().unique()]
+    if found and max(found) - min(found) <= STEP_TICKS_MAX:
+        return alt.Axis(values=list(range(min(found), max(found) + 1)), format=",d")
+    return alt.Axis(format=",d")
 
 
 def _with_nonfinite(frame: pd.DataFrame, data: Data) -> pd.DataFrame:
@@ -90,7 +101,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
     # rows carry the value and its smoothing (the page writes an EMA into "smoothed"; here it is the value)
     chart_frame = _with_nonfinite(frame, data).assign(smoothed=frame[y])
     base = alt.Chart(inline(chart_frame))
-    x = alt.X(**field("step", "Q"), title="step")
+    x = alt.X(**field("step", "Q"), title="step", axis=step_axis(frame["step"]))
     enc: dict[str, Any] = {"x": x}
     pick = None
     if colour:
@@ -133,7 +144,7 @@ def visit_steps_line(data: Data, mark: Step, view: ViewSpec):
         tips = [tip("run", "N"), tip("step", "Q", title="first NaN/Inf at step")]
         layers.append(
             rule.mark_rule(color=RED, strokeDash=[4, 3], strokeWidth=2).encode(
-                x=alt.X(**field("step", "Q")), tooltip=tips
+                x=alt.X(**field("step", "Q"), axis=step_axis(frame["step"])), tooltip=tips
             )
         )
     panels = frame["layer"].nunique() if (runs or stats) else 1
