@@ -53,7 +53,16 @@ def inline(frame: pd.DataFrame) -> dict:
         for k, v in row.items():
             if isinstance(v, float) and not math.isfinite(v):
                 row[k] = None
-    return {"values": rows}
+    return {"values": Rows(rows)}
+
+
+class Rows(tuple):
+    """A chart's rows as a tuple: Altair deep-copies lists and dicts (each layer, each
+    ``properties``), walking every row, and passes other values through; the rows are
+    never changed after the mark builds them, so sharing them is safe. ``to_dict``
+    moves them to ``datasets`` as they are, where ``output.validate`` makes them a list."""
+
+    __slots__ = ()
 
 
 def tooltip(frame: pd.DataFrame) -> list:

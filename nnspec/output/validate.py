@@ -26,12 +26,20 @@ def vega_lite(chart) -> dict:
     """The chart's Vega-Lite as a dict, checked against the schema (raises if it is not valid)."""
     check = _checker()
     if check is None:
-        return chart.to_dict()
-    spec = chart.to_dict(validate=False)
+        return _lists(chart.to_dict())
+    spec = _lists(chart.to_dict(validate=False))
     if check.is_valid(spec):
         return spec
     chart.to_dict()  # Altair's own validation: its message says which property is wrong
     raise ValueError(f"the chart does not match the Vega-Lite schema: {next(iter(check.iter_errors(spec)))}")
+
+
+def _lists(spec: dict) -> dict:
+    """Data sets as lists (marks hand Altair their rows as a tuple, ``marks.common.Rows``)."""
+    sets = spec.get("datasets")
+    if isinstance(sets, dict):
+        spec["datasets"] = {k: list(v) if isinstance(v, tuple) else v for k, v in sets.items()}
+    return spec
 
 
 @functools.cache
