@@ -75,6 +75,26 @@ def test_tied_parameters_are_one_tensor_with_every_name():
     assert sum(p.numel for _, p in params_under(be, "")) == be.size()
 
 
+def test_params_under_and_own_params_of_every_module_equal_a_scan_of_every_name():
+    """Indexed once per backend (a scan per module is quadratic on a large model): the same
+    lists, in the same order, tied weights under their first name in each module."""
+    model = Tied()
+    be = backend_for(model)
+
+    def under(name, path):
+        return name if not path else (name[len(path) + 1 :] if name.startswith(path + ".") else None)
+
+    for path in [m.path for m in be.modules()] + ["", "block", "nothing"]:
+        want_under, want_own = [], []
+        for p in be.params():
+            rel = next((r for r in (under(n, path) for n in p.names) if r is not None), None)
+            if rel is not None:
+                want_under.append((rel, p))
+            want_own += [(under(n, path), p) for n in p.names if under(n, path) and "." not in under(n, path)]
+        assert params_under(be, path) == want_under and own_params(be, path) == want_own, path
+    assert [n for n, _ in params_under(be, "lm_head")] == ["weight"]
+
+
 def test_forward_calls_back_and_leaves_no_hook():
     model = Tied()
     be = backend_for(model)

@@ -173,31 +173,42 @@ def module_at(be: Backend, path: str) -> Module:
     raise KeyError(path)
 
 
-def _under(name: str, path: str) -> str | None:
-    """``name`` relative to the module at ``path``, or None if it is not under it."""
-    if not path:
-        return name
-    return name[len(path) + 1 :] if name.startswith(path + ".") else None
-
-
 def params_under(be: Backend, path: str) -> list[tuple[str, Param]]:
     """(name relative to ``path``, Param) of every tensor the module at ``path`` holds,
     its children's included, each tensor once (a tied one under its first name there)."""
-    out = []
-    for p in be.params():
-        rel = next((r for r in (_under(n, path) for n in p.names) if r is not None), None)
-        if rel is not None:
-            out.append((rel, p))
-    return out
+    return list(_index(be)[0].get(path, ()))
 
 
 def own_params(be: Backend, path: str) -> list[tuple[str, Param]]:
     """(own name, Param) of the parameters the module at ``path`` holds itself, under
     every name (a tied tensor shows under each module that holds it)."""
-    out = []
-    for p in be.params():
-        for n in p.names:
-            rel = _under(n, path)
-            if rel is not None and "." not in rel:
-                out.append((rel, p))
-    return out
+    return list(_index(be)[1].get(path, ()))
+
+
+_INDEXES: dict[int, tuple[tuple[Param, ...], dict, dict]] = {}
+
+
+def _index(be: Backend) -> tuple[dict[str, list[tuple[str, Param]]], dict[str, list[tuple[str, Param]]]]:
+    """``params_under`` and ``own_params`` of every module path, from one walk over the
+    parameters' names (asked per module, a walk each is quadratic: seconds on a large
+    model). Kept per ``params()`` tuple, which a backend builds once."""
+    params = be.params()
+    hit = _INDEXES.get(id(params))
+    if hit is not None and hit[0] is params:
+        return hit[1], hit[2]
+    under: dict[str, list[tuple[str, Param]]] = {}
+    own: dict[str, list[tuple[str, Param]]] = {}
+    for p in params:
+        placed: set[str] = set()
+        for name in p.names:
+            parts = name.split(".")
+            for i in range(len(parts)):
+                path = ".".join(parts[:i])
+                if path not in placed:  # the first of its names under that module
+                    placed.add(path)
+                    under.setdefault(path, []).append((".".join(parts[i:]), p))
+            own.setdefault(".".join(parts[:-1]), []).append((parts[-1], p))
+    if len(_INDEXES) >= 8:
+        _INDEXES.clear()
+    _INDEXES[id(params)] = (params, under, own)
+    return under, own
