@@ -116,22 +116,34 @@ def _template(args) -> dict:
     return {"vars": dict(parse_set(t) for t in args.set), "values_files": tuple(args.values)}
 
 
-def _import_jsonschema_lean() -> None:
-    """Import jsonschema (the spec's check, and Altair's) without ``rfc3987-syntax``.
+# jsonschema's format checkers' optional packages (``jsonschema[format]``, beside Jupyter)
+_FORMAT_PACKAGES = (
+    "fqdn", "idna", "isoduration", "jsonpointer", "rfc3339_validator", "rfc3986_validator", "rfc3987",
+    "rfc3987_syntax", "uri_template", "webcolors",
+)  # fmt: skip
 
-    Where that package is installed (Jupyter's ``jsonschema[format-nongpl]`` puts
-    it beside most ML environments), jsonschema builds 38 Lark grammars when it is
-    imported, about 1 s of every command, for the ``iri`` formats that neither
-    nnspec's spec schema nor Vega-Lite's uses. The command's own process imports
-    jsonschema without it; the package stays importable afterwards. A library
-    user's process (``nnspec.render``) is left as it is."""
-    if "jsonschema" in sys.modules or "rfc3987_syntax" in sys.modules:
+
+def _import_jsonschema_lean() -> None:
+    """Import jsonschema (the spec's check, and Altair's) without its format packages.
+
+    Where they are installed (Jupyter's ``jsonschema[format-nongpl]`` puts them
+    beside most ML environments), jsonschema imports them all, and
+    ``rfc3987-syntax`` builds 38 Lark grammars: about 1.1 s of every command, for
+    format checks that nnspec never runs (its spec check has no format checker,
+    and charts are checked by ``output/validate.py``). The command's own process
+    imports jsonschema with them hidden; they stay importable afterwards. A
+    library user's process (``nnspec.render``) is left as it is."""
+    if "jsonschema" in sys.modules:
         return
-    sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # an ImportError, which jsonschema expects
+    hidden = [m for m in _FORMAT_PACKAGES if m not in sys.modules]
+    for m in hidden:
+        sys.modules[m] = None  # type: ignore[assignment]  # an ImportError, which jsonschema expects
     try:
         import jsonschema  # noqa: F401
     finally:
-        del sys.modules["rfc3987_syntax"]
+        for m in hidden:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
 
 
 def main(argv=None) -> int:
