@@ -9,7 +9,12 @@ with their min–max, and on CUDA the peak memory of the pass over the plain
 forward's.
 
     python bench/bench_capture.py [--repeats 7] [--device cpu|cuda]
-                                  [--models gpt,resnet18,resnet50] [--paths in-hook,deferred]
+                                  [--models gpt,resnet18,resnet50,hf-gpt2] [--paths in-hook,deferred]
+                                  [--gpt-batch 4] [--queries stats,histogram,norm]
+
+``hf-gpt2``: Hugging Face GPT-2 small built from ``GPT2Config()`` with a seed (random
+weights; needs ``transformers``, skipped with a note without it), ``--gpt-batch``×128
+tokens like the other GPT.
 """
 
 from __future__ import annotations
@@ -40,12 +45,26 @@ QUERIES = {
 PATHS = ("in-hook", "deferred")
 
 
-def models(device, names):
+def models(device, names, gpt_batch: int = 4):
     """The benchmark's models and inputs, by short name, built on ``device``."""
     torch.manual_seed(0)
     out = {}
     if "gpt" in names:
-        out["GPT-2-small-shaped, 4×128 tokens"] = (GPT().to(device), torch.randint(0, 50257, (4, 128), device=device))
+        out[f"GPT-2-small-shaped, {gpt_batch}×128 tokens"] = (
+            GPT().to(device),
+            torch.randint(0, 50257, (gpt_batch, 128), device=device),
+        )
+    if "hf-gpt2" in names:
+        try:
+            from transformers import GPT2Config, GPT2Model
+        except ImportError as e:
+            print(f"hf-gpt2 skipped: {e}", file=sys.stderr)
+        else:
+            torch.manual_seed(0)
+            out[f"Hugging Face GPT-2 small (GPT2Config()), {gpt_batch}×128 tokens"] = (
+                GPT2Model(GPT2Config()).to(device),
+                torch.randint(0, 50257, (gpt_batch, 128), device=device),
+            )
     if "resnet18" in names:
         cnn = ResNet(widths=(64, 128, 256, 512), blocks=2, classes=1000).to(device)
         out["ResNet-18-shaped CNN, 8×3×64×64"] = (cnn, torch.randn(8, 3, 64, 64, device=device))
@@ -96,7 +115,7 @@ def with_path(path: str, fn):
     return call
 
 
-def variants(model, x, device, paths):
+def variants(model, x, device, paths, queries=tuple(QUERIES)):
     """The plain forward and every (query, path) capture of ``model`` on ``x``, and their plans."""
     model.eval()
 
@@ -108,6 +127,8 @@ def variants(model, x, device, paths):
     fns = {"plain": plain}
     plans = {}
     for label, q in QUERIES.items():
+        if label not in queries:
+            continue
         plans[label] = compile_plan(load_spec({"nnspec": 1, "views": [{"query": q}]}), model)
         for path in paths:
             run = lambda plan=plans[label]: (capture.run(plan, model, Batch.of(x)), sync(device))  # noqa: E731
@@ -135,6 +156,8 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--models", default="gpt,resnet18,resnet50")
     ap.add_argument("--paths", default=",".join(PATHS))
+    ap.add_argument("--gpt-batch", type=int, default=4, help="sequences of 128 tokens for the GPT models")
+    ap.add_argument("--queries", default=",".join(QUERIES), help="of: " + ", ".join(QUERIES))
     args = ap.parse_args()
     device = torch.device(args.device)
     paths = [p for p in args.paths.split(",") if p]
@@ -142,8 +165,9 @@ def main():
     print(f", torch {torch.__version__}, CUDA {torch.version.cuda}, threads {torch.get_num_threads()}\n")
     print("| model | query | path | hooked modules | time ÷ plain forward, median (min–max) | peak memory ÷ plain's | bytes kept (EXPLAIN) |")  # fmt: skip
     print("| --- | --- | --- | ---: | ---: | ---: | ---: |")
-    for name, (model, x) in models(device, args.models.split(",")).items():
-        fns, plans = variants(model, x, device, paths)
+    queries = [q for q in args.queries.split(",") if q]
+    for name, (model, x) in models(device, args.models.split(","), args.gpt_batch).items():
+        fns, plans = variants(model, x, device, paths, queries)
         fns = {k: fn for k, fn in fns.items() if runs(k, fn)}
         r = ratios(fns, args.repeats)
         plain_peak = peak_bytes(fns["plain"], device)

@@ -279,3 +279,75 @@ def test_a_deferred_capture_records_what_the_in_hook_one_records(monkeypatch):
         else:
             assert a.dtype == b.dtype and a.shape == b.shape, key
             np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-6, equal_nan=True, err_msg=str(key))
+
+
+def test_keep_once_keeps_a_tensor_once_per_version_and_reduction():
+    d = batched.Deferred()
+    t = torch.tensor([-2.0, 1.0, 3.0])
+    a = d.keep_once(t, "stats")
+    assert d.keep_once(t, "stats") is a  # passed on unchanged (an Identity): one copy
+    assert d.keep_once(t.view(3), "stats") is a  # the same memory, seen through a view
+    assert d.keep_once(t, "norm") is not a and d.keep_once(t, "stats", absolute=True) is not a
+    t.clamp_(min=0)  # written in place (ReLU(inplace=True)): a new version, a new copy
+    b = d.keep_once(t, "stats")
+    assert b is not a
+    d.flush()
+    assert float(batched.resolved(a)[3]) == -2.0 and float(batched.resolved(b)[3]) == 0.0
+    assert not d._seen  # nothing held after the flush
+    with torch.inference_mode():
+        frozen = torch.ones(2)
+    p, q = d.keep_once(frozen, "stats"), d.keep_once(frozen, "stats")  # no version counter: no memo
+    assert p is not q
+
+
+class _Residual(torch.nn.Module):
+    """ResNet's bottleneck ending: a norm's output gets ``+= identity`` and an in-place
+    ReLU after its hook, an Identity passes the result on; the hooks' copies must be
+    what each module returned."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 16)
+        self.bn = torch.nn.BatchNorm1d(16)
+        self.relu = torch.nn.ReLU(inplace=True)
+        self.same = torch.nn.Identity()
+        self.head = torch.nn.Linear(16, 2)
+
+    def forward(self, x):
+        out = self.bn(self.fc(x))
+        out += x
+        return self.head(self.same(self.relu(out)))
+
+
+def test_a_deferred_capture_keeps_what_each_module_returned_before_in_place_writes(monkeypatch):
+    torch.manual_seed(0)
+    model = _Residual().eval()
+    model.bn.running_mean.normal_()
+    x = torch.randn(64, 16)
+    mine = {}  # independent hooks: a copy of each output when the module returns
+    handles = [
+        getattr(model, n).register_forward_hook(lambda m, a, o, n=n: mine.__setitem__(n, o.detach().clone()))
+        for n in ("fc", "bn", "relu", "same", "head")
+    ]
+    with torch.no_grad():
+        model(x)
+    for h in handles:
+        h.remove()
+    queries = ["activations of * | stats", "activations of * | histogram(bins=7)", "activations of * | norm"]
+    spec = load_spec({"nnspec": 1, "views": [{"query": q} for q in queries]})
+    kept = []
+    keep = batched.Deferred.keep
+    monkeypatch.setattr(batched.Deferred, "keep", lambda self, t, op, *a: kept.append(op) or keep(self, t, op, *a))
+    monkeypatch.setenv(batched.ENV, "deferred")
+    got = capture.run(compile_plan(spec, model), model, Batch.of(x))
+    assert not got.errors and len(kept) == 3 * 4  # fc, bn, relu, head: the Identity's is the ReLU's
+    for key, v in got.values.items():
+        want = mine[key[1]]
+        if key[3] == "stats":
+            _stats_close(v, reduce.stats(want), want.dtype)
+        elif key[3].startswith("histogram"):
+            h = reduce.histogram(want, 7)
+            assert all(torch.equal(v[k], h[k]) for k in HIST_KEYS), key
+        else:
+            torch.testing.assert_close(v, reduce.scalar(want, "norm"))
+    assert float(got.values[("activation", "bn", "", "stats")][3]) < 0  # before the += and the ReLU

@@ -116,3 +116,49 @@ def test_deferred_capture_has_no_host_synchronisation_until_the_flush(monkeypatc
             assert (a["counts"] - b["counts"]).abs().sum() <= 2 and int(a["nan"]) == int(b["nan"]), key
         else:
             assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6, equal_nan=True), key
+
+
+def test_deferred_capture_of_in_place_residuals_on_cuda_equals_the_cpu_one(monkeypatch):
+    """The hooks' fast path on CUDA (a lone tensor output kept once per version): a norm's
+    output written by ``+=`` and an in-place ReLU after its hook, an Identity passing
+    the result on; no synchronisation before the flush; the CPU's in-hook numbers."""
+    from nnspec.capture import run as capture
+    from nnspec.compiler.compile import compile_plan
+    from nnspec.inputs.batch import Batch
+    from nnspec.numerics import batched
+    from nnspec.spec.load import load_spec
+    from tests.test_batched import _Residual
+
+    monkeypatch.delenv(batched.ENV, raising=False)
+    flush = capture._flush
+
+    def flush_synchronising(out):
+        torch.cuda.set_sync_debug_mode("default")
+        flush(out)
+
+    monkeypatch.setattr(capture, "_flush", flush_synchronising)
+    torch.manual_seed(0)
+    cpu = _Residual().eval()
+    cpu.bn.running_mean.normal_()
+    gpu = _Residual().cuda().eval()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(64, 16)
+    queries = ["activations of * | stats", "activations of * | histogram(bins=7)", "activations of * | norm"]
+    spec = load_spec({"nnspec": 1, "views": [{"query": q} for q in queries]})
+    want = capture.run(compile_plan(spec, cpu), cpu, Batch.of(x))
+    plan = compile_plan(spec, gpu)
+    batch = Batch.of(x.cuda())
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        got = capture.run(plan, gpu, batch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert not got.errors and got.values.keys() == want.values.keys()
+    assert float(got.values[("activation", "bn", "", "stats")][3]) < 0  # before the += and the ReLU
+    for key, a in want.values.items():
+        b = got.values[key]
+        if isinstance(a, dict):
+            assert (a["counts"] - b["counts"]).abs().sum() <= 2 and int(a["nan"]) == int(b["nan"]), key
+        else:
+            assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6, equal_nan=True), key

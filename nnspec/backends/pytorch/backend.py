@@ -49,6 +49,7 @@ class TorchBackend:
         self._params: tuple[Param, ...] | None = None
         self._tracer: Tracer | None = None
         self._tree: dict[str, torch.nn.Module] | None = None  # path -> module, during a pass (one walk)
+        self._walk: dict[str, torch.nn.Module] | None = None  # the same, inside guest()
 
     @staticmethod
     def accepts(model: Any) -> bool:
@@ -138,8 +139,11 @@ class TorchBackend:
     def guest(self, params_needing_grad: tuple[str, ...] = (), train: bool = False):
         """Eval mode (train mode if ``train``) and grads on the named parameters, for the
         duration; every module's mode and every parameter's flag come back as found."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        tree = dict(self.model.named_modules())  # one walk, which the passes inside reuse
+        modes = [(m, m.training) for m in tree.values()]
+        params = {id(p): p for m in tree.values() for p in m._parameters.values() if p is not None}
+        flags = [(p, p.requires_grad) for p in params.values()]
+        outer, self._walk = self._walk, tree
         try:
             if any(mode != train for _, mode in modes):  # per pass: a model already in that mode is left be
                 self.model.train(train)
@@ -153,6 +157,7 @@ class TorchBackend:
             for p, flag in flags:
                 if p.requires_grad != flag:
                     p.requires_grad_(flag)
+            self._walk = outer
 
     @contextmanager
     def hooks(self, calls: dict[str, OnCall], enter: dict[str, OnEnter] | None = None):
@@ -226,7 +231,8 @@ class TorchBackend:
         ``grad`` turns autograd on or off for the pass whatever the caller's mode
         (a render inside ``torch.no_grad()`` still gets its gradients)."""
         ran: list[torch.nn.Module] = []  # named after the pass: a lookup per module call costs
-        self._tree = tree = dict(self.model.named_modules())  # one walk, for the hooks' modules too
+        tree = self._walk if self._walk is not None else dict(self.model.named_modules())
+        self._tree = tree  # the hooks' modules too: one walk of the tree per pass
 
         def track(module, args, output):
             ran.append(module)
