@@ -19,6 +19,7 @@ Fonts: ``output.fonts`` (vl-convert's font database, loaded once per process).
 
 from __future__ import annotations
 
+import collections
 import os
 import pickle
 import queue
@@ -32,6 +33,10 @@ from nnspec.errors import NnspecError, SpecError
 from nnspec.output.fonts import prime_fonts
 
 PNG_SCALE = 2  # device pixels per CSS pixel of the exported PNG
+# The Vega-Lite config a PNG's SVG is drawn with (the spec's own config wins): no ARIA
+# attributes, a description of every mark that Vega formats and a rasteriser never reads. The
+# same pixels, so the same PNG bytes (tests/test_png_pixels.py); 10–40% less SVG to draw and parse.
+PNG_CONFIG = {"aria": False}
 MAX_PNG_PIXELS = 100_000_000  # 100 Mpx (~400 MB of RGBA): a 4000×4000 chart at scale 2 is 64 Mpx
 _SVG_SIZE = re.compile(r'<svg\b[^>]*?\bwidth="([0-9.]+)"[^>]*?\bheight="([0-9.]+)"')
 _GRADIENT = re.compile(r'(id="|url\(#)gradient_([0-9]+)')
@@ -100,7 +105,7 @@ def convert(spec: dict, fmt: str, version: str | None = None):
     version = version or vl_version()
     if fmt == "png":  # the SVG first: it states the size; then that SVG rasterised (the same bytes
         # as vegalite_to_png, which would draw the chart a second time)
-        svg = vlc.vegalite_to_svg(spec, vl_version=version)
+        svg = vlc.vegalite_to_svg(spec, vl_version=version, config=PNG_CONFIG)
         check_svg_size(svg)
         return vlc.svg_to_png(svg, scale=PNG_SCALE)
     if fmt == "svg":
@@ -130,8 +135,9 @@ def export_view(spec: dict, formats: Sequence[str], draw: Callable | None = None
     return out
 
 
-POOL_WORKERS = 2  # processes at most (and at most the machine's cores)
-POOL_MIN_VIEWS = 3  # fewer views to export: drawn here (a worker's start costs about one view)
+POOL_WORKERS = 3  # worker processes at most, beside this process (which draws too), at most cores − 1
+POOL_MIN_VIEWS = 3  # fewer views to export: drawn here (a worker's start costs about twelve views)
+PREFETCH = 2  # jobs a worker holds at once: the next is in its pipe while it draws one
 
 
 def cores() -> int:
@@ -139,28 +145,27 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def busy(n_cores: int) -> bool:
-    """Whether other work keeps the cores busy: as many runnable processes as cores, on
-    average over the last minute (this one included). Then workers would only take turns
-    with this process and pay their start for nothing (measured: 1.3× the serial time)."""
-    try:
-        return os.getloadavg()[0] >= n_cores
-    except (AttributeError, OSError):
-        return False
-
-
 def pool_size(n_views: int) -> int:
-    """How many worker processes export ``n_views`` views (0: draw them here)."""
+    """How many worker processes help this process export ``n_views`` views (0: it draws them alone).
+
+    Whatever else the machine runs: this process draws views from the first one on, so a
+    worker costs only its start on another core (about 0.45 s of CPU), and a worker that has
+    not started when the views are done is stopped. On two cores a worker beside this process
+    took 0.55–0.8× the serial time quiet and 0.7–0.9× with a busy loop beside it (load ≥ 2):
+    ``bench/bench_png.py``."""
     n_cores = cores()
-    n = min(POOL_WORKERS, n_cores, n_views)
-    if n < 2 or n_views < POOL_MIN_VIEWS or not sys.executable:
+    if n_views < POOL_MIN_VIEWS or n_cores < 2 or not sys.executable:
         return 0
-    return 0 if busy(n_cores) else n
+    return min(POOL_WORKERS, n_cores - 1, n_views - 1)
+
+
+_DEAD = object()  # what ``_Worker.receive`` gives for a worker that is gone
 
 
 class _Worker:
-    """One ``--serve`` process: a job (spec, formats, version, fonts) in on its stdin, its
-    outcomes out (None for every job when its fonts are not ``fonts``: ``prime_fonts``)."""
+    """One ``--serve`` process: it says its fonts (``prime_fonts``) once its engine has started,
+    then takes jobs (spec, formats, version) on its stdin and answers each with its outcomes
+    (None: the parent draws that view)."""
 
     def __init__(self, version: str) -> None:
         # the folder that holds the nnspec package (this file is nnspec/output/convert.py)
@@ -174,15 +179,29 @@ class _Worker:
             env=env,
         )
 
-    def run(self, job: tuple) -> list[Outcome] | None:
-        """The job's outcomes; None when the worker could not draw it (the caller draws it)."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
+    def send(self, job: tuple) -> bool:
+        assert self.proc.stdin is not None
         try:
             pickle.dump(job, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
             self.proc.stdin.flush()
+            return True
+        except (OSError, ValueError):  # gone (ValueError: its pipe closed by ``stop``)
+            return False
+
+    def receive(self):
+        """Its next message; ``_DEAD`` when it is gone."""
+        assert self.proc.stdout is not None
+        try:
             return pickle.load(self.proc.stdout)
-        except (OSError, EOFError, pickle.UnpicklingError):
-            return None
+        except (OSError, ValueError, EOFError, pickle.UnpicklingError):
+            return _DEAD
+
+    def stop(self) -> None:
+        """Stop it now, whatever it is doing (its work is no longer wanted)."""
+        try:
+            self.proc.terminate()
+        except OSError:
+            pass
 
     def close(self) -> None:
         for f in (self.proc.stdin, self.proc.stdout):
@@ -199,69 +218,136 @@ class _Worker:
 
 
 class ExportPool:
-    """Views' exports in ``workers`` processes, as they are submitted; ``results()`` gives
-    each view's outcomes in submission order. ``workers`` 0, or workers that cannot start:
-    ``results()`` draws every view here (``draw``), as does a view a worker failed on."""
+    """Views' exports, drawn by this process in ``results()`` and by ``workers`` processes from
+    the moment they have started, as they are submitted: ``results()`` gives each view's
+    outcomes in submission order. ``workers`` 0, or workers that cannot start, have other
+    fonts or die: this process draws every view they do not (``draw``); a view a worker
+    died on, or could not draw, is drawn here and by no other worker. Once no view is left
+    untaken, this process draws the views the workers hold too, the last taken first
+    (a worker may not have begun it): whichever draws a view first gives its outcomes
+    (the same bytes), and the workers are stopped once every view has them."""
 
     def __init__(self, workers: int, draw: Callable | None = None) -> None:
         self.draw = draw
         self.jobs: list[tuple[dict, tuple[str, ...]]] = []
-        self.results_: dict[int, list[Outcome] | None] = {}
-        self.queue: queue.Queue = queue.Queue()
-        self.threads: list[threading.Thread] = []
+        self.results_: dict[int, list[Outcome]] = {}
+        self.todo: collections.deque[int] = collections.deque()  # jobs nobody has taken
+        self.here: collections.deque[int] = collections.deque()  # jobs only this process may take
+        self.lent: dict[int, None] = {}  # jobs in workers' hands, in the order they were taken
+        self.drawn_here: set[int] = set()  # lent jobs this process drew (or draws) too
+        self.done = False  # no more jobs for the workers
+        self.cond = threading.Condition()
         self.version: str | None = None
         self.fonts: str | None = None
-        started: list[_Worker] = []
+        self.workers: list[_Worker] = []
         if workers:
             try:
                 self.version = vl_version()
                 for _ in range(workers):
-                    started.append(_Worker(self.version))
+                    self.workers.append(_Worker(self.version))
                 self.fonts = prime_fonts()  # while the workers start
             except (OSError, ValueError, ImportError):  # processes cannot start here: draw here
-                for worker in started:
+                for worker in self.workers:
                     worker.close()
-                started = []
-        self.threads = [threading.Thread(target=self._feed, args=(w,), daemon=True) for w in started]
+                self.workers = []
+        self.threads = [threading.Thread(target=self._feed, args=(w,), daemon=True) for w in self.workers]
         for t in self.threads:
             t.start()
 
+    def _take(self, holding: int) -> int | None:
+        """(``cond`` held) The next job for a worker holding ``holding`` jobs: None when it
+        should stop taking for now (it holds enough, or there is nothing left for it). A
+        worker that holds a job takes another only while one more is left for this process."""
+        while True:
+            if holding >= PREFETCH or self.done or (holding and len(self.todo) < 2):
+                return None
+            if self.todo:
+                i = self.todo.popleft()
+                self.lent[i] = None
+                return i
+            if holding:
+                return None
+            self.cond.wait()
+
     def _feed(self, worker: _Worker) -> None:
+        held: collections.deque[int] = collections.deque()
         try:
-            while (i := self.queue.get()) is not None:
-                spec, formats = self.jobs[i]
-                out = worker.run((spec, formats, self.version, self.fonts))
-                self.results_[i] = out
-                if out is None:  # the worker died: the others (or results()) take the rest
+            if worker.receive() != self.fonts:  # other fonts, or it could not start: this process draws
+                return
+            while True:
+                with self.cond:
+                    i = self._take(len(held))
+                if i is not None:
+                    held.append(i)
+                    spec, formats = self.jobs[i]
+                    if not worker.send((spec, formats, self.version)):
+                        return
+                    continue
+                if not held:
                     return
+                out = worker.receive()
+                if out is _DEAD:
+                    return
+                i = held.popleft()
+                with self.cond:
+                    self.lent.pop(i, None)
+                    if out is None:  # it could not draw this view: this process does
+                        self.here.append(i)
+                    else:
+                        self.results_.setdefault(i, out)
+                    self.cond.notify_all()
         finally:
+            with self.cond:  # what it held is drawn here
+                for i in held:
+                    self.lent.pop(i, None)
+                    self.here.append(i)
+                self.cond.notify_all()
             worker.close()
 
     def submit(self, spec: dict, formats: Sequence[str]) -> None:
-        self.jobs.append((spec, tuple(formats)))
-        if self.threads:
-            self.queue.put(len(self.jobs) - 1)
+        with self.cond:
+            self.jobs.append((spec, tuple(formats)))
+            self.todo.append(len(self.jobs) - 1)
+            self.cond.notify_all()
+
+    def _next(self) -> int | None:
+        """(``cond`` held) The next view this process draws (None: none for now)."""
+        for jobs in (self.here, self.todo):
+            while jobs:
+                if (i := jobs.popleft()) not in self.results_:
+                    return i
+        for i in reversed(self.lent):
+            if i not in self.drawn_here:
+                self.drawn_here.add(i)
+                return i
+        return None
 
     def results(self) -> list[list[Outcome]]:
-        for _ in self.threads:
-            self.queue.put(None)
-        for t in self.threads:
-            t.join()
-        out = []
-        for i, (spec, formats) in enumerate(self.jobs):
-            got = self.results_.get(i)
-            out.append(got if got is not None else export_view(spec, formats, self.draw))
-        return out
+        """Every view's outcomes, drawn here while there is any view to draw (see the class)."""
+        while True:
+            with self.cond:
+                while (i := self._next()) is None and len(self.results_) < len(self.jobs):
+                    self.cond.wait()
+            if i is None:
+                break
+            spec, formats = self.jobs[i]
+            out = export_view(spec, formats, self.draw)
+            with self.cond:
+                self.results_.setdefault(i, out)
+        self._stop()
+        return [self.results_[i] for i in range(len(self.jobs))]
+
+    def _stop(self) -> None:
+        with self.cond:
+            self.done = True
+            self.cond.notify_all()
+        for worker in self.workers:  # nothing of theirs is wanted any more
+            worker.stop()
 
     def close(self) -> None:
-        """Stop the workers without waiting for what is queued (after an error)."""
-        while True:
-            try:
-                self.queue.get_nowait()
-            except queue.Empty:
-                break
-        for _ in self.threads:
-            self.queue.put(None)
+        """Stop the workers and wait for them (after ``results()``, or after an error: then
+        without drawing what is left)."""
+        self._stop()
         for t in self.threads:
             t.join()
 
@@ -269,34 +355,49 @@ class ExportPool:
 def _serve(version: str) -> None:
     """A worker: jobs from stdin, outcomes to the stdout it started with (anything the
     engine prints goes to stderr); ends at the end of its input. It starts vl-convert's
-    engine (and the rasteriser's fonts) at once, while the first views are still being
-    made, by drawing a point. A job for fonts other than its own (``prime_fonts``: the parent's
-    font database was loaded before nnspec loaded it) gets None: the parent draws it."""
+    engine (and the rasteriser's fonts) at once, by drawing a point, then says its fonts
+    (``prime_fonts``: a parent whose fonts differ, loaded before nnspec loaded them, draws
+    its views itself). Jobs are read as they come, while it draws (a job in the pipe never
+    waits behind an answer the parent has not read yet)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the parent, which closes our input
-    jobs, replies = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
+    replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    jobs: queue.Queue = queue.Queue()
+    # not a daemon: it ends at the end of the input, and the process waits for it (a daemon
+    # thread inside a read of stdin aborts the interpreter's shutdown)
+    threading.Thread(target=_read_jobs, args=(sys.stdin.buffer, jobs)).start()
+    fonts = None
     try:
         import vl_convert as vlc
 
-        prime_fonts()
+        fonts = prime_fonts()
         vlc.svg_to_png(vlc.vegalite_to_svg({"mark": "point"}, vl_version=version), scale=PNG_SCALE)
-    except Exception:  # the first job says what is wrong, as the serial path would
+    except Exception:  # the parent draws, and says what is wrong, as the serial path would
         pass
+    try:
+        pickle.dump(fonts, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.flush()
+        while (job := jobs.get()) is not None:
+            try:
+                spec, formats, version = job
+                out: list[Outcome] | None = export_view(spec, formats, lambda s, f, v=version: convert(s, f, v))
+            except Exception:  # anything else: the parent draws this view itself, and raises as it would
+                out = None
+            pickle.dump(out, replies, protocol=pickle.HIGHEST_PROTOCOL)
+            replies.flush()
+    except (BrokenPipeError, OSError):  # the parent stopped listening
+        pass
+
+
+def _read_jobs(stream, jobs: queue.Queue) -> None:
     while True:
         try:
-            spec, formats, version, fonts = pickle.load(jobs)
-        except EOFError:
+            jobs.put(pickle.load(stream))
+        except Exception:  # the end of the input (or a broken pipe): no more jobs
+            jobs.put(None)
             return
-        try:
-            out: list[Outcome] | None = None
-            if fonts == prime_fonts():
-                out = export_view(spec, formats, lambda s, f, v=version: convert(s, f, v))
-        except Exception:  # anything else: the parent draws this view itself, and raises as it would
-            out = None
-        pickle.dump(out, replies, protocol=pickle.HIGHEST_PROTOCOL)
-        replies.flush()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--serve"] and len(sys.argv) == 3:

@@ -3,8 +3,9 @@
 name first, so that two specs rendered into one folder never overwrite each
 other's files: a slug has no dot). Every write is atomic (a temp file, then a rename).
 
-PNG/SVG/PDF exports of three views or more run in a small process pool
-(``convert.ExportPool``); the files are the bytes the serial path writes."""
+PNG/SVG/PDF exports of three views or more are drawn by this process and a small
+process pool beside it (``convert.ExportPool``); the files are the bytes the serial
+path writes."""
 
 from __future__ import annotations
 
@@ -46,11 +47,10 @@ def _write_outputs(dash: Dashboard, out: str, formats) -> list[str]:
             if images:
                 pool.submit(spec, images)
         outcomes = pool.results() if images else [[] for _ in views]
-    except BaseException:
+        for v, paths, outs in zip(views, files, outcomes):
+            written += paths + _keep(v, outs, out, name)
+    finally:  # the workers end while the files are written
         pool.close()
-        raise
-    for v, paths, outs in zip(views, files, outcomes):
-        written += paths + _keep(v, outs, out, name)
     if "html" in formats:  # last, so that it shows a view that failed to export as failed
         written.insert(0, write_atomic(os.path.join(out, f"{dash.spec.name}.html"), dash.html()))
     return written
