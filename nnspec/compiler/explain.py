@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nnspec.compiler.plan import BACKWARD_KINDS, Capture, Plan, Shapes
+from nnspec.numerics.batched import BATCHED
 from nnspec.numerics.reductions import REDUCTIONS
 
 _ELEMENT = 4  # bytes of a float32 element, what a kept tensor usually is
@@ -102,6 +103,7 @@ def explain(plan: Plan, shapes: Shapes | None = None) -> str:
         shape_txt = f" {shape}" if shape else ""
         lines.append(f"  {c.kind:<11} {target:<28} {what}{shape_txt} [{when}] ~{_human(b)}")
     lines.append(f"bytes kept: ~{_human(total)}" + (" + unknown" if unknown else ""))
+    lines += _deferred(plan, shapes)
     if plan.recorded:
         lines += _recorded(plan, shapes)
     lines.append("views:")
@@ -119,6 +121,24 @@ def explain(plan: Plan, shapes: Shapes | None = None) -> str:
             else:
                 lines.append(f"  {i}. {vp.view.query}: {len(vp.layers)} layer(s)")
     return "\n".join(lines)
+
+
+_DEFERRED_KINDS = ("activation", "input", "output_grad")  # reduced from a hook during a pass
+
+
+def _deferred(plan: Plan, shapes: Shapes | None) -> list[str]:
+    """What the GPU path holds during a pass: it copies each tensor it reduces with stats,
+    histogram or norm and reduces them together after the pass (``numerics/batched.py``)."""
+    held = [c for c in plan.captures if c.kind in _DEFERRED_KINDS and c.reduce is not None and c.reduce.op in BATCHED]
+    if not held:
+        return []
+    sizes = [kept_shape(c, shapes) for c in held]
+    total = sum(_numel(s) * _ELEMENT for s in sizes if s is not None)
+    unknown = " + unknown" if any(s is None for s in sizes) else ""
+    return [
+        f"  on a GPU (or NNSPEC_REDUCE=deferred) the pass also holds a copy of the {len(held)} tensor(s) reduced"
+        f" by stats, histogram or norm until it ends: ~{_human(total)}{unknown} at most"
+    ]
 
 
 _WHEN_RECORDED = {
