@@ -33,6 +33,16 @@ static inline float from_key(int32_t k) {
     return v;
 }
 
+static inline void put_moments(double *out, int64_t n, double s, double ss, double ab, double z, int32_t mn,
+                               int32_t mx) {
+    out[0] = s;
+    out[1] = ss;
+    out[2] = ab;
+    out[3] = z;
+    out[4] = n ? from_key(mn) : 0.0;
+    out[5] = n ? from_key(mx) : 0.0;
+}
+
 /* out: sum and sum of squares of x - shift, sum of |x|, zeros, min, max (all double).
  * The shift (a value of x) keeps the variance from cancelling when |mean| >> std. */
 CLONES void nnspec_moments_f32(const float *x, int64_t n, float shift, double *out) {
@@ -60,12 +70,7 @@ CLONES void nnspec_moments_f32(const float *x, int64_t n, float shift, double *o
         mn = bmn < mn ? bmn : mn;
         mx = bmx > mx ? bmx : mx;
     }
-    out[0] = s;
-    out[1] = ss;
-    out[2] = ab;
-    out[3] = z;
-    out[4] = n ? from_key(mn) : 0.0;
-    out[5] = n ? from_key(mx) : 0.0;
+    put_moments(out, n, s, ss, ab, z, mn, mx);
 }
 
 /* nnspec_moments_f32 with every sum carried in double: for small tensors, where a call's
@@ -85,12 +90,7 @@ CLONES void nnspec_moments_f32_exact(const float *x, int64_t n, float shift, dou
         mn = k < mn ? k : mn;
         mx = k > mx ? k : mx;
     }
-    out[0] = s;
-    out[1] = ss;
-    out[2] = ab;
-    out[3] = z;
-    out[4] = n ? from_key(mn) : 0.0;
-    out[5] = n ? from_key(mx) : 0.0;
+    put_moments(out, n, s, ss, ab, z, mn, mx);
 }
 
 /* min and max of all-finite data, one read */
