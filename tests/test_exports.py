@@ -4,6 +4,7 @@ a view vl-convert cannot draw fails alone, a refused image keeps its chart."""
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -32,13 +33,7 @@ def _files(folder) -> dict[str, bytes]:
 
 
 def _serial(monkeypatch):
-    monkeypatch.setattr(convert, "POOL_WORKERS", 1)
-
-
-@pytest.fixture(autouse=True)
-def idle(monkeypatch):
-    """The pool whatever else the machine runs (``busy`` reads the load average)."""
-    monkeypatch.setattr(convert, "busy", lambda n_cores: False)
+    monkeypatch.setattr(convert, "POOL_WORKERS", 0)
 
 
 MANY_CORES = convert.cores() >= 2
@@ -46,9 +41,11 @@ MANY_CORES = convert.cores() >= 2
 
 def test_pool_size(monkeypatch):
     assert convert.pool_size(0) == 0 and convert.pool_size(2) == 0  # one or two views: drawn here
-    assert convert.pool_size(10) == (2 if MANY_CORES else 0)
-    monkeypatch.setattr(convert, "busy", lambda n_cores: True)
-    assert convert.pool_size(10) == 0  # cores busy with other work: drawn here
+    assert convert.pool_size(10) == (min(convert.POOL_WORKERS, convert.cores() - 1) if MANY_CORES else 0)
+    monkeypatch.setattr(convert, "cores", lambda: 2)
+    assert convert.pool_size(10) == 1  # this process draws too: one worker beside it on two cores
+    monkeypatch.setattr(convert, "cores", lambda: 1)
+    assert convert.pool_size(10) == 0
 
 
 @pytest.mark.skipif(not MANY_CORES, reason="one core: exports are drawn in process")
@@ -119,15 +116,79 @@ def test_workers_that_cannot_start_leave_the_views_to_this_process(tmp_path, mon
     assert len(written) == len(QUERIES) and all(os.path.getsize(p) > 0 for p in written)
 
 
-def test_a_worker_that_dies_leaves_its_view_to_this_process(tmp_path, monkeypatch):
-    calls = []
+def _slowly(monkeypatch, seconds=0.4):
+    """This process draws each view ``seconds`` late: the workers start in time to take some."""
+    real = write.convert
+
+    def slow(spec, fmt):
+        time.sleep(seconds)
+        return real(spec, fmt)
+
+    monkeypatch.setattr(write, "convert", slow)
+
+
+def _serial_files(tmp_path, monkeypatch, formats):
+    with monkeypatch.context() as m:
+        _serial(m)
+        write.write_outputs(_dash(), str(tmp_path / "serial"), formats)
+    return _files(tmp_path / "serial")
+
+
+@pytest.mark.parametrize("when", ["sent", "received"])
+def test_a_worker_that_dies_leaves_its_views_to_this_process(tmp_path, monkeypatch, when):
+    """A worker killed as a job is sent to it, or once it holds it: every view is still
+    written, with the serial path's bytes (this process draws what the worker held)."""
+    real = convert._Worker.send
+    sent = []
 
     def dies(self, job):
-        calls.append(1)
-        return None  # as when the process is gone
+        sent.append(1)
+        if when == "sent":
+            self.proc.kill()
+            self.proc.wait()
+        ok = real(self, job)
+        self.proc.kill()
+        return ok
 
+    serial = _serial_files(tmp_path, monkeypatch, ("png", "svg"))
     monkeypatch.setattr(write, "pool_size", lambda n: 2)
-    monkeypatch.setattr(convert._Worker, "run", dies)
-    written = write.write_outputs(_dash(), str(tmp_path), ("png",))
-    assert 1 <= len(calls) <= 2  # each worker died on its first view
-    assert len(written) == len(QUERIES) and all(os.path.getsize(p) > 0 for p in written)
+    monkeypatch.setattr(convert._Worker, "send", dies)
+    _slowly(monkeypatch)
+    write.write_outputs(_dash(), str(tmp_path / "pool"), ("png", "svg"))
+    assert 1 <= len(sent) <= 4  # each worker died on the first view it was sent (a second may be in its pipe)
+    assert _files(tmp_path / "pool") == serial
+
+
+@pytest.mark.skipif(not MANY_CORES, reason="one core: exports are drawn in process")
+def test_this_process_and_a_worker_share_the_views(tmp_path, monkeypatch):
+    """This process draws from the first view on and the worker takes views once it has
+    started: both drew some, each view once or (the last ones) by whichever finished
+    first, and the files are the serial path's bytes."""
+    serial = _serial_files(tmp_path, monkeypatch, ("png", "svg"))
+    monkeypatch.setattr(write, "pool_size", lambda n: 1)
+    here = []
+    real = write.convert
+
+    def slow(spec, fmt):
+        here.append(fmt)
+        time.sleep(0.5)  # a view a second here: the worker starts (about 0.5 s) in time to take some
+        return real(spec, fmt)
+
+    monkeypatch.setattr(write, "convert", slow)
+    write.write_outputs(_dash(), str(tmp_path / "pool"), ("png", "svg"))
+    assert _files(tmp_path / "pool") == serial
+    assert 2 <= len(here) < 2 * len(QUERIES)  # this process drew some views, the worker the rest
+
+
+def test_a_worker_that_has_not_started_is_stopped_when_the_views_are_done():
+    """Views this process draws before the worker's engine has started: the worker is stopped
+    then, not waited for."""
+    pool = convert.ExportPool(1, lambda spec, fmt: f"{fmt} of {spec['n']}")
+    for n in range(3):
+        pool.submit({"n": n}, ["svg"])
+    t0 = time.perf_counter()
+    outcomes = pool.results()
+    pool.close()
+    assert outcomes == [[("ok", "svg", f"svg of {n}")] for n in range(3)]
+    assert time.perf_counter() - t0 < 0.3  # a worker's start is about 0.5 s
+    assert all(w.proc.poll() is not None for w in pool.workers)

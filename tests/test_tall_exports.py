@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from collections import OrderedDict
 
 import pytest
@@ -87,19 +88,22 @@ def test_priming_leaves_the_environment_as_it_was(monkeypatch):
 
 @pytest.mark.skipif(convert.cores() < 2, reason="one core: exports are drawn in process")
 def test_workers_with_other_fonts_leave_their_views_here(tmp_path, monkeypatch):
-    monkeypatch.setattr(convert, "busy", lambda n_cores: False)
     dash, _ = _tall_dash()
     specs = [dash.views[0].vega_lite()] * convert.POOL_MIN_VIEWS
-    drawn_here = []
+    drawn_here, sent = [], []
+    real_send = convert._Worker.send
 
     def draw(s, fmt):
         drawn_here.append(fmt)
+        time.sleep(0.5)  # slowly: the workers start (and say their fonts) meanwhile
         return convert.convert(s, fmt)
 
+    monkeypatch.setattr(convert._Worker, "send", lambda self, job: sent.append(job) or real_send(self, job))
     pool = convert.ExportPool(2, draw)
     pool.fonts = "fonts of another process"
     for s in specs:
         pool.submit(s, ["svg"])
     outcomes = pool.results()
-    assert drawn_here == ["svg"] * len(specs)  # every view drawn by this process
+    pool.close()
+    assert drawn_here == ["svg"] * len(specs) and sent == []  # every view drawn by this process, once
     assert [o[0][:2] for o in outcomes] == [("ok", "svg")] * len(specs)

@@ -5,14 +5,16 @@ one is too large to allocate (a chart 100,000 px wide). So a PNG is measured
 first (its SVG states the size) and refused past ``MAX_PNG_PIXELS`` with
 ``ImageTooLarge``: that view's file is not written, the others are. The PNG is
 that SVG rasterised (``svg_to_png``: the bytes ``vegalite_to_png`` gives, the
-chart drawn once instead of twice).
+chart drawn once instead of twice), an SVG drawn without ARIA attributes
+(``PNG_CONFIG``: the same pixels, less to draw).
 
-A dashboard's views export in a small pool of worker processes (``ExportPool``,
-``python -m nnspec.output.convert --serve``): each starts vl-convert's engine
-once and draws the views it is sent, the same calls as the serial path, so the
-files are the same bytes. One or two views, one core, cores kept busy by other
-work, or workers that cannot start or die: the views are drawn here, one after
-another.
+A dashboard's views are drawn by this process and by a worker process per
+spare core beside it (``ExportPool``, ``python -m nnspec.output.convert
+--serve``; at most ``POOL_WORKERS``): this process draws from the first view
+on, each worker from the moment its engine has started (about 0.5 s), the
+same calls as the serial path, so the files are the same bytes. A worker that
+has not started when the views are done is stopped; one view or two, one core,
+workers that cannot start, have other fonts or die: the views are drawn here.
 
 Fonts: ``output.fonts`` (vl-convert's font database, loaded once per process).
 """
@@ -137,7 +139,7 @@ def export_view(spec: dict, formats: Sequence[str], draw: Callable | None = None
 
 POOL_WORKERS = 3  # worker processes at most, beside this process (which draws too), at most cores − 1
 POOL_MIN_VIEWS = 3  # fewer views to export: drawn here (a worker's start costs about twelve views)
-PREFETCH = 2  # jobs a worker holds at once: the next is in its pipe while it draws one
+PREFETCH = 3  # jobs a worker holds at once: the next ones wait in its pipe while it draws one
 
 
 def cores() -> int:
@@ -150,13 +152,30 @@ def pool_size(n_views: int) -> int:
 
     Whatever else the machine runs: this process draws views from the first one on, so a
     worker costs only its start on another core (about 0.45 s of CPU), and a worker that has
-    not started when the views are done is stopped. On two cores a worker beside this process
-    took 0.55–0.8× the serial time quiet and 0.7–0.9× with a busy loop beside it (load ≥ 2):
-    ``bench/bench_png.py``."""
+    not started when the views are done is stopped. On two cores, 100 histograms' PNGs with a
+    worker beside this process: 26–28 ms a view against 38–43 ms drawn here alone, quiet, and
+    37 against 37–39 ms with a busy loop beside them, where workers that left this process
+    idle took 43 ms (``bench/bench_png.py``)."""
     n_cores = cores()
     if n_views < POOL_MIN_VIEWS or n_cores < 2 or not sys.executable:
         return 0
     return min(POOL_WORKERS, n_cores - 1, n_views - 1)
+
+
+PIPE_SIZE = 1 << 20  # bytes a worker's pipes hold (Linux; its default is 64 KiB, and 1 MiB its usual most)
+
+
+def _widen(pipe) -> None:
+    """Let ``pipe`` hold ``PIPE_SIZE`` bytes where the system allows. A worker's answer (a PNG
+    of a few hundred KiB) then goes in one write, without waiting for this process to read
+    it; and this process reads it in a read or two, each of which waits for the GIL, which
+    this process's own drawing holds for up to tens of ms at a time (vl-convert's calls)."""
+    import fcntl
+
+    try:
+        fcntl.fcntl(pipe.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), PIPE_SIZE)
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 _DEAD = object()  # what ``_Worker.receive`` gives for a worker that is gone
@@ -178,6 +197,8 @@ class _Worker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        for pipe in (self.proc.stdin, self.proc.stdout):  # a PNG's answer in one write, read in one go
+            _widen(pipe)
 
     def send(self, job: tuple) -> bool:
         assert self.proc.stdin is not None
