@@ -190,8 +190,8 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
     if any(c.kind == "input_grad" for c in plan.captures):
         name, x = _gradient_input(call)
         if x is None:
-            dtypes = ", ".join(f"{n} {str(getattr(v, 'dtype', type(v).__name__))}" for n, v in call.values())
-            _fail(plan.captures, ("input_grad",), SpecError(messages.no_input_grad(dtypes), None,
+            given = ", ".join(f"{n} {str(getattr(v, 'dtype', type(v).__name__))}" for n, v in call.values())
+            _fail(plan.captures, ("input_grad",), SpecError(messages.no_input_grad(given), None,
                                                             messages.no_input_grad_hint()), out)  # fmt: skip
         else:
             call = _with_grad(call, name)

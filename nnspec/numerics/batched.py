@@ -98,7 +98,7 @@ class Deferred:
         default_factory=dict
     )
     # keep_once's memo: (memory, shape, strides, dtype, device, version, reduction) -> (weak ref, Pending)
-    _seen: dict[tuple, tuple[weakref.ref[torch.Tensor], Pending]] = field(default_factory=dict, repr=False)
+    _seen: dict[tuple[object, ...], tuple[weakref.ref[torch.Tensor], Pending]] = field(default_factory=dict, repr=False)
 
     def keep(
         self, t: torch.Tensor, op: str, bins: int | None = None, range_: tuple[float, ...] | None = None,
@@ -168,7 +168,7 @@ def _together(op: str, bins: int | None, range_: tuple[float, ...] | None, tenso
         return list(stats_many(tensors).cpu().unbind(0))
     if op == "histogram":
         assert bins is not None
-        return unpack_histograms(histogram_rows(tensors, bins, range_).cpu())
+        return list(unpack_histograms(histogram_rows(tensors, bins, range_).cpu()))
     norms = norm_many(tensors)
     out: list[object] = [None] * len(norms)
     by_dtype: dict[torch.dtype, list[int]] = {}
