@@ -155,7 +155,7 @@ def bins(t: torch.Tensor, lo: float, scale: float, n_bins: int, hi: float | None
 # helper threads (a ctypes call releases the GIL), each taking the next piece left: on a loaded
 # machine a helper that does not get a core takes no piece, and the caller waits at most for the
 # one piece a helper holds, never for a helper to be scheduled.
-PARALLEL_MIN = 1 << 20
+PARALLEL_MIN = 1 << 21  # below, handing pieces to a helper thread costs more than it saves (measured)
 PIECE = 1 << 18  # a multiple of the kernels' blocks
 
 
