@@ -79,11 +79,13 @@ def test_native_stats_are_at_least_as_close_to_numpy_as_the_torch_path(torch_pat
 
 
 def test_non_finite_values_take_the_counting_path():
-    t = torch.randn(100_000)
+    t = torch.randn(100_000, generator=torch.Generator().manual_seed(4))
     t[[3, 50, 70_000]] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     got = reduce.stats_torch(t).numpy()
     a = t.double().numpy()
     f = a[np.isfinite(a)]
+    assert got[1] == pytest.approx(f.mean(), abs=1e-6 * f.std())  # float32 sums: a mean near zero, to its scale
+    got[1] = f.mean()
     np.testing.assert_allclose(
         got[:6], [a.size, f.mean(), f.std(ddof=1), f.min(), f.max(), np.abs(f).mean()], rtol=2e-6
     )
@@ -190,3 +192,23 @@ def test_torch_held_to_one_thread_for_a_reduction_leaves_the_kernels_the_callers
         torch.set_num_threads(before)
     cores = len(__import__("os").sched_getaffinity(0))
     assert seen == [min(2, cores)] and inside == 2
+
+
+def test_a_histogram_after_stats_of_the_same_tensor_reuses_its_min_and_max(monkeypatch):
+    """The Recorder and capture reduce a tensor's stats before its histogram: the histogram
+    skips its min/max read, with the same counts; after an in-place change it reads again."""
+    t = torch.randn(300_000, generator=torch.Generator().manual_seed(5))
+    want = reduce.histogram(t, 64)
+    reads: list[int] = []
+    minmax = native.minmax
+    monkeypatch.setattr(native, "minmax", lambda x: reads.append(x.numel()) or minmax(x))
+    scratch = reduce.Scratch()
+    reduce.stats(t, scratch)
+    got = reduce.histogram(t, 64, scratch=scratch)
+    assert reads == [] and all(torch.equal(got[k], want[k]) for k in want)
+    t.mul_(2)  # the version counter moves: what stats saw is not this tensor any more
+    got = reduce.histogram(t, 64, scratch=scratch)
+    assert reads == [t.numel()] and float(got["hi"]) == pytest.approx(float(want["hi"]) * 2)
+    t[0] = float("nan")  # stats of a tensor with NaN leave nothing: its finite min/max are not its ends
+    reduce.stats(t, scratch)
+    assert int(reduce.histogram(t, 64, scratch=scratch)["nan"]) == 1

@@ -44,6 +44,12 @@ class Captured:
     how: str = field(default="in-hook", repr=False)  # batched.mode() of this run
 
 
+def stats_first(c: Capture) -> bool:
+    """Sort key: histograms after the other reductions, so that one reuses the min and max
+    that ``stats`` of the same tensor leaves in the Scratch (``reduce.ENDS``)."""
+    return c.reduce is not None and c.reduce.op == "histogram"
+
+
 def select(c: Capture, t: torch.Tensor) -> torch.Tensor:
     """The capture's index applied to ``t`` (``t`` itself without one)."""
     if c.index is None:
@@ -231,7 +237,10 @@ def _passes(plan: Plan, be: Backend, batch, loss_fn, out: Captured) -> None:
         return record
 
     def after(path: str, caps: list[Capture]):
-        todo = [(c, c.kind == "activation", c.output is None, c.key, (c.kind, path), fast(c)) for c in caps]
+        todo = [
+            (c, c.kind == "activation", c.output is None, c.key, (c.kind, path), fast(c))
+            for c in sorted(caps, key=stats_first)  # a histogram then reuses the stats' min and max
+        ]
 
         def record(args, kwargs, output):
             if path in seen:

@@ -34,10 +34,10 @@ def partial(
     """
     fn = _combining(r).partial
     assert fn is not None
-    t = t.detach()
     if r.abs:
-        t = t.abs()
-    return fn(t, r, scratch, agree_range)
+        t = t.detach().abs()
+    with torch.no_grad():  # not detached: the Scratch knows a tensor by the object that holds it
+        return fn(t, r, scratch, agree_range)
 
 
 def combine(r: Params, parts: list[torch.Tensor]) -> torch.Tensor:

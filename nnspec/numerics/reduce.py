@@ -53,6 +53,7 @@ _CHUNK = 1 << 22  # float32 sums of ≤ 2^22 ones are exact (BLAS dots included)
 # 786k floats took 8 ms with 2 threads, 0.03 ms with 1), and one thread reads
 # a tensor of this size at close to memory speed anyway.
 ONE_THREAD_MAX = 1 << 22
+ENDS = "min and max"  # what ``stats`` leaves in a Scratch for ``histogram``
 TINY, HUGE = 1e-18, 1e15  # |x| outside: float32 sums of x² lose it (smallest normal 1.2e-38, max 3.4e38)
 
 _P = ParamSpec("_P")
@@ -223,11 +224,18 @@ def _from_moments(
 
 @steady
 def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
-    """float64 vector in STATS_FIELDS order; moments over the finite values only."""
-    t = _float(t)
+    """float64 vector in STATS_FIELDS order; moments over the finite values only.
+
+    With a ``scratch``, an all-finite tensor's min and max are remembered for a
+    histogram of the same tensor, which then skips its min/max read (``ENDS``)."""
+    given, t = t, _float(t)
     if reduce_small.applies(t) and not native.usable(t):  # nnspec's kernel is faster at every size
-        return reduce_small.stats(t)
-    return stats_torch(t, scratch)
+        vec = reduce_small.stats(t)
+    else:
+        vec = stats_torch(t, scratch)
+    if scratch is not None and t.numel() and vec[7] == 0 and vec[8] == 0:  # no NaN, no Inf
+        scratch.remember(given, ENDS, (float(vec[3]), float(vec[4])))
+    return vec
 
 
 def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
@@ -240,6 +248,8 @@ def stats_torch(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor
         m = native.moments(flat)
         if math.isfinite(m[4]) and math.isfinite(m[5]):  # min and max show any NaN or Inf
             return _from_moments(flat, flat.numel(), 0, 0, m, scratch)
+        if reduce_small.applies(flat):  # NaN or Inf in a small tensor: NumPy's float64 counting path
+            return reduce_small.stats(flat)
     total = t.sum()
     if math.isfinite(float(total)):  # a finite sum means no NaN and no Inf
         return _finite_stats(t, t.numel(), 0, 0, total, scratch)
@@ -289,12 +299,13 @@ def histogram(
     index is checked against numpy's float32 edges (``exact``).
     """
     exact = t.dtype in HALF
+    ends = scratch.recall(t, ENDS) if scratch is not None else None  # from ``stats`` of this tensor
     t = _float(t).reshape(-1)
     if t.device.type != "cpu":
         return histogram_sync_free(t, bins, range_, exact)
     if reduce_small.applies(t) and (exact or not native.usable(t)):  # the kernel: as fast small, faster large
         return reduce_small.histogram(t, bins, range_, exact)
-    return histogram_torch(t, bins, range_, scratch, exact)
+    return histogram_torch(t, bins, range_, scratch, exact, ends)  # type: ignore[arg-type]
 
 
 def histogram_torch(
@@ -303,15 +314,19 @@ def histogram_torch(
     range_: tuple[float, ...] | None = None,
     scratch: Scratch | None = None,
     exact: bool = False,
+    ends: tuple[float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """``histogram`` in torch ops on the CPU, whatever the size (``exact``: bins
-    checked against numpy's float32 edges). The range and scale are Python
-    floats (float64), as ``histogram_sync_free`` computes them in float64 tensors."""
+    checked against numpy's float32 edges; ``ends``: the tensor's min and max,
+    known all finite). The range and scale are Python floats (float64), as
+    ``histogram_sync_free`` computes them in float64 tensors."""
     t = _float(t).reshape(-1)
     nan = inf = t.new_zeros((), dtype=torch.int64)
     vals = t
     fast = native.usable(t) and not exact  # nnspec's kernel: min/max in one read, bins in one more
-    if fast:
+    if ends is not None and t.numel():
+        mn, mx = ends
+    elif fast:
         mn, mx = native.minmax(t) if t.numel() else (0.0, 0.0)
     else:
         mn, mx = (float(v) for v in torch.aminmax(t)) if t.numel() else (0.0, 0.0)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from nnspec.backends import backend_for
-from nnspec.capture.run import _IndexProblem, arguments, chosen, select
+from nnspec.capture.run import _IndexProblem, arguments, chosen, select, stats_first
 from nnspec.compiler.compile import compile_plan
 from nnspec.compiler.plan import HOOK_KINDS, Available, Capture, Plan
 from nnspec.errors import SpecError
@@ -323,7 +323,7 @@ class Recorder:
             return records
         shards: list = []  # FSDP2: (capture, this rank's partial of its shard), merged below
         later = batched.Deferred() if not self.sharded else None  # a GPU's reductions, batched below
-        for c in self.captures:
+        for c in sorted(self.captures, key=stats_first):  # a histogram then reuses the stats' min and max
             if c.kind == "param":
                 self._param_record(c, self._tensor(c.target), records, shards, later)
             elif c.kind == "grad":
