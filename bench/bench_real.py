@@ -295,7 +295,7 @@ def render_case(goals: Goals, repeats: int, quick: bool) -> None:
     per_view = tuple(v / n * 1e3 for v in png["png"])
     goals.add(f"PNG export per view, {n} views (`nnspec render`'s path)", "≤ 20 ms", per_view, 20, unit=" ms")
     goals.notes.append(
-        f"PNG export: 1-minute load {load:.1f} at its start on {os.cpu_count()} cores (the pool runs only below one per core)"
+        f"PNG export: 1-minute load {load:.1f} at its start on {os.cpu_count()} cores (this process draws beside a worker)"
     )
 
 
