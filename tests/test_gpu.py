@@ -73,6 +73,33 @@ def test_batched_reductions_on_cuda_equal_the_cpu_ones():
         assert float(v) == pytest.approx(float(reduce.scalar(t, "norm")), rel=1e-5, nan_ok=True)
 
 
+def _same_values(want, got) -> None:
+    """The CPU's in-hook values and the GPU's deferred ones agree: histograms within 2 counts
+    (bins computed in float32 on different hardware), the rest to float32 precision."""
+    for key, a in want.values.items():
+        b = got.values[key]
+        if isinstance(a, dict):
+            assert (a["counts"] - b["counts"]).abs().sum() <= 2 and int(a["nan"]) == int(b["nan"]), key
+        else:
+            assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6, equal_nan=True), key
+
+
+def _synchronising_only_at_the_flush(monkeypatch) -> None:
+    """CUDA's default path (deferred); the flush may synchronise, nothing before it may
+    (the test sets ``set_sync_debug_mode("error")`` around the pass)."""
+    from nnspec.capture import run as capture
+    from nnspec.numerics import batched
+
+    monkeypatch.delenv(batched.ENV, raising=False)
+    flush = capture._flush
+
+    def flush_synchronising(out):
+        torch.cuda.set_sync_debug_mode("default")
+        flush(out)
+
+    monkeypatch.setattr(capture, "_flush", flush_synchronising)
+
+
 def test_deferred_capture_has_no_host_synchronisation_until_the_flush(monkeypatch):
     from nnspec.capture import run as capture
     from nnspec.compiler.compile import compile_plan
@@ -81,14 +108,7 @@ def test_deferred_capture_has_no_host_synchronisation_until_the_flush(monkeypatc
     from nnspec.spec.load import load_spec
     from tests.test_batched import _Net
 
-    monkeypatch.delenv(batched.ENV, raising=False)  # CUDA's default: deferred
-    flush = capture._flush
-
-    def flush_synchronising(out):
-        torch.cuda.set_sync_debug_mode("default")
-        flush(out)
-
-    monkeypatch.setattr(capture, "_flush", flush_synchronising)
+    _synchronising_only_at_the_flush(monkeypatch)
     torch.manual_seed(0)
     cpu = _Net().eval()
     gpu = _Net().cuda().eval()
@@ -110,12 +130,7 @@ def test_deferred_capture_has_no_host_synchronisation_until_the_flush(monkeypatc
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert len(kept) == 3 * 3 and not got.errors  # the Identity passes the ReLU's output on: recalled, not kept
-    for key, a in want.values.items():
-        b = got.values[key]
-        if isinstance(a, dict):
-            assert (a["counts"] - b["counts"]).abs().sum() <= 2 and int(a["nan"]) == int(b["nan"]), key
-        else:
-            assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6, equal_nan=True), key
+    _same_values(want, got)
 
 
 def test_deferred_capture_of_in_place_residuals_on_cuda_equals_the_cpu_one(monkeypatch):
@@ -125,18 +140,10 @@ def test_deferred_capture_of_in_place_residuals_on_cuda_equals_the_cpu_one(monke
     from nnspec.capture import run as capture
     from nnspec.compiler.compile import compile_plan
     from nnspec.inputs.batch import Batch
-    from nnspec.numerics import batched
     from nnspec.spec.load import load_spec
     from tests.test_batched import _Residual
 
-    monkeypatch.delenv(batched.ENV, raising=False)
-    flush = capture._flush
-
-    def flush_synchronising(out):
-        torch.cuda.set_sync_debug_mode("default")
-        flush(out)
-
-    monkeypatch.setattr(capture, "_flush", flush_synchronising)
+    _synchronising_only_at_the_flush(monkeypatch)
     torch.manual_seed(0)
     cpu = _Residual().eval()
     cpu.bn.running_mean.normal_()
@@ -156,9 +163,4 @@ def test_deferred_capture_of_in_place_residuals_on_cuda_equals_the_cpu_one(monke
         torch.cuda.set_sync_debug_mode("default")
     assert not got.errors and got.values.keys() == want.values.keys()
     assert float(got.values[("activation", "bn", "", "stats")][3]) < 0  # before the += and the ReLU
-    for key, a in want.values.items():
-        b = got.values[key]
-        if isinstance(a, dict):
-            assert (a["counts"] - b["counts"]).abs().sum() <= 2 and int(a["nan"]) == int(b["nan"]), key
-        else:
-            assert torch.allclose(a.double(), b.double(), rtol=1e-4, atol=1e-6, equal_nan=True), key
+    _same_values(want, got)
