@@ -95,6 +95,28 @@ def test_params_under_and_own_params_of_every_module_equal_a_scan_of_every_name(
     assert [n for n, _ in params_under(be, "lm_head")] == ["weight"]
 
 
+def test_a_parameter_by_any_name_is_the_live_tensor_get_parameter_gives():
+    """``tensor`` walks the modules' own dicts (fast): the same object as ``get_parameter``
+    for every name, tied, parametrized and swapped-in modules included; a bad name is its error."""
+    from torch.nn.utils import parametrize
+
+    class Positive(nn.Module):
+        def forward(self, x):
+            return x.abs()
+
+    model = Tied()
+    parametrize.register_parametrization(model.block[0], "weight", Positive())
+    be = backend_for(model)
+    names = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    assert "block.0.parametrizations.weight.original" in names and "lm_head.weight" in names
+    for name in names:
+        assert be.tensor(name) is model.get_parameter(name), name
+    model.attn = nn.MultiheadAttention(8, 2)  # swapped after the backend was made: the new one
+    assert be.tensor("attn.in_proj_weight") is model.attn.in_proj_weight
+    with pytest.raises(AttributeError):
+        be.tensor("block.7.weight")
+
+
 def test_forward_calls_back_and_leaves_no_hook():
     model = Tied()
     be = backend_for(model)

@@ -187,7 +187,10 @@ def _histogram_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agre
     """``agree`` (DDP): the (lo, hi) every rank uses for an automatic range, so that bins line up."""
     rng = r.range or (agree(t) if agree is not None else None)
     h = reduce.histogram(t, r.bins or DEFAULT_BINS, rng, scratch)
-    head = torch.stack([h[k].double().reshape(()) for k in HISTOGRAM_HEAD])
+    if h["counts"].device.type == "cpu":  # one tensor from five numbers: fewer ops than five casts and a stack
+        head = torch.tensor([float(h[k]) for k in HISTOGRAM_HEAD], dtype=torch.float64)
+    else:  # on a device: no host synchronisation
+        head = torch.stack([h[k].double().reshape(()) for k in HISTOGRAM_HEAD])
     return torch.cat([head, h["counts"].double()])
 
 
