@@ -233,8 +233,10 @@ def stats(t: torch.Tensor, scratch: Scratch | None = None) -> torch.Tensor:
         vec = reduce_small.stats(t)
     else:
         vec = stats_torch(t, scratch)
-    if scratch is not None and t.numel() and vec[7] == 0 and vec[8] == 0:  # no NaN, no Inf
-        scratch.remember(given, ENDS, (float(vec[3]), float(vec[4])))
+    if scratch is not None and t.numel():
+        _, _, _, lo, hi, _, _, nan, inf = vec.tolist()
+        if nan == 0 and inf == 0:
+            scratch.remember(given, ENDS, (lo, hi))
     return vec
 
 
