@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -212,3 +213,21 @@ def test_a_histogram_after_stats_of_the_same_tensor_reuses_its_min_and_max(monke
     t[0] = float("nan")  # stats of a tensor with NaN leave nothing: its finite min/max are not its ends
     reduce.stats(t, scratch)
     assert int(reduce.histogram(t, 64, scratch=scratch)["nan"]) == 1
+
+
+def test_a_capture_with_stats_and_a_histogram_of_one_module_reads_its_min_and_max_once(monkeypatch):
+    """Capture hands the reductions the hooked tensor itself (not a fresh detached view, whose
+    Scratch entry would die with it), so the histogram takes the stats' min and max."""
+    import nnspec
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 512), torch.nn.ReLU(), torch.nn.Linear(512, 8))
+    x = torch.randn(256, 64)
+    alone = nnspec.render({"nnspec": 1, "views": [{"query": "activations of * | histogram"}]}, model=model, inputs=x)
+    reads: list[int] = []
+    minmax = native.minmax
+    monkeypatch.setattr(native, "minmax", lambda t: reads.append(t.numel()) or minmax(t))
+    views = [{"query": "activations of * | stats"}, {"query": "activations of * | histogram"}]
+    both = nnspec.render({"nnspec": 1, "views": views}, model=model, inputs=x)
+    assert reads == [] and both.ok
+    pd.testing.assert_frame_equal(both.views[1].data, alone.views[0].data)

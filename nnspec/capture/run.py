@@ -72,13 +72,14 @@ def apply(c: Capture, t: torch.Tensor, scratch: reduce.Scratch | None = None, la
     Dropout in eval mode) is the one made then (``scratch.recall``). With ``later``
     (a Deferred and its mode) a reduction it takes is a ``batched.Pending``."""
     r = c.reduce
-    if r is None or scratch is None:
-        return _reduced(c, select(c, t).detach(), scratch, later)
-    what = ("apply", str(c.index), r.op, r.abs, r.bins, r.range)
-    done = scratch.recall(t, what)
-    if done is not None:
-        return done
-    value = _reduced(c, select(c, t).detach(), scratch, later)
+    with torch.no_grad():  # not detach(): the Scratch knows a tensor by the object that holds it
+        if r is None or scratch is None:
+            return _reduced(c, select(c, t), scratch, later)
+        what = ("apply", str(c.index), r.op, r.abs, r.bins, r.range)
+        done = scratch.recall(t, what)
+        if done is not None:
+            return done
+        value = _reduced(c, select(c, t), scratch, later)
     scratch.remember(t, what, value)
     return value
 
