@@ -48,8 +48,7 @@ class TorchBackend:
         self._modules: tuple[Module, ...] | None = None
         self._params: tuple[Param, ...] | None = None
         self._tracer: Tracer | None = None
-        self._tree: dict[str, torch.nn.Module] | None = None  # path -> module, during a pass (one walk)
-        self._walk: dict[str, torch.nn.Module] | None = None  # the same, inside guest()
+        self._walk: dict[str, torch.nn.Module] | None = None  # path -> module inside guest() or a pass (one walk)
 
     @staticmethod
     def accepts(model: Any) -> bool:
@@ -177,7 +176,7 @@ class TorchBackend:
         before it, for the duration; nnspec's own work in a callback is not traced."""
         handles = []
         try:
-            by_path = self._tree if self._tree is not None else dict(self.model.named_modules())
+            by_path = self._walk if self._walk is not None else dict(self.model.named_modules())
             for path, fn in calls.items():
                 module = by_path[path] if path in by_path else self.model.get_submodule(path)
                 handles.append(module.register_forward_hook(self._hook(fn), with_kwargs=True))
@@ -242,8 +241,8 @@ class TorchBackend:
         ``grad`` turns autograd on or off for the pass whatever the caller's mode
         (a render inside ``torch.no_grad()`` still gets its gradients)."""
         ran: list[torch.nn.Module] = []  # named after the pass: a lookup per module call costs
-        tree = self._walk if self._walk is not None else dict(self.model.named_modules())
-        self._tree = tree  # the hooks' modules too: one walk of the tree per pass
+        outer = self._walk
+        tree = outer if outer is not None else dict(self.model.named_modules())  # hooks() uses it too
 
         def track(module, args, output):
             ran.append(module)
@@ -254,6 +253,7 @@ class TorchBackend:
 
         weights: dict = {}
         self._tracer = Tracer(self.model) if trace else None
+        self._walk = tree
         handle = torch.nn.modules.module.register_module_forward_hook(track)
         try:
             with (
@@ -272,7 +272,7 @@ class TorchBackend:
         finally:
             handle.remove()
             self._tracer = None
-            self._tree = None
+            self._walk = outer
 
     def compute_loss(self, loss_fn: Any, result: Any, target: Any, call: Call) -> torch.Tensor:
         """``loss_fn(result, target, call)`` with autograd on (also inside the caller's
