@@ -186,7 +186,11 @@ def _stats_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: A
 def _histogram_partial(t: torch.Tensor, r: Params, scratch: Scratch | None, agree: AgreeRange | None) -> torch.Tensor:
     """``agree`` (DDP): the (lo, hi) every rank uses for an automatic range, so that bins line up."""
     rng = r.range or (agree(t) if agree is not None else None)
-    h = reduce.histogram(t, r.bins or DEFAULT_BINS, rng, scratch)
+    return pack_histogram(reduce.histogram(t, r.bins or DEFAULT_BINS, rng, scratch))
+
+
+def pack_histogram(h: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``reduce.histogram``'s dict as its partial: HISTOGRAM_HEAD, then the counts (float64)."""
     if h["counts"].device.type == "cpu":  # one tensor from five numbers: fewer ops than five casts and a stack
         head = torch.tensor([float(h[k]) for k in HISTOGRAM_HEAD], dtype=torch.float64)
     else:  # on a device: no host synchronisation
@@ -315,4 +319,4 @@ REDUCTIONS: Mapping[str, Reduction] = _registry(
     Reduction("update_ratio", "value", _update_ratio, pushdown=False),
 )  # fmt: skip
 
-__all__ = ["GIVES", "HISTOGRAM_HEAD", "REDUCTIONS", "Params", "Reduction"]
+__all__ = ["GIVES", "HISTOGRAM_HEAD", "REDUCTIONS", "Params", "Reduction", "pack_histogram"]

@@ -30,8 +30,8 @@ from nnspec.errors import SpecError
 from nnspec.inputs import messages as inputs_messages
 from nnspec.numerics import batched, partials
 from nnspec.numerics.batched import Pending
-from nnspec.numerics.partials import HISTOGRAM_HEAD
 from nnspec.numerics.reduce import Scratch
+from nnspec.numerics.reductions import pack_histogram
 from nnspec.runs import messages
 from nnspec.runs.distributed import (
     Ranks,
@@ -400,9 +400,7 @@ def _finished(c: Capture, pending: Pending) -> torch.Tensor:
     """The record of a batched reduction, as ``partials.finish(partial(...))`` makes it."""
     value = batched.resolved(pending)
     if isinstance(value, dict):  # a histogram: its head, then its counts
-        value = torch.cat(
-            [torch.stack([value[k].double().reshape(()) for k in HISTOGRAM_HEAD]), value["counts"].double()]
-        )
+        value = pack_histogram(value)
     reduction: Any = c.reduce  # a Reduce, which partials takes as its Params
     assert isinstance(value, torch.Tensor) and reduction is not None
     return partials.finish(reduction, value.double().reshape(-1).cpu()).cpu()
