@@ -40,6 +40,7 @@ length and checksum as it is read; each query runs under a time budget.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import errno
 import fnmatch
 import functools
@@ -56,6 +57,7 @@ import time
 import urllib.parse
 import weakref
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -402,10 +404,16 @@ class RunWriter:
         self._submit(self._note, {"not_run": json.dumps(modules)})
 
     def _note(self, items: dict) -> None:
+        with self._transaction():
+            self._meta(items)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction: all of it is in the run, or none of it."""
         assert self.con is not None
         self.con.execute("BEGIN")
         try:
-            self._meta(items)
+            yield
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -453,21 +461,16 @@ class RunWriter:
         return [(step, self.ids[k], v) for k, v in records.items()]
 
     def _commit(self, records: list, step_row: tuple | None = None) -> None:
-        """One transaction: all of it is in the run, or none of it."""
-        assert self.con is not None
-        self.con.execute("BEGIN")
-        try:
+        """A step's rows (and its row in ``steps``) in one transaction."""
+        with self._transaction():
+            assert self.con is not None
             if step_row is not None:
                 self.con.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)", step_row)
                 last = self.con.execute("SELECT max(step) FROM steps").fetchone()[0]
                 self._meta({"last_step": last})
             again = [r for r in records if (r[0], r[1]) in self._written]
             _insert(self.con, records, self.layers, self.reduces, again)
-            self.con.execute("COMMIT")
-            self._written.update((r[0], r[1]) for r in records)
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
+        self._written.update((r[0], r[1]) for r in records)
 
     def finish(self) -> None:
         """The run is complete: mark it finished, make it one self-contained
@@ -476,9 +479,8 @@ class RunWriter:
             return
         try:
             self.wait()
-            self.con.execute("BEGIN")
-            self._meta({"finished": 1})
-            self.con.execute("COMMIT")
+            with self._transaction():
+                self._meta({"finished": 1})
             _leave_wal(self.con)
             self.con.close()
             self.con = None
